@@ -1,0 +1,28 @@
+"""Local emulator of Scarf's Event Import API, for the destination-scarf tests, demo and benchmark.
+
+It speaks the endpoints of Scarf's OpenAPI spec over real HTTP, processes imports
+asynchronously with Scarf's per-line rules, stores accepted events in SQLite keyed by
+``$unique_id``, and can misbehave on request (5xx, 429, dropped connections, full slots,
+slowness).  Standard library only.
+
+    from scarf_emulator import ScarfEmulator
+    with ScarfEmulator(tokens={"t": {"acme"}}, packages={"acme": ["pkg-1"]}) as emu:
+        ...  # talk to emu.url
+
+Run ``python -m scarf_emulator --help`` for the subprocess form.
+"""
+
+__version__ = "0.1.0"
+
+from .emulator import DEFAULT_MAX_ACTIVE_IMPORTS, DEFAULT_TIME_WINDOW, ScarfEmulator  # noqa: E402
+from .imports import ABORT_FINISHED_IMPORT_STATUS  # noqa: E402
+from .recording import RequestRecord  # noqa: E402
+
+__all__ = [
+    "ABORT_FINISHED_IMPORT_STATUS",
+    "DEFAULT_MAX_ACTIVE_IMPORTS",
+    "DEFAULT_TIME_WINDOW",
+    "RequestRecord",
+    "ScarfEmulator",
+    "__version__",
+]

@@ -1,0 +1,69 @@
+"""Command line entry point: run the emulator as a subprocess for the demo and the benchmark.
+
+The parent learns the address from exactly one stdout line, ``SCARF_EMULATOR_URL=...``,
+so with ``--port 0`` there is no port race.  Everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from datetime import timedelta
+
+from .emulator import DEFAULT_MAX_ACTIVE_IMPORTS, ScarfEmulator
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m scarf_emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--owner", default="acme", help="owner the token, packages and pixels belong to")
+    parser.add_argument("--token", action="append", default=None, help="bearer token for --owner (repeatable; default test-token)")
+    parser.add_argument("--package", action="append", default=[], help="package id of --owner (repeatable)")
+    parser.add_argument("--tracking-pixel", action="append", default=[], help="tracking pixel id of --owner (repeatable)")
+    parser.add_argument("--db", default=":memory:", help="SQLite file for stored events (default in memory)")
+    parser.add_argument("--rate", type=float, default=None, help="events per second per import (default unthrottled)")
+    parser.add_argument("--no-store", action="store_true", help="check and count events without storing them")
+    parser.add_argument("--max-active", type=int, default=DEFAULT_MAX_ACTIVE_IMPORTS, help="active imports per owner")
+    parser.add_argument("--time-window-days", type=float, default=7.0, help="oldest accepted $time, in days before the import")
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    emulator = ScarfEmulator(
+        tokens={token: {args.owner} for token in (args.token or ["test-token"])},
+        packages={args.owner: args.package},
+        tracking_pixels={args.owner: args.tracking_pixel},
+        db_path=args.db,
+        events_per_second=args.rate,
+        max_active_imports=args.max_active,
+        time_window=timedelta(days=args.time_window_days),
+        store_events=not args.no_store,
+        host=args.host,
+        port=args.port,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    url = emulator.start()
+    print(f"SCARF_EMULATOR_URL={url}", flush=True)
+    try:
+        while not stop.wait(0.2):
+            pass
+    finally:
+        emulator.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

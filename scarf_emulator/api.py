@@ -1,0 +1,184 @@
+"""Scarf's import API: authorisation, artifacts, import creation, listing, logs and abort.
+
+Check order for every endpoint (documented because Scarf's own order is not):
+401 (no/malformed bearer header) -> 403 (unknown token) -> 404 (unknown owner)
+-> 403 (token without access to the owner) -> 404 (unknown package/pixel/import)
+-> 415/400 (body) -> 422 (no free import slot).
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import uuid
+import zlib
+
+from .accounts import Directory
+from .imports import ABORT_FINISHED_IMPORT_STATUS, STATUSES, ImportRecord, ImportRegistry
+from .processing import Artifact, Processor, split_lines
+from .responses import ApiRequest, Response, error, json_response, ndjson_response
+
+#: Body media types accepted on import: the spec's, and the two used in Scarf's guide.
+ACCEPTED_CONTENT_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/json"})
+
+DEFAULT_PER_PAGE = 10
+TOO_MANY_ACTIVE_IMPORTS = "too many active imports"
+
+_BEARER = re.compile(r"^\s*bearer\s+(\S+)\s*$", re.IGNORECASE)
+
+
+class ScarfApi:
+    """Endpoint logic; every public method returns a :class:`Response`."""
+
+    def __init__(self, directory: Directory, registry: ImportRegistry, processor: Processor) -> None:
+        self._directory = directory
+        self._registry = registry
+        self._processor = processor
+
+    # -- access --------------------------------------------------------------------
+    def authorize(self, req: ApiRequest, owner: str) -> Response | None:
+        """Return the refusal for this request, or None when it may proceed."""
+        match = _BEARER.match(req.headers.get("Authorization") or "")
+        if match is None:
+            return error(401, "missing or malformed bearer token", {"WWW-Authenticate": "Bearer"})
+        owners = self._directory.token_owners(match.group(1))
+        if owners is None:
+            return error(403, "invalid token")
+        if not self._directory.has_owner(owner):
+            return error(404, f"owner not found: {owner}")
+        if owner not in owners:
+            return error(403, f"token has no access to owner {owner}")
+        return None
+
+    # -- imports -------------------------------------------------------------------
+    def import_multi(self, req: ApiRequest, owner: str) -> Response:
+        return self.authorize(req, owner) or self._import(req, owner, None)
+
+    def import_package(self, req: ApiRequest, owner: str, artifact: str) -> Response:
+        denied = self.authorize(req, owner)
+        if denied:
+            return denied
+        if self._directory.package(owner, artifact) is None:
+            return error(404, f"package not found: {artifact}")
+        return self._import(req, owner, ("package", artifact))
+
+    def import_pixel(self, req: ApiRequest, owner: str, artifact: str) -> Response:
+        denied = self.authorize(req, owner)
+        if denied:
+            return denied
+        if self._directory.pixel(owner, artifact) is None:
+            return error(404, f"tracking pixel not found: {artifact}")
+        return self._import(req, owner, ("tracking_pixel", artifact))
+
+    def _import(self, req: ApiRequest, owner: str, artifact: Artifact | None) -> Response:
+        content_type = (req.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+        if content_type not in ACCEPTED_CONTENT_TYPES:
+            return error(415, f"unsupported content type {content_type or '(none)'}; send application/x-ndjson")
+        body = _decode_body(req)
+        if isinstance(body, Response):
+            return body
+        lines = split_lines(body)
+        record = self._registry.create(owner, len(lines))
+        if record is None:
+            return error(422, TOO_MANY_ACTIVE_IMPORTS)
+        snapshot = self._registry.snapshot(record)
+        self._processor.launch(record, lines, artifact)
+        return json_response(200, snapshot)
+
+    def list_imports(self, req: ApiRequest, owner: str) -> Response:
+        denied = self.authorize(req, owner)
+        if denied:
+            return denied
+        statuses = req.query.get("status", [])
+        unknown = [s for s in statuses if s not in STATUSES]
+        if unknown:
+            return error(400, f"unknown status {unknown[0]!r}")
+        per_page = _int_param(req.query, "per_page", DEFAULT_PER_PAGE)
+        if per_page is None or per_page < 1:
+            return error(400, "per_page must be a positive integer")
+        after = req.query.get("after", [None])[-1]
+        if after is not None and not _is_uuid(after):
+            return error(400, "after must be an event import id")
+        page = self._registry.page(owner, statuses, after, per_page)
+        return json_response(200, {"event_imports": page})
+
+    def get_import(self, req: ApiRequest, owner: str, import_id: str) -> Response:
+        record, refusal = self._find_import(req, owner, import_id)
+        return refusal or json_response(200, self._registry.snapshot(record))
+
+    def get_log(self, req: ApiRequest, owner: str, import_id: str) -> Response:
+        record, refusal = self._find_import(req, owner, import_id)
+        return refusal or ndjson_response(200, self._registry.log(record))
+
+    def abort(self, req: ApiRequest, owner: str, import_id: str) -> Response:
+        record, refusal = self._find_import(req, owner, import_id)
+        if refusal:
+            return refusal
+        aborted = self._registry.abort(record)
+        return Response(204 if aborted else ABORT_FINISHED_IMPORT_STATUS)
+
+    def _find_import(self, req: ApiRequest, owner: str, import_id: str) -> tuple[ImportRecord | None, Response | None]:
+        denied = self.authorize(req, owner)
+        if denied:
+            return None, denied
+        record = self._registry.get(owner, import_id)
+        if record is None:
+            return None, error(404, f"event import not found: {import_id}")
+        return record, None
+
+    # -- artifacts -----------------------------------------------------------------
+    def get_package(self, req: ApiRequest, owner: str, artifact: str) -> Response:
+        denied = self.authorize(req, owner)
+        if denied:
+            return denied
+        package = self._directory.package(owner, artifact)
+        return json_response(200, package.to_dict()) if package else error(404, f"package not found: {artifact}")
+
+    def get_pixel(self, req: ApiRequest, owner: str, artifact: str) -> Response:
+        denied = self.authorize(req, owner)
+        if denied:
+            return denied
+        pixel = self._directory.pixel(owner, artifact)
+        return json_response(200, pixel.to_dict()) if pixel else error(404, f"tracking pixel not found: {artifact}")
+
+    def list_packages(self, req: ApiRequest, owner: str) -> Response:
+        """Unpaged ``{"results": [...]}`` (the real endpoint pages; owners here are small)."""
+        return self.authorize(req, owner) or json_response(
+            200, {"results": [p.to_dict() for p in self._directory.packages(owner)]}
+        )
+
+    def list_pixels(self, req: ApiRequest, owner: str) -> Response:
+        """Unpaged ``{"results": [...]}``, like :meth:`list_packages`."""
+        return self.authorize(req, owner) or json_response(
+            200, {"results": [p.to_dict() for p in self._directory.pixels(owner)]}
+        )
+
+
+def _decode_body(req: ApiRequest) -> bytes | Response:
+    encoding = (req.headers.get("Content-Encoding") or "").strip().lower()
+    if encoding in ("", "identity"):
+        return req.body
+    if encoding not in ("gzip", "x-gzip"):
+        return error(415, f"unsupported content encoding {encoding}")
+    try:
+        return gzip.decompress(req.body)
+    except (OSError, EOFError, zlib.error):
+        return error(400, "body is not valid gzip although Content-Encoding says gzip")
+
+
+def _int_param(query: dict[str, list[str]], name: str, default: int) -> int | None:
+    values = query.get(name)
+    if not values:
+        return default
+    try:
+        return int(values[-1])
+    except ValueError:
+        return None
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,253 @@
+"""The :class:`ScarfEmulator` facade: configuration, lifecycle and the test-facing API.
+
+Tests of the connector drive everything through this one object (or, for subprocesses,
+through the equivalent ``/_emulator/`` endpoints), so its method names are a contract.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import Iterable, Mapping
+
+from .accounts import Directory
+from .api import ScarfApi
+from .control import ControlApi
+from .faults import FaultPlan
+from .imports import ImportRegistry
+from .processing import Processor, ProcessingSettings
+from .recording import RequestLog, RequestRecord
+from .server import EmulatorHTTPServer, ServerContext
+from .store import EventStore
+
+logger = logging.getLogger(__name__)
+
+#: Scarf's documented limit of concurrently active imports per account.
+DEFAULT_MAX_ACTIVE_IMPORTS = 15
+
+#: Scarf refuses events older than one week before the import (since 2026-06-15).
+DEFAULT_TIME_WINDOW = timedelta(days=7)
+
+
+class ScarfEmulator:
+    """A local, in-process Scarf Event Import API on a real HTTP socket.
+
+    The store stays readable after :meth:`stop`, so assertions can run after a ``with`` block.
+    """
+
+    def __init__(
+        self,
+        tokens: Mapping[str, Iterable[str]] | None = None,
+        packages: Mapping[str, Iterable[str]] | None = None,
+        tracking_pixels: Mapping[str, Iterable[str]] | None = None,
+        db_path: str = ":memory:",
+        events_per_second: float | None = None,
+        max_active_imports: int = DEFAULT_MAX_ACTIVE_IMPORTS,
+        time_window: timedelta = DEFAULT_TIME_WINDOW,
+        store_events: bool = True,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.url: str | None = None
+        self._directory = Directory()
+        self._store = EventStore(db_path)
+        self._settings = ProcessingSettings(_rate(events_per_second), time_window, store_events)
+        self._registry = ImportRegistry(max_active_imports)
+        self._processor = Processor(self._registry, self._store, self._settings, self._directory)
+        self._faults = FaultPlan()
+        self._requests = RequestLog()
+        self._server: EmulatorHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._configure(tokens or {}, packages or {}, tracking_pixels or {})
+
+    def _configure(self, tokens, packages, pixels) -> None:
+        for owner, ids in packages.items():
+            self.add_owner(owner)
+            for package_id in ids:
+                self.add_package(owner, package_id)
+        for owner, ids in pixels.items():
+            self.add_owner(owner)
+            for pixel_id in ids:
+                self.add_tracking_pixel(owner, pixel_id)
+        for token, owners in tokens.items():
+            self.add_token(token, owners)
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> str:
+        """Bind, serve in a background thread and return the base URL."""
+        if self._server is not None:
+            return self.url  # type: ignore[return-value]
+        self._processor.restart()
+        context = ServerContext(
+            ScarfApi(self._directory, self._registry, self._processor), ControlApi(self), self._faults, self._requests
+        )
+        self._server = EmulatorHTTPServer(self.host, self.port, context)
+        port = self._server.server_address[1]
+        self.url = f"http://{_url_host(self.host)}:{port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="scarf-emulator", daemon=True
+        )
+        self._thread.start()
+        logger.info("Scarf emulator listening on %s", self.url)
+        return self.url
+
+    def stop(self) -> None:
+        """Stop serving, drop open connections and stop the import workers."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        server.drop_connections()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._processor.stop()
+
+    def close(self) -> None:
+        """Stop and release the database connection."""
+        self.stop()
+        self._store.close()
+
+    def __enter__(self) -> "ScarfEmulator":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    # -- configuration -------------------------------------------------------------
+    def add_owner(self, owner: str) -> None:
+        self._directory.add_owner(owner)
+
+    def add_package(self, owner: str, package_id: str, name: str | None = None, type: str = "file") -> None:
+        self._directory.add_package(owner, package_id, name, type)
+
+    def add_tracking_pixel(self, owner: str, pixel_id: str, name: str | None = None) -> None:
+        self._directory.add_tracking_pixel(owner, pixel_id, name)
+
+    def add_token(self, token: str, owners: Iterable[str] | str) -> None:
+        self._directory.add_token(token, owners)
+
+    @property
+    def max_active_imports(self) -> int:
+        return self._registry.max_active
+
+    @max_active_imports.setter
+    def max_active_imports(self, value: int) -> None:
+        self._registry.max_active = value
+
+    # -- faults and slots ----------------------------------------------------------
+    def fail_next(self, n: int, status: int = 503, only: str = "any", after_processing: bool = False) -> None:
+        """Answer the next ``n`` matching requests with ``status`` (after_processing: do the work first)."""
+        self._faults.fail_next(n, status, only, after_processing)
+
+    def reset_next(self, n: int, only: str = "any", after_processing: bool = False) -> None:
+        """Close the next ``n`` matching connections without an answer, after reading the request."""
+        self._faults.reset_next(n, only, after_processing)
+
+    def throttle_next(self, n: int, retry_after: float = 1, only: str = "any") -> None:
+        """Answer the next ``n`` matching requests with 429 and ``Retry-After: retry_after``."""
+        self._faults.throttle_next(n, retry_after, only)
+
+    def delay_next(self, n: int, seconds: float, only: str = "any") -> None:
+        """Hold back the answers to the next ``n`` matching requests by ``seconds``."""
+        self._faults.delay_next(n, seconds, only)
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    def pending_faults(self) -> list[dict]:
+        return self._faults.pending()
+
+    def hold_slots(self, owner: str, k: int) -> list[str]:
+        """Occupy ``k`` import slots of ``owner`` with real, never-progressing imports.
+
+        They model imports started by another tool; they ignore the active limit.
+        """
+        self._require_owner(owner)
+        return [self._registry.create(owner, 0, held=True, force=True).id for _ in range(int(k))]
+
+    def release_slots(self, owner: str) -> list[str]:
+        """Finish the held imports of ``owner`` as done; return their ids."""
+        return self._registry.release_held(owner)
+
+    def set_rate(self, events_per_second: float | None) -> None:
+        """Per-import processing rate for running and future imports (None/0 = unthrottled)."""
+        self._settings.events_per_second = _rate(events_per_second)
+
+    def abort_import(self, owner: str, import_id: str) -> bool:
+        """Abort as another user would; False if the import had already finished."""
+        record = self._registry.get(owner, import_id)
+        if record is None:
+            raise KeyError(f"no import {import_id} for owner {owner}")
+        return self._registry.abort(record)
+
+    # -- observation ---------------------------------------------------------------
+    def events(self, owner: str, artifact: str | None = None) -> list[dict]:
+        return self._store.events(owner, artifact)
+
+    def event_rows(self, owner: str) -> list[dict]:
+        """Stored events with unique_id, artifact_type, artifact_id and import_id."""
+        return self._store.rows(owner)
+
+    def event_count(self, owner: str) -> int:
+        return self._store.count(owner)
+
+    def imports(self, owner: str) -> list[dict]:
+        return self._registry.snapshots(owner)
+
+    def get_import(self, owner: str, import_id: str) -> dict:
+        record = self._registry.get(owner, import_id)
+        if record is None:
+            raise KeyError(f"no import {import_id} for owner {owner}")
+        return self._registry.snapshot(record)
+
+    def import_log(self, owner: str, import_id: str) -> list[dict]:
+        record = self._registry.get(owner, import_id)
+        if record is None:
+            raise KeyError(f"no import {import_id} for owner {owner}")
+        return self._registry.log(record)
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        return self._requests.snapshot()
+
+    def clear_requests(self) -> None:
+        self._requests.clear()
+
+    def stats(self, owner: str | None = None) -> dict:
+        """Counters for one owner (or all); while imports run, store and import counters are
+        read one after the other and may differ by a chunk."""
+        stats = self._registry.stats(owner)
+        stats["stored_events"] = self._store.count(owner)
+        stats["owner"] = owner
+        stats["requests"] = len(self._requests.snapshot())
+        stats["events_per_second"] = self._settings.events_per_second
+        return stats
+
+    def wait_idle(self, timeout: float = 10) -> bool:
+        """Wait until no import is importing (held slots excepted); False on timeout."""
+        return self._registry.wait_idle(timeout)
+
+    def _require_owner(self, owner: str) -> None:
+        if not self._directory.has_owner(owner):
+            raise KeyError(f"unknown owner {owner}")
+
+
+def _rate(events_per_second: float | None) -> float | None:
+    if events_per_second is None or events_per_second == 0:
+        return None
+    if events_per_second < 0:
+        raise ValueError("events_per_second must be positive, 0 or None")
+    return float(events_per_second)
+
+
+def _url_host(host: str) -> str:
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,294 @@
+"""HTTP/1.1 transport: request parsing, routing, fault application, recording.
+
+Why not a framework: the emulator must be stdlib-only, and it has to control the wire
+precisely (drop a connection without an answer, hold a response back, always send
+Content-Length so clients can keep connections alive).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import socketserver
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from . import __version__
+from .faults import RESET, THROTTLE, Fault, FaultPlan
+from .recording import RequestLog, RequestRecord, bearer_token, pick_headers
+from .responses import ApiRequest, Response, error
+
+logger = logging.getLogger(__name__)
+
+#: Idle keep-alive connections are closed after this many seconds.
+KEEPALIVE_TIMEOUT = 60
+
+CONTROL_PREFIX = "/_emulator"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: tuple[str, ...]  # literal segments, or "{name}" placeholders
+    handler: str  # ScarfApi method name
+    category: str  # fault category
+
+
+ROUTES = (
+    Route("POST", ("v2", "packages", "{owner}", "{artifact}", "import"), "import_package", "import-post"),
+    Route("POST", ("v2", "tracking-pixels", "{owner}", "{artifact}", "import"), "import_pixel", "import-post"),
+    Route("POST", ("v2", "{owner}", "import"), "import_multi", "import-post"),
+    Route("GET", ("v2", "imports", "{owner}"), "list_imports", "import-get"),
+    Route("GET", ("v2", "imports", "{owner}", "{import_id}"), "get_import", "import-get"),
+    Route("GET", ("v2", "imports", "{owner}", "{import_id}", "log"), "get_log", "log"),
+    Route("POST", ("v2", "imports", "{owner}", "{import_id}", "abort"), "abort", "abort"),
+    Route("GET", ("v2", "packages", "{owner}", "{artifact}"), "get_package", "artifact-get"),
+    Route("GET", ("v2", "tracking-pixels", "{owner}", "{artifact}"), "get_pixel", "artifact-get"),
+    Route("GET", ("v2", "packages", "{owner}"), "list_packages", "artifact-get"),
+    Route("GET", ("v2", "tracking-pixels", "{owner}"), "list_pixels", "artifact-get"),
+)
+
+
+def _bind(pattern: tuple[str, ...], segments: list[str]) -> dict[str, str] | None:
+    if len(pattern) != len(segments):
+        return None
+    params: dict[str, str] = {}
+    for expected, actual in zip(pattern, segments):
+        if expected.startswith("{"):
+            if not actual:
+                return None
+            params[expected[1:-1]] = actual
+        elif expected != actual:
+            return None
+    return params
+
+
+def match_route(method: str, raw_path: str) -> tuple[Route | None, dict[str, str], list[str]]:
+    """Find the route; path segments are percent-decoded one by one (``%2F`` stays inside).
+
+    Returns (route, params, allowed methods when only the method was wrong).
+    """
+    segments = [unquote(s) for s in raw_path.split("/")[1:]]
+    allowed: list[str] = []
+    for route in ROUTES:
+        params = _bind(route.pattern, segments)
+        if params is None:
+            continue
+        if route.method == method:
+            return route, params, []
+        allowed.append(route.method)
+    return None, {}, allowed
+
+
+@dataclass
+class ServerContext:
+    """What request handlers need from the emulator."""
+
+    api: Any  # ScarfApi
+    control: Any  # ControlApi
+    faults: FaultPlan
+    requests: RequestLog
+
+
+class _BadBody(Exception):
+    pass
+
+
+class EmulatorRequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = f"ScarfEmulator/{__version__}"
+    timeout = KEEPALIVE_TIMEOUT
+
+    def setup(self) -> None:
+        super().setup()
+        try:  # headers and body go out in separate writes; avoid Nagle/delayed-ACK stalls
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        logger.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        try:
+            self._dispatch()
+        except (ConnectionError, socket.timeout, OSError) as exc:
+            logger.debug("connection problem: %s", exc)
+            self.close_connection = True
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_GET
+
+    # -- request -------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        received_at = time.monotonic()
+        context: ServerContext = self.server.context  # type: ignore[attr-defined]
+        try:
+            body = self._read_body()
+        except _BadBody as exc:
+            self.close_connection = True
+            self._send(error(400, str(exc)))
+            return
+        split = urlsplit(self.path)
+        query = parse_qs(split.query, keep_blank_values=True)
+        if split.path == CONTROL_PREFIX or split.path.startswith(CONTROL_PREFIX + "/"):
+            self._send(context.control.handle(self.command, split.path, query, body, self.client_address[0]))
+            return
+        route, params, allowed = match_route(self.command, split.path)
+        category = route.category if route else "other"
+        response = self._answer(context, route, params, allowed, category, ApiRequest(
+            self.command, split.path, query, self.headers, body))
+        context.requests.append(RequestRecord(
+            self.command, split.path, query, pick_headers(self.headers), len(body),
+            status=response.status if response else None,
+            auth_present=self.headers.get("Authorization") is not None,
+            category=category, received_at=received_at, token=bearer_token(self.headers),
+        ))
+        if response is None:
+            self._drop_connection()
+        else:
+            self._send(response)
+
+    def _answer(self, context: ServerContext, route: Route | None, params: dict[str, str],
+                allowed: list[str], category: str, req: ApiRequest) -> Response | None:
+        """Apply queued faults around the real answer; None means "drop the connection"."""
+        delay = context.faults.take_delay(category)
+        if delay:
+            time.sleep(delay)
+        fault = context.faults.take(category, after_processing=False)
+        if fault is not None:
+            return _fault_response(fault)
+        response = self._call(context, route, params, allowed, req)
+        fault = context.faults.take(category, after_processing=True)
+        return response if fault is None else _fault_response(fault)
+
+    @staticmethod
+    def _call(context: ServerContext, route: Route | None, params: dict[str, str],
+              allowed: list[str], req: ApiRequest) -> Response:
+        if route is None:
+            if allowed:
+                return error(405, "method not allowed", {"Allow": ", ".join(sorted(set(allowed)))})
+            return error(404, "not found")
+        try:
+            return getattr(context.api, route.handler)(req, **params)
+        except Exception:
+            logger.exception("emulator bug while answering %s %s", req.method, req.path)
+            return error(500, "internal emulator error")
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._read_chunked()
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return b""
+        try:
+            size = int(length)
+        except ValueError:
+            raise _BadBody("invalid Content-Length") from None
+        if size < 0:
+            raise _BadBody("invalid Content-Length")
+        data = self.rfile.read(size)
+        if len(data) != size:
+            raise _BadBody("body shorter than Content-Length")
+        return data
+
+    def _read_chunked(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            line = self.rfile.readline(65537)
+            if not line:
+                raise _BadBody("truncated chunked body")
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise _BadBody("invalid chunk size") from None
+            if size == 0:
+                self._skip_trailers()
+                return b"".join(parts)
+            chunk = self.rfile.read(size)
+            if len(chunk) != size:
+                raise _BadBody("truncated chunk")
+            parts.append(chunk)
+            self.rfile.readline(65537)  # the CRLF after each chunk
+
+    def _skip_trailers(self) -> None:
+        while True:
+            line = self.rfile.readline(65537)
+            if line in (b"\r\n", b"\n", b""):
+                return
+
+    # -- response ------------------------------------------------------------------
+    def _send(self, response: Response) -> None:
+        self.send_response(response.status)
+        bodiless = response.status == 204 or response.status == 304 or response.status < 200
+        if not bodiless:  # RFC 9110: no Content-Length on 204
+            if response.content_type:
+                self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if not bodiless and self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    def _drop_connection(self) -> None:
+        """Close without a single byte of answer, as a crashing proxy would."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _fault_response(fault: Fault) -> Response | None:
+    if fault.kind == RESET:
+        return None
+    if fault.kind == THROTTLE:
+        return error(429, "rate limited (injected)", {"Retry-After": str(fault.retry_after)})
+    return error(fault.status, f"injected failure {fault.status}")
+
+
+class EmulatorHTTPServer(ThreadingHTTPServer):
+    """Threaded server that tracks its connections so :meth:`drop_connections` can end them."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128
+
+    def __init__(self, host: str, port: int, context: ServerContext) -> None:
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        self.context = context
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__((host, port), EmulatorRequestHandler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls getfqdn(), a reverse DNS lookup that can stall start-up.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[0], self.server_address[1]
+
+    def process_request(self, request, client_address) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """End idle keep-alive connections so clients cannot talk to a stopped emulator."""
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
