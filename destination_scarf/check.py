@@ -1,0 +1,51 @@
+"""`check`: prove that a sync with this config can start, and say exactly what to fix when it cannot."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from airbyte_cdk.models import AirbyteConnectionStatus, Status
+
+from destination_scarf.client import ScarfClient
+from destination_scarf.config import (
+    SCARF_MAX_ACTIVE_IMPORTS,
+    TARGET_PACKAGE,
+    TARGET_TRACKING_PIXEL,
+    ScarfConfig,
+    parse_config,
+)
+from destination_scarf.errors import ScarfError
+from destination_scarf.retry import RetryPolicy
+
+#: `check` runs while a user waits in the UI: a few quick retries, then a clear answer.
+CHECK_RETRY = RetryPolicy(max_attempts=3, backoff_initial_seconds=0.5, max_total_seconds=10.0)
+
+
+def run_check(raw_config: Mapping[str, Any], *, logger: logging.Logger, retry: RetryPolicy = CHECK_RETRY) -> AirbyteConnectionStatus:
+    """Validate the config, then ask the API about token, owner, target and free import slots."""
+    try:
+        config = parse_config(raw_config)
+        with ScarfClient(api_url=config.api_url, api_token=config.api_token, owner=config.owner, retry=retry,
+                         read_timeout=10.0) as client:
+            busy = _probe(client, config)
+    except ScarfError as error:
+        return AirbyteConnectionStatus(status=Status.FAILED, message=str(error))
+    if busy >= SCARF_MAX_ACTIVE_IMPORTS:
+        message = (
+            f"Connected to owner '{config.owner}'. Note: all {SCARF_MAX_ACTIVE_IMPORTS} import slots of the account "
+            f"are busy right now ({busy} active imports); a sync will wait up to slot_wait_minutes for a free one."
+        )
+        logger.warning(message)
+        return AirbyteConnectionStatus(status=Status.SUCCEEDED, message=message)
+    return AirbyteConnectionStatus(status=Status.SUCCEEDED)
+
+
+def _probe(client: ScarfClient, config: ScarfConfig) -> int:
+    """Cheap reads that exercise token, owner and target; returns the number of active imports seen."""
+    active = client.list_imports(statuses=["importing"], per_page=100)
+    if config.target.kind == TARGET_PACKAGE and config.target.artifact_id:
+        client.get_package(config.target.artifact_id)
+    elif config.target.kind == TARGET_TRACKING_PIXEL and config.target.artifact_id:
+        client.get_tracking_pixel(config.target.artifact_id)
+    return len(active)

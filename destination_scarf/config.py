@@ -1,0 +1,264 @@
+"""The connector's configuration: parsed and validated once, then passed around as typed, frozen values.
+
+`parse_config` collects every problem it finds and raises one `ScarfConfigError` that lists them all,
+so a user fixes their config in one round instead of one error per sync attempt. Nothing here
+touches the network; `check` does that.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from destination_scarf.errors import ScarfConfigError
+from destination_scarf.mapping import SCARF_FIELDS, FieldRule, MappingConfig, validate_rules
+
+DEFAULT_API_URL = "https://api.scarf.sh"
+#: Scarf's documented per-account limit on active imports.
+SCARF_MAX_ACTIVE_IMPORTS = 15
+
+OWNER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+UUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+TARGET_MULTI_ARTIFACT = "multi_artifact"
+TARGET_PACKAGE = "package"
+TARGET_TRACKING_PIXEL = "tracking_pixel"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """Where the events go: the multi-artifact endpoint, or one package, or one tracking pixel."""
+
+    kind: str
+    artifact_id: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == TARGET_PACKAGE:
+            return f"package {self.artifact_id}"
+        if self.kind == TARGET_TRACKING_PIXEL:
+            return f"tracking pixel {self.artifact_id}"
+        return "multi-artifact import"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchLimits:
+    """A batch closes at whichever bound it reaches first.
+
+    The age bound keeps checkpoints flowing on slow sources: Airbyte expects a state at least every
+    15 minutes while data flows, and a state can only be echoed once its batch is imported.
+    """
+
+    max_events: int = 20_000
+    max_bytes: int = 64 * 1024 * 1024
+    max_age_seconds: float = 300.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScarfConfig:
+    """Everything a sync needs, validated. `api_token` is kept out of `repr` so it never reaches a log."""
+
+    api_token: str = field(repr=False)
+    owner: str
+    api_url: str = DEFAULT_API_URL
+    target: Target = Target(kind=TARGET_MULTI_ARTIFACT)
+    mapping: MappingConfig = MappingConfig()
+    batch: BatchLimits = BatchLimits()
+    max_concurrent_imports: int = 4
+    on_invalid_record: str = "fail"
+    rejected_records_path: str | None = None
+    on_failed_events: str = "fail"
+    import_timeout_seconds: float = 120 * 60.0
+    slot_wait_seconds: float = 60 * 60.0
+    #: Not a user option: level 6 keeps wire bytes small at a CPU cost the benchmark tracks.
+    gzip_level: int = 6
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and loopback addresses, where plain http cannot leak a token to the network."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_api_url(url: str) -> list[str]:
+    """Problems with `api_url`: it must be https, except towards a loopback host (the local emulator)."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return ["api_url must be an http(s) URL such as https://api.scarf.sh"]
+    if parsed.query or parsed.fragment or parsed.username or parsed.password:
+        return ["api_url must not carry a query, fragment or credentials"]
+    if parsed.scheme == "http" and not is_loopback_host(parsed.hostname):
+        return [
+            "api_url must use https (plain http is only allowed for a loopback host such as 127.0.0.1), "
+            "or the API token would cross the network unencrypted"
+        ]
+    return []
+
+
+class _Problems:
+    """Collects config problems so that all of them are reported at once."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, text: str) -> None:
+        self.items.append(text)
+
+    def integer(self, raw: Mapping[str, Any], key: str, default: int, *, low: int, high: int) -> int:
+        value = raw.get(key, default)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add(f"{key} must be a whole number between {low} and {high}")
+            return default
+        if not low <= value <= high:
+            self.add(f"{key} must be between {low} and {high} (got {value})")
+            return default
+        return value
+
+    def choice(self, raw: Mapping[str, Any], key: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = raw.get(key, default)
+        if value is None:
+            return default
+        if value not in allowed:
+            self.add(f"{key} must be one of {', '.join(allowed)}")
+            return default
+        return value
+
+
+def _parse_target(raw: Any, problems: _Problems) -> Target:
+    if raw is None:
+        return Target(kind=TARGET_MULTI_ARTIFACT)
+    if not isinstance(raw, Mapping):
+        problems.add("target must be an object with target_type")
+        return Target(kind=TARGET_MULTI_ARTIFACT)
+    kind = raw.get("target_type", TARGET_MULTI_ARTIFACT)
+    if kind == TARGET_MULTI_ARTIFACT:
+        return Target(kind=kind)
+    id_key = {TARGET_PACKAGE: "package_id", TARGET_TRACKING_PIXEL: "tracking_pixel_id"}.get(kind)
+    if id_key is None:
+        problems.add("target.target_type must be multi_artifact, package or tracking_pixel")
+        return Target(kind=TARGET_MULTI_ARTIFACT)
+    artifact_id = raw.get(id_key)
+    if not isinstance(artifact_id, str) or not UUID_PATTERN.fullmatch(artifact_id.strip()):
+        problems.add(
+            f"target.{id_key} must be the {kind.replace('_', ' ')}'s id, a UUID such as "
+            "abc01234-0000-0000-0000-000000000000 (find it in the Scarf app or its API)"
+        )
+        return Target(kind=kind, artifact_id=None)
+    return Target(kind=kind, artifact_id=artifact_id.strip().lower())
+
+
+def _parse_field_rules(raw: Any, problems: _Problems) -> tuple[FieldRule, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.add("field_mappings must be a list")
+        return ()
+    rules = []
+    for index, entry in enumerate(raw, start=1):
+        if not isinstance(entry, Mapping):
+            problems.add(f"field_mappings[{index}] must be an object")
+            continue
+        scarf_field = entry.get("scarf_field")
+        if scarf_field not in SCARF_FIELDS:
+            problems.add(f"field_mappings[{index}].scarf_field must be one of {', '.join(SCARF_FIELDS)}")
+            continue
+        rules.append(
+            FieldRule(
+                scarf_field=scarf_field,
+                source_field=entry.get("source_field") or None,
+                constant=entry.get("constant") if entry.get("constant") not in (None, "") else None,
+                stream=entry.get("stream") or None,
+            )
+        )
+    return tuple(rules)
+
+
+def _parse_custom_variables(raw: Any, problems: _Problems) -> tuple[str, tuple[str, ...]]:
+    if raw is None:
+        return "all", ()
+    if not isinstance(raw, Mapping) or raw.get("mode") not in ("all", "listed", "none"):
+        problems.add("custom_variables.mode must be all, listed or none")
+        return "all", ()
+    fields = raw.get("fields") or []
+    if raw["mode"] == "listed" and (not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields)):
+        problems.add("custom_variables.fields must be a list of source field names")
+        return "listed", ()
+    return raw["mode"], tuple(fields) if raw["mode"] == "listed" else ()
+
+
+def _parse_connection(raw: Mapping[str, Any], problems: _Problems) -> tuple[str, str, str]:
+    token = raw.get("api_token")
+    if not isinstance(token, str) or not token.strip():
+        problems.add("api_token is required: create one in Scarf under your account's API tokens")
+        token = ""
+    owner = raw.get("owner")
+    if not isinstance(owner, str) or not OWNER_PATTERN.fullmatch(owner):
+        problems.add(
+            "owner must be your Scarf user or organization name (letters, digits, '.', '_' or '-'), "
+            "as it appears in Scarf URLs"
+        )
+        owner = ""
+    api_url = raw.get("api_url") or DEFAULT_API_URL
+    if not isinstance(api_url, str):
+        problems.add("api_url must be a string")
+        api_url = DEFAULT_API_URL
+    api_url = api_url.strip().rstrip("/")
+    for problem in validate_api_url(api_url):
+        problems.add(problem)
+    return token.strip(), owner, api_url
+
+
+def parse_config(raw: Mapping[str, Any]) -> ScarfConfig:
+    """Validate a raw config (as Airbyte passes it) into a `ScarfConfig`, or raise listing every problem."""
+    problems = _Problems()
+    token, owner, api_url = _parse_connection(raw, problems)
+    target = _parse_target(raw.get("target"), problems)
+    mode, listed = _parse_custom_variables(raw.get("custom_variables"), problems)
+    window_days = problems.integer(raw, "event_time_window_days", 7, low=0, high=36500)
+    mapping = MappingConfig(
+        field_rules=_parse_field_rules(raw.get("field_mappings"), problems),
+        custom_variables=mode,
+        custom_variable_fields=listed,
+        unique_ids=problems.choice(raw, "unique_id_mode", "deterministic", ("deterministic", "off")) == "deterministic",
+        time_window=datetime.timedelta(days=window_days) if window_days else None,
+        target_type=target.kind,
+    )
+    for problem in validate_rules(mapping):
+        problems.add(f"field_mappings: {problem}")
+    batch = BatchLimits(
+        max_events=problems.integer(raw, "batch_max_events", 20_000, low=1, high=5_000_000),
+        max_bytes=problems.integer(raw, "batch_max_megabytes", 64, low=1, high=4096) * 1024 * 1024,
+        max_age_seconds=float(problems.integer(raw, "batch_max_age_seconds", 300, low=1, high=840)),
+    )
+    rejected_path = raw.get("rejected_records_path") or None
+    if rejected_path is not None and not isinstance(rejected_path, str):
+        problems.add("rejected_records_path must be a file path")
+        rejected_path = None
+    config = ScarfConfig(
+        api_token=token,
+        owner=owner,
+        api_url=api_url,
+        target=target,
+        mapping=mapping,
+        batch=batch,
+        max_concurrent_imports=problems.integer(raw, "max_concurrent_imports", 4, low=1, high=SCARF_MAX_ACTIVE_IMPORTS),
+        on_invalid_record=problems.choice(raw, "on_invalid_record", "fail", ("fail", "skip")),
+        rejected_records_path=rejected_path,
+        on_failed_events=problems.choice(raw, "on_failed_events", "fail", ("fail", "warn")),
+        import_timeout_seconds=60.0 * problems.integer(raw, "import_timeout_minutes", 120, low=1, high=24 * 60),
+        slot_wait_seconds=60.0 * problems.integer(raw, "slot_wait_minutes", 60, low=0, high=24 * 60),
+    )
+    if problems.items:
+        raise ScarfConfigError(
+            "The destination's configuration is not valid: " + "; ".join(problems.items) + ".",
+        )
+    return config

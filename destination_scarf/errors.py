@@ -1,0 +1,76 @@
+"""The error types of the connector, grouped the way the Airbyte platform acts on them.
+
+Every error the user can see is an `AirbyteTracedException`, so that the CDK's entrypoint turns it into
+a TRACE message with the right `failure_type`:
+
+- `config_error`: the user must change something (token, owner, ids, mapping, a bad record). Retrying
+  the sync as is will fail the same way.
+- `transient_error`: the API or the network misbehaved; the platform may retry the sync, and a re-run
+  from the last echoed state repairs it.
+- `system_error`: a bug or an invariant broken in the connector itself.
+
+Messages name what went wrong, where, and what to do. They never carry the API token or record values.
+"""
+
+from __future__ import annotations
+
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+
+class ScarfError(AirbyteTracedException):
+    """Base of the connector's errors: `message` is for the user, `internal_message` for the logs."""
+
+    failure: FailureType = FailureType.system_error
+
+    def __init__(self, message: str, *, internal: str | None = None, cause: BaseException | None = None):
+        super().__init__(
+            internal_message=internal or message,
+            message=message,
+            failure_type=self.failure,
+            exception=cause,
+        )
+
+
+class ScarfConfigError(ScarfError):
+    """The configuration, the account's data or the input must change before a retry can succeed."""
+
+    failure = FailureType.config_error
+
+
+class ScarfAuthError(ScarfConfigError):
+    """401/403: the token is rejected or has no access to the owner."""
+
+
+class ScarfNotFound(ScarfConfigError):
+    """404: an owner, package, tracking pixel or import that Scarf does not know."""
+
+
+class ScarfTransientError(ScarfError):
+    """A failure the platform may retry: retries exhausted, API errors, timeouts."""
+
+    failure = FailureType.transient_error
+
+
+class TooManyActiveImports(ScarfTransientError):
+    """422: the account's import slots (15) are all busy. Callers wait for a slot and retry."""
+
+
+class UncertainImport(ScarfTransientError):
+    """An import POST failed in a way that leaves unknown whether Scarf created the import.
+
+    Raised instead of re-sending when the events carry no `$unique_id`: a second POST could
+    count every event twice.
+    """
+
+
+class ImportFailed(ScarfTransientError):
+    """An import ended in a way that lost events (aborted twice, timed out, or unusable)."""
+
+
+class InvalidInput(ScarfConfigError):
+    """A record or input line that cannot become a Scarf event under `on_invalid_record: fail`."""
+
+
+class SyncCancelled(ScarfTransientError):
+    """SIGTERM/SIGINT: the sync stopped on request; in-flight imports were aborted."""

@@ -1,0 +1,705 @@
+"""Turn one Airbyte record's `data` into one Scarf event.
+
+The mapping is compiled once per stream (`compile_mapper`) into an `EventMapper`: every decision that depends only
+on the config and the stream (which rule wins for each Scarf field, which record keys are consumed, the unique-id
+namespace) is made up front, so the per-record call is a handful of dict lookups. It is on the hot path: the
+connector should move 100k+ records/s per core, so there are no per-record rule lookups, regexes or schema checks.
+
+Where each Scarf field F comes from, first match wins (decided at compile time, per stream):
+  1. a field rule for this stream (`stream` equal to the stream name or "namespace.name"; the qualified one wins);
+  2. a default field rule (`stream` None);
+  3. convention: the record key named exactly F ("$time": what Airbyte's field-renaming produces);
+  4. the record key named F without "$" ("time"); for $tracking_pixel also "pixel" and "$pixel" (Scarf's guide says
+     "$pixel" where its spec says "$tracking_pixel").
+A rule is final: if its source field is missing or null in a record, F is absent from that event; there is no
+fallback to the convention, because silently reading a different field than the user configured is worse.
+With a convention, all of its candidate keys are consumed (none of them becomes a custom variable), whether or not a
+given record has them, so a stream's custom variables do not change from record to record. With a rule, only its
+source field is consumed: the field's own "$" key is then dropped silently, and a plain "type" key is ordinary data.
+
+Every other top-level key becomes a custom variable (mode "all"): nested objects as dotted keys, nulls dropped, values
+as text. `$` keys that are not Scarf fields are dropped and reported in `EventMapper.ignored_fields`, and Airbyte's
+own "_airbyte_*" keys are skipped. Each event gets a deterministic `$unique_id` (see `EventMapper._unique_id`).
+
+Nothing here puts a record value into an error message: records carry personal data (IP addresses, user agents)
+and errors end up in logs. `InvalidRecord` names the field and a reason only.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+import orjson
+
+from destination_scarf.timeparse import parse_event_time, to_scarf_time
+
+__all__ = [
+    "SCARF_FIELDS",
+    "EventMapper",
+    "FieldRule",
+    "InvalidRecord",
+    "MappingConfig",
+    "compile_mapper",
+    "validate_rules",
+]
+
+SCARF_FIELDS = (
+    "$time",
+    "$unique_id",
+    "$package",
+    "$tracking_pixel",
+    "$version",
+    "$type",
+    "$remote_address",
+    "$user_agent",
+    "$domain",
+    "$referrer",
+    "$headers",
+)
+_SCARF_FIELD_SET = frozenset(SCARF_FIELDS)
+# Fields sent as plain strings. $time, $headers and $unique_id have their own handling.
+_STRING_FIELDS = tuple(f for f in SCARF_FIELDS if f not in ("$time", "$unique_id", "$headers"))
+_ARTIFACT_FIELDS = ("$package", "$tracking_pixel")
+# Extra convention keys, tried after F and F without "$".
+_ALIASES: dict[str, tuple[str, ...]] = {"$tracking_pixel": ("pixel", "$pixel")}
+
+CUSTOM_VARIABLE_MODES = ("all", "listed", "none")
+TARGET_TYPES = ("multi_artifact", "package", "tracking_pixel")
+
+# Key classes for custom-variable handling, cached per key name (record key sets repeat across a stream).
+_CUSTOM, _SKIP, _IGNORED = 0, 1, 2
+_KEY_CACHE_LIMIT = 10_000  # streams with unbounded key names must not grow the cache forever
+
+_R_TIME_MISSING = "missing (map a source field to $time, or name a field `time`)"
+_R_TIME_FORMAT = "not an ISO 8601 date-time or epoch timestamp"
+_R_NO_ARTIFACT = (
+    "multi-artifact imports need $package or $tracking_pixel on every event; "
+    "map one, or choose a single package/pixel target"
+)
+_R_HEADERS_SHAPE = "expected a list of {name, value} objects, an object of name: value, or JSON text of either"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FieldRule:
+    """One entry of the user's `field_mappings`: where one Scarf field comes from."""
+
+    scarf_field: str  # one of SCARF_FIELDS
+    source_field: str | None = None  # "ip", or a dotted path "request.ip" into nested objects
+    constant: str | None = None  # a fixed value instead (e.g. $type = "download"); exactly one of the two
+    stream: str | None = None  # None: default for every stream; else a stream name, or "namespace.name"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MappingConfig:
+    """The mapping part of the connector config."""
+
+    field_rules: tuple[FieldRule, ...] = ()
+    custom_variables: str = "all"  # "all" | "listed" | "none"
+    custom_variable_fields: tuple[str, ...] = ()  # for "listed": top-level names or dotted paths
+    unique_ids: bool = True  # deterministic $unique_id; False: send none
+    time_window: _dt.timedelta | None = _dt.timedelta(days=7)  # None: no age check
+    target_type: str = "multi_artifact"  # "multi_artifact" | "package" | "tracking_pixel"
+
+
+class InvalidRecord(Exception):
+    """A record that cannot become a valid Scarf event.
+
+    Carries the Scarf field (or source field) and a reason, never a value: records hold personal data.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+# --- config validation --------------------------------------------------------------------------------------
+
+
+def validate_rules(config: MappingConfig) -> list[str]:
+    """Human-readable problems with the mapping config (empty when it is fine), so a bad config fails up front.
+
+    Config values (not record values) may appear in these messages.
+    """
+    problems: list[str] = []
+    seen: set[tuple[str | None, str]] = set()
+    for rule in config.field_rules:
+        problems.extend(_rule_problems(rule))
+        key = (rule.stream, rule.scarf_field)
+        if key in seen:
+            problems.append(f"{_describe_rule(rule)}: more than one entry; keep one")
+        seen.add(key)
+    if config.custom_variables not in CUSTOM_VARIABLE_MODES:
+        problems.append(
+            f"custom variables mode {config.custom_variables!r} is unknown; "
+            f"use one of {', '.join(CUSTOM_VARIABLE_MODES)}"
+        )
+    elif config.custom_variables == "listed":
+        for path in config.custom_variable_fields:
+            problems.extend(_listed_field_problems(path))
+    if config.target_type not in TARGET_TYPES:
+        problems.append(f"target type {config.target_type!r} is unknown; use one of {', '.join(TARGET_TYPES)}")
+    if config.time_window is not None and config.time_window <= _dt.timedelta(0):
+        problems.append("the event time window must be positive (or unset to disable the check)")
+    return problems
+
+
+def _describe_rule(rule: FieldRule) -> str:
+    where = f"stream {rule.stream!r}" if rule.stream else "all streams"
+    return f"mapping of {rule.scarf_field} for {where}"
+
+
+def _rule_problems(rule: FieldRule) -> list[str]:
+    name = _describe_rule(rule)
+    if rule.scarf_field not in _SCARF_FIELD_SET:
+        return [f"{name}: unknown Scarf field; use one of {', '.join(SCARF_FIELDS)}"]
+    has_source, has_constant = rule.source_field is not None, rule.constant is not None
+    if has_source == has_constant:
+        return [f"{name}: give either a source field or a constant (exactly one)"]
+    if has_source:
+        return [f"{name}: {p}" for p in _path_problems(rule.source_field or "")]
+    return [f"{name}: {p}" for p in _constant_problems(rule.scarf_field, rule.constant or "")]
+
+
+def _path_problems(path: str) -> list[str]:
+    if not path or any(not part for part in path.split(".")):
+        return ["the source field is empty or has an empty part in its dotted path"]
+    return []
+
+
+def _constant_problems(field: str, constant: str) -> list[str]:
+    if not constant:
+        return ["the constant is empty"]
+    if field == "$time":
+        try:
+            parse_event_time(constant)
+        except ValueError as exc:
+            return [f"the constant is not a valid time ({exc})"]
+    elif field == "$headers":
+        try:
+            _headers_from_text(constant)
+        except InvalidRecord as exc:
+            return [f"the constant is not valid headers ({exc.reason})"]
+    elif field == "$unique_id":
+        return ["a constant $unique_id would make every event replace the previous one; map a source field instead"]
+    return []
+
+
+def _listed_field_problems(path: str) -> list[str]:
+    if _path_problems(path):
+        return [f"custom variable field {path!r} is empty or has an empty part in its dotted path"]
+    if path.startswith("$"):
+        return [f"custom variable field {path!r} starts with $, which Scarf reserves for its own fields"]
+    return []
+
+
+# --- compiling ----------------------------------------------------------------------------------------------
+
+
+def compile_mapper(
+    *,
+    config: MappingConfig,
+    stream: str,
+    namespace: str | None,
+    primary_key: list[list[str]] | None,
+    now: Callable[[], _dt.datetime],
+) -> EventMapper:
+    """Compile the mapping for one stream. Raises ValueError if `validate_rules(config)` finds problems.
+
+    `now` must return an aware datetime; it is called once per record when a time window is set, so the window is
+    measured against the time of mapping (the import itself is triggered a little later: keep the window a bit
+    shorter than Scarf's limit if events close to it matter).
+    """
+    problems = validate_rules(config)
+    if problems:
+        raise ValueError("invalid mapping config: " + "; ".join(problems))
+    if config.time_window is not None and now().tzinfo is None:
+        # Caught here rather than as a TypeError on the first record.
+        raise ValueError("now() must return an aware datetime")
+    return EventMapper(config=config, stream=stream, namespace=namespace, primary_key=primary_key, now=now)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a Scarf field's value comes from for one stream: exactly one of the three is set."""
+
+    keys: tuple[str, ...] = ()  # top-level keys, first non-null wins (a plain source field is a 1-tuple)
+    path: tuple[str, ...] = ()  # a dotted source field, split
+    constant: str | None = None
+
+    @property
+    def consumed(self) -> tuple[str, ...]:
+        """Record keys (dotted for nested ones) that this source uses, so they are not custom variables."""
+        return self.keys + ((".".join(self.path),) if self.path else ())
+
+    def describe(self) -> str:
+        if self.constant is not None:
+            return "a constant"
+        if self.path:
+            return f"source field {'.'.join(self.path)!r}"
+        if len(self.keys) == 1:
+            return f"source field {self.keys[0]!r}"
+        return "record key " + " or ".join(repr(k) for k in self.keys)
+
+    def reader(self) -> Callable[[Mapping[str, Any]], Any]:
+        """A function returning this source's value in a record (None when missing or null).
+
+        Specialised closures rather than one generic method: they run for every record.
+        """
+        constant, path, keys = self.constant, self.path, self.keys
+        if constant is not None:
+            return lambda data: constant
+        if path:
+            dotted = ".".join(path)
+            return lambda data: _read_path(data, dotted, path)
+        if len(keys) == 1:
+            (only,) = keys
+            return lambda data: data.get(only)
+        first, rest = keys[0], keys[1:]
+
+        def read_first_present(data: Mapping[str, Any]) -> Any:
+            value = data.get(first)
+            if value is not None:
+                return value
+            for key in rest:
+                value = data.get(key)
+                if value is not None:
+                    return value
+            return None
+
+        return read_first_present
+
+
+def _read_path(data: Mapping[str, Any], dotted: str, path: tuple[str, ...]) -> Any:
+    """Read a dotted path (`dotted` is `path` joined, precomputed). A top-level key spelled with the dots wins:
+    some sources do have "a.b" keys."""
+    value = data.get(dotted)
+    if value is not None:
+        return value
+    return _read_path_exact(data, path)
+
+
+def _choose_rules(rules: Iterable[FieldRule], stream: str, namespace: str | None) -> dict[str, FieldRule]:
+    """The winning rule per Scarf field for this stream: "namespace.name" > name > default."""
+    qualified = f"{namespace}.{stream}" if namespace else None
+    chosen: dict[str, tuple[int, FieldRule]] = {}
+    for rule in rules:
+        if rule.stream is None:
+            rank = 1
+        elif rule.stream == qualified:
+            rank = 3
+        elif rule.stream == stream:
+            rank = 2
+        else:
+            continue
+        if rank > chosen.get(rule.scarf_field, (0, rule))[0]:
+            chosen[rule.scarf_field] = (rank, rule)
+    return {field: rule for field, (_, rule) in chosen.items()}
+
+
+def _source_for(field: str, rule: FieldRule | None) -> _Source:
+    if rule is None:
+        return _Source(keys=(field, field[1:]) + _ALIASES.get(field, ()))
+    if rule.constant is not None:
+        return _Source(constant=rule.constant)
+    parts = tuple((rule.source_field or "").split("."))
+    return _Source(path=parts) if len(parts) > 1 else _Source(keys=parts)
+
+
+def _window_text(window: _dt.timedelta) -> str:
+    """"7 days", "36 hours", ...: the largest unit that divides the window evenly."""
+    seconds = int(window.total_seconds())
+    if window.microseconds or not seconds:
+        return f"{window.total_seconds():g} seconds"  # sub-second windows: not useful, but say something true
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds % size == 0:
+            break
+    count = seconds // size
+    return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
+# --- the mapper ---------------------------------------------------------------------------------------------
+
+
+class EventMapper:
+    """Maps one stream's records to Scarf events. Build it with `compile_mapper`; call it once per record.
+
+    `ignored_fields` collects `$`-prefixed record keys that are not Scarf fields (typos such as "$referer", or
+    "$pixel" when a rule maps $tracking_pixel) and were dropped; the caller warns about them once.
+    `sources` says where each Scarf field comes from, for logging the plan (no record values).
+    """
+
+    def __init__(
+        self,
+        *,
+        config: MappingConfig,
+        stream: str,
+        namespace: str | None,
+        primary_key: list[list[str]] | None,
+        now: Callable[[], _dt.datetime],
+    ) -> None:
+        self.ignored_fields: set[str] = set()
+        self.stream = stream
+        self.namespace = namespace
+        self._now = now
+        self._window = config.time_window
+        self._too_old = (
+            f"more than {_window_text(config.time_window)} before now; "
+            "Scarf no longer imports events older than one week"
+            if config.time_window is not None
+            else ""
+        )
+        rules = _choose_rules(config.field_rules, stream, namespace)
+        sources = {field: _source_for(field, rules.get(field)) for field in SCARF_FIELDS}
+        self.sources = {field: source.describe() for field, source in sources.items()}
+        self._compile_fields(sources, config.target_type)
+        self._compile_custom_variables(sources, config)
+        self._compile_unique_ids(config.unique_ids, sources["$unique_id"], primary_key)
+
+    # compile steps
+
+    def _compile_fields(self, sources: dict[str, _Source], target_type: str) -> None:
+        time, headers = sources["$time"], sources["$headers"]
+        self._read_time = time.reader()
+        self._time_constant = None if time.constant is None else to_scarf_time(time.constant)
+        self._read_headers_value = headers.reader()
+        self._headers_constant = None if headers.constant is None else _headers_from_text(headers.constant)
+        single_target = target_type != "multi_artifact"
+        self._need_artifact = not single_target
+        # With a single target the endpoint names the artifact: $package/$tracking_pixel are not sent at all.
+        emitted = [f for f in _STRING_FIELDS if not (single_target and f in _ARTIFACT_FIELDS)]
+        self._constants = {f: sources[f].constant for f in emitted if sources[f].constant is not None}
+        self._keyed = tuple((f, sources[f].keys) for f in emitted if sources[f].keys)
+        self._pathed = tuple((f, ".".join(sources[f].path), sources[f].path) for f in emitted if sources[f].path)
+        if single_target:
+            for field in _ARTIFACT_FIELDS:
+                self.sources[field] = "not sent: the import target names the artifact"
+
+    def _compile_custom_variables(self, sources: dict[str, _Source], config: MappingConfig) -> None:
+        self._custom_mode = config.custom_variables
+        # Every key a Scarf field uses, including unused convention keys and the artifact fields' sources in
+        # single-target mode: none of them is a custom variable.
+        self._consumed = frozenset(key for source in sources.values() for key in source.consumed)
+        self._key_class: dict[str, int] = {}
+        self._listed = tuple(
+            (path, tuple(path.split(".")) if "." in path else ()) for path in config.custom_variable_fields
+        )
+
+    def _compile_unique_ids(self, enabled: bool, source: _Source, primary_key: list[list[str]] | None) -> None:
+        self._unique_ids = enabled
+        self._read_unique_source = source.reader()
+        if not enabled:
+            self.sources["$unique_id"] = "not sent: unique ids are off"
+        self._pk_paths = tuple(tuple(path) for path in (primary_key or ()) if path)
+        # One hasher per kind of material, pre-fed with a prefix naming the stream: the same material in another
+        # stream, or a mapped id equal to some event's hash input, can never give the same id.
+        self._hashers = {kind: hashlib.sha256(_uid_prefix(self.namespace, self.stream, kind)) for kind in "ike"}
+
+    # per record
+
+    def __call__(self, data: dict) -> dict:
+        """Map one record's data to a Scarf event, or raise InvalidRecord."""
+        event: dict[str, Any] = {"$time": self._event_time(data)}
+        self._put_string_fields(data, event)
+        if self._headers_constant is not None:
+            headers = [dict(header) for header in self._headers_constant]  # a copy: events must not share state
+        else:
+            headers = self._read_headers(data)
+        if headers:
+            event["$headers"] = headers
+        if self._need_artifact and "$package" not in event and "$tracking_pixel" not in event:
+            raise InvalidRecord("$package", _R_NO_ARTIFACT)
+        self._put_custom_variables(data, event)
+        if self._unique_ids:
+            event["$unique_id"] = self._unique_id(data, event)
+        return event
+
+    def _event_time(self, data: Mapping[str, Any]) -> str:
+        if self._time_constant is not None:
+            moment, text = self._time_constant
+        else:
+            raw = self._read_time(data)
+            if raw is None:
+                raise InvalidRecord("$time", _R_TIME_MISSING)
+            try:
+                moment, text = to_scarf_time(raw)
+            except ValueError as exc:  # the parser's reasons never contain the value
+                raise InvalidRecord("$time", f"{_R_TIME_FORMAT} ({exc})") from None
+        if self._window is not None and moment < self._now() - self._window:
+            raise InvalidRecord("$time", self._too_old)
+        return text
+
+    def _put_string_fields(self, data: Mapping[str, Any], event: dict[str, Any]) -> None:
+        # Inlined loops rather than one reader call per field: this runs for every record.
+        get = data.get
+        for field, keys in self._keyed:
+            for key in keys:
+                value = get(key)
+                if value is not None:
+                    break
+            else:
+                continue
+            if type(value) is not str:
+                value = _field_text(field, value)
+            if value:
+                event[field] = value
+        for field, dotted, path in self._pathed:
+            value = _read_path(data, dotted, path)
+            if value is not None:
+                if type(value) is not str:
+                    value = _field_text(field, value)
+                if value:
+                    event[field] = value
+        if self._constants:
+            event.update(self._constants)
+
+    def _read_headers(self, data: Mapping[str, Any]) -> list[dict[str, str]]:
+        value = self._read_headers_value(data)
+        return [] if value is None else _headers_from_value(value)
+
+    def _put_custom_variables(self, data: Mapping[str, Any], event: dict[str, Any]) -> None:
+        mode = self._custom_mode
+        if mode == "listed":
+            self._put_listed_variables(data, event)
+        key_class, classify, ignored = self._key_class, self._classify_key, self.ignored_fields
+        send = mode == "all"
+        for key, value in data.items():
+            kind = key_class.get(key)
+            if kind is None:
+                kind = classify(key)
+            if kind == _CUSTOM:
+                if send and value is not None:
+                    value_type = type(value)
+                    if value_type is str:
+                        event[key] = value
+                    elif value_type is dict or isinstance(value, Mapping):
+                        _flatten_into(event, key, value, self._consumed)
+                    else:
+                        event[key] = _variable_text(value)
+            elif kind == _IGNORED:
+                ignored.add(key)
+
+    def _put_listed_variables(self, data: Mapping[str, Any], event: dict[str, Any]) -> None:
+        """Listed fields are sent as listed, even if a Scarf field also uses them: the user asked for them."""
+        for name, path in self._listed:
+            value = _read_path(data, name, path) if path else data.get(name)
+            if value is None:
+                continue
+            if type(value) is str:
+                event[name] = value
+            elif isinstance(value, Mapping):
+                _flatten_into(event, name, value, frozenset())
+            else:
+                event[name] = _variable_text(value)
+
+    def _classify_key(self, key: Any) -> int:
+        """Custom variable, skipped, or an ignored `$` key; cached, since a stream repeats its key names."""
+        if not isinstance(key, str) or key in self._consumed or key.startswith("_airbyte_"):
+            kind = _SKIP
+        elif key.startswith("$"):
+            # A Scarf field's own key that a rule overrides is dropped silently: the user chose another source.
+            kind = _SKIP if key in _SCARF_FIELD_SET else _IGNORED
+        else:
+            kind = _CUSTOM
+        if len(self._key_class) < _KEY_CACHE_LIMIT:
+            self._key_class[key] = kind
+        return kind
+
+    def _unique_id(self, data: Mapping[str, Any], event: dict[str, Any]) -> str:
+        """A UUID (version 5 layout) from SHA-256 over (namespace, stream, material kind) + material.
+
+        Material, first available: the mapped $unique_id; the primary-key values; the whole event. The same input
+        always gives the same id (no Python hash(), which is salted per process), so a re-sent event replaces its
+        earlier copy in Scarf instead of counting twice.
+        """
+        mapped = self._unique_source_value(data)
+        if mapped is not None:
+            return _uuid_from(self._hashers["i"], mapped.encode("utf-8", "surrogatepass"))
+        if self._pk_paths:
+            values = self._primary_key_values(data)
+            if values is not None:
+                return _uuid_from(self._hashers["k"], _canonical_json(values))
+        return _uuid_from(self._hashers["e"], _canonical_json(event))
+
+    def _unique_source_value(self, data: Mapping[str, Any]) -> str | None:
+        value = self._read_unique_source(data)
+        if value is None:
+            return None
+        text = value if type(value) is str else _field_text("$unique_id", value)
+        return text or None
+
+    def _primary_key_values(self, data: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        values = []
+        for path in self._pk_paths:
+            value = data.get(path[0]) if len(path) == 1 else _read_path_exact(data, path)
+            if value is None:
+                return None
+            values.append(value)
+        return tuple(values)
+
+
+def _read_path_exact(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    """Walk a path of keys through nested objects (primary keys come as such lists; dotted names are split)."""
+    value: Any = data
+    for part in path:
+        if type(value) is not dict and not isinstance(value, Mapping):  # the type check first: ABC checks are slow
+            return None
+        value = value.get(part)
+        if value is None:
+            return None
+    return value
+
+
+# --- values -------------------------------------------------------------------------------------------------
+
+
+def _type_name(value: object) -> str:
+    """JSON's names for JSON types (what Airbyte users see in their schemas), Python's otherwise."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    return type(value).__name__
+
+
+def _field_text(field: str, value: object) -> str:
+    """A Scarf string field's value: numbers become str(v) (so 2.0 stays "2.0"); booleans and containers are
+    errors, since they almost always mean the wrong source field was mapped."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise InvalidRecord(field, f"expected a string, got {_type_name(value)}")
+
+
+def _variable_text(value: object) -> str:
+    """A custom variable's value as text.
+
+    Scarf stores custom variables as text; sending strings ourselves keeps the value exactly as the source had it
+    (no float reformatting or bool spelling left to the server). Booleans use JSON's spelling, lists JSON text.
+    """
+    value_type = type(value)
+    if value_type is int or value_type is float or value_type is str:
+        return str(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return _canonical_json(value).decode("utf-8", "surrogatepass")
+    return str(value)
+
+
+def _flatten_into(out: dict[str, Any], prefix: str, obj: Mapping[Any, Any], skip: frozenset[str]) -> None:
+    """Nested objects become dotted keys ("geo.country"); nulls are dropped at every level; `skip` holds dotted
+    paths a Scarf field consumed (e.g. "request.ip" while "request.path" stays a custom variable). Should a record
+    also have a top-level key spelled "geo.country", the later of the two in record order wins."""
+    for key, value in obj.items():
+        if value is None:
+            continue
+        name = f"{prefix}.{key}"
+        if skip and name in skip:
+            continue
+        value_type = type(value)
+        if value_type is str:
+            out[name] = value
+        elif value_type is dict or isinstance(value, Mapping):
+            _flatten_into(out, name, value, skip)
+        else:
+            out[name] = _variable_text(value)
+
+
+def _headers_from_value(value: object) -> list[dict[str, str]]:
+    """Normalize $headers: a list of {name, value}, an object {name: value or [values]}, or JSON text of either."""
+    if isinstance(value, str):
+        return _headers_from_text(value)
+    if isinstance(value, (list, tuple)):
+        return _headers_from_list(value)
+    if isinstance(value, Mapping):
+        return _headers_from_object(value)
+    raise InvalidRecord("$headers", f"{_R_HEADERS_SHAPE}; got {_type_name(value)}")
+
+
+def _headers_from_text(text: str) -> list[dict[str, str]]:
+    if not text.strip():
+        return []
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise InvalidRecord("$headers", f"{_R_HEADERS_SHAPE}; got text that is not JSON") from None
+    if not isinstance(parsed, (list, dict)):
+        raise InvalidRecord("$headers", f"{_R_HEADERS_SHAPE}; got JSON text of {_type_name(parsed)}")
+    return _headers_from_value(parsed)
+
+
+def _headers_from_list(items: Iterable[object]) -> list[dict[str, str]]:
+    headers = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            raise InvalidRecord("$headers", f"{_R_HEADERS_SHAPE}; got a list item that is {_type_name(item)}")
+        name = _header_name(item.get("name"))
+        value = item.get("value")
+        if value is not None:
+            headers.append({"name": name, "value": _header_text(value)})
+    return headers
+
+
+def _headers_from_object(obj: Mapping[Any, Any]) -> list[dict[str, str]]:
+    headers = []
+    for raw_name, value in obj.items():
+        name = _header_name(raw_name)
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if item is not None:
+                headers.append({"name": name, "value": _header_text(item)})
+    return headers
+
+
+def _header_name(name: object) -> str:
+    text = _header_text(name) if name is not None else ""
+    if not text:
+        raise InvalidRecord("$headers", "a header without a name")
+    return text
+
+
+def _header_text(value: object) -> str:
+    if isinstance(value, (Mapping, list, tuple)):
+        raise InvalidRecord("$headers", f"header names and values must be text or numbers, got {_type_name(value)}")
+    return _variable_text(value)
+
+
+# --- unique ids ---------------------------------------------------------------------------------------------
+
+# Hex digit of the variant nibble: keep its low two bits, set the top two to 10 (RFC 4122 variant).
+_VARIANT_DIGIT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def _uid_prefix(namespace: str | None, stream: str, kind: str) -> bytes:
+    """Prefix naming what the id belongs to. JSON never contains a raw NUL, so prefix and material cannot blur."""
+    return b"destination-scarf/unique-id/v1\0" + orjson.dumps([namespace, stream, kind]) + b"\0"
+
+
+def _uuid_from(prefixed: Any, material: bytes) -> str:
+    """Finish a pre-fed SHA-256 with `material` and lay out the first 128 bits as a version-5-style UUID string."""
+    hasher = prefixed.copy()
+    hasher.update(material)
+    x = hasher.hexdigest()
+    # String surgery on the hex is cheaper than uuid.UUID(bytes=..., version=5) (~2 µs) and gives the same text.
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT_DIGIT[x[16]]}{x[17:20]}-{x[20:32]}"
+
+
+def _canonical_json(value: object) -> bytes:
+    """Deterministic JSON bytes (sorted keys). orjson first; the stdlib fallback covers what orjson refuses
+    (integers beyond 64 bits, lone surrogates), so hashing never fails on odd but valid records."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+        return text.encode("utf-8", "surrogatepass")

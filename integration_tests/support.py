@@ -1,0 +1,173 @@
+"""Test support: a real Scarf emulator on loopback, configs pointing at it, and Airbyte message builders."""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+import orjson
+
+from destination_scarf.client import ScarfClient
+from destination_scarf.config import parse_config
+from destination_scarf.imports import PollPolicy, SlotWaitPolicy
+from destination_scarf.retry import RetryPolicy
+from destination_scarf.writer import Writer, WriterTuning
+from destination_scarf.catalog import parse_catalog
+from scarf_emulator import ScarfEmulator
+
+TOKEN = "test-token-5b7c0d"
+OTHER_TOKEN = "someone-elses-token"
+OWNER = "acme"
+OTHER_OWNER = "globex"
+PACKAGE = "11111111-1111-4111-8111-111111111111"
+PACKAGE_2 = "22222222-2222-4222-8222-222222222222"
+PIXEL = "33333333-3333-4333-8333-333333333333"
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Retries that take milliseconds, so failure tests never wait on wall-clock backoff.
+FAST_RETRY = RetryPolicy(max_attempts=5, backoff_initial_seconds=0.01, backoff_max_seconds=0.05,
+                         max_total_seconds=10, retry_after_max_seconds=0.2)
+FAST_TUNING = WriterTuning(
+    progress_interval_seconds=0.5,
+    idle_tick_seconds=0.05,
+    poll=PollPolicy(initial_seconds=0.01, age_fraction=0.1, max_seconds=0.1),
+    slot_wait=SlotWaitPolicy(initial_seconds=0.02, factor=2, max_seconds=0.1),
+)
+
+
+def new_emulator(**kwargs: Any) -> ScarfEmulator:
+    return ScarfEmulator(
+        tokens={TOKEN: {OWNER}, OTHER_TOKEN: {OTHER_OWNER}},
+        packages={OWNER: [PACKAGE, PACKAGE_2], OTHER_OWNER: []},
+        tracking_pixels={OWNER: [PIXEL]},
+        **kwargs,
+    )
+
+
+def make_config(emu: ScarfEmulator, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "api_token": TOKEN,
+        "owner": OWNER,
+        "api_url": emu.url,
+        "target": {"target_type": "multi_artifact"},
+        "max_concurrent_imports": 3,
+        "batch_max_events": 50,
+    }
+    config.update(overrides)
+    return config
+
+
+def now_iso(offset_seconds: float = 0) -> str:
+    moment = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=offset_seconds)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def catalog(*streams: str | tuple[str, str], sync_mode: str = "append", primary_key=None) -> dict[str, Any]:
+    entries = []
+    for stream in streams:
+        namespace, name = stream if isinstance(stream, tuple) else (None, stream)
+        entry: dict[str, Any] = {
+            "stream": {"name": name, "json_schema": {"type": "object"}, "supported_sync_modes": ["full_refresh", "incremental"]},
+            "sync_mode": "incremental",
+            "destination_sync_mode": sync_mode,
+        }
+        if namespace:
+            entry["stream"]["namespace"] = namespace
+        if primary_key:
+            entry["primary_key"] = primary_key
+        entries.append(entry)
+    return {"streams": entries}
+
+
+def record(stream: str, data: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"stream": stream, "data": data, "emitted_at": 1_700_000_000_000}
+    if namespace:
+        body["namespace"] = namespace
+    return {"type": "RECORD", "record": body}
+
+
+_state_ids = itertools.count(1)
+
+
+def stream_state(stream: str, cursor: Any, namespace: str | None = None, **extra: Any) -> dict[str, Any]:
+    descriptor: dict[str, Any] = {"name": stream}
+    if namespace:
+        descriptor["namespace"] = namespace
+    return {"type": "STATE", "state": {
+        "type": "STREAM",
+        "stream": {"stream_descriptor": descriptor, "stream_state": {"cursor": cursor}},
+        "sourceStats": {"recordCount": 1.0},
+        "id": next(_state_ids),
+        **extra,
+    }}
+
+
+def global_state(cursor: Any, **extra: Any) -> dict[str, Any]:
+    return {"type": "STATE", "state": {
+        "type": "GLOBAL",
+        "global": {"shared_state": {"cursor": cursor}, "stream_states": []},
+        "id": next(_state_ids),
+        **extra,
+    }}
+
+
+def download(n: int, *, package: str = PACKAGE, **extra: Any) -> dict[str, Any]:
+    """A realistic downloads-table row; `n` makes it unique."""
+    data = {
+        "id": n,
+        "time": now_iso(-n % 3600),
+        "package": package,
+        "remote_address": f"10.{n % 250}.{n // 250 % 250}.{n % 7 + 1}",
+        "user_agent": "pip/24.0 CPython/3.12",
+        "version": f"1.{n % 10}.0",
+        "country": "NL",
+    }
+    data.update(extra)
+    return data
+
+
+def lines(messages: Iterable[dict[str, Any] | bytes]) -> list[bytes]:
+    return [m if isinstance(m, bytes) else orjson.dumps(m) + b"\n" for m in messages]
+
+
+def fast_client(emu: ScarfEmulator, *, token: str = TOKEN, owner: str = OWNER, **kwargs: Any) -> ScarfClient:
+    return ScarfClient(api_url=emu.url, api_token=token, owner=owner, retry=kwargs.pop("retry", FAST_RETRY), **kwargs)
+
+
+def make_writer(emu: ScarfEmulator, raw_config: dict[str, Any], raw_catalog: dict[str, Any], **kwargs: Any) -> Writer:
+    config = parse_config(raw_config)
+    client = kwargs.pop("client", None) or fast_client(emu)
+    return Writer(config=config, streams=parse_catalog(raw_catalog), client=client,
+                  tuning=kwargs.pop("tuning", FAST_TUNING), **kwargs)
+
+
+def run_write(emu: ScarfEmulator, raw_config: dict[str, Any], raw_catalog: dict[str, Any],
+              messages: Iterable[dict[str, Any] | bytes], **kwargs: Any) -> list[dict[str, Any]]:
+    """Run a whole write in-process; returns the echoed states."""
+    writer = make_writer(emu, raw_config, raw_catalog, **kwargs)
+    return list(writer.write(lines(messages)))
+
+
+def connector_command(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from destination_scarf.run import run; run()", *args]
+
+
+def run_connector(args: list[str], *, stdin: bytes = b"", timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run the real console entry point in a subprocess (as Airbyte or `docker run` would)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(connector_command(*args), input=stdin, capture_output=True, timeout=timeout, env=env,
+                          cwd=ROOT)
+
+
+def messages_of(stdout: bytes) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def write_json(path: Path, data: Any) -> str:
+    path.write_bytes(orjson.dumps(data))
+    return str(path)
