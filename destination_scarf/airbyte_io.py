@@ -1,0 +1,95 @@
+"""Protocol I/O for `write`: raw stdin chunks in, one locked stdout for states and logs out.
+
+States are written exactly as received (plus destinationStats) with orjson, never through the CDK's
+dataclasses. Logs from every thread go through the same lock, so a log line can never split a state
+line on stdout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import sys
+import threading
+import time
+from typing import IO, Any, Iterator, Mapping
+
+import orjson
+from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
+
+#: Read stdin in chunks of up to this many bytes: large enough that the per-chunk cost vanishes.
+CHUNK_BYTES = 1 << 20
+
+_LEVELS = {
+    logging.CRITICAL: "FATAL",
+    logging.ERROR: "ERROR",
+    logging.WARNING: "WARN",
+    logging.INFO: "INFO",
+    logging.DEBUG: "DEBUG",
+}
+
+
+def read_chunks(stream: IO[bytes], *, idle_seconds: float) -> Iterator[bytes]:
+    """Yield raw chunks of `stream` as they arrive, and b"" after `idle_seconds` without input.
+
+    The empty chunks let the writer close aged batches and echo states while a slow source is
+    silent. Uses select() on pipes and terminals; regular files are always readable.
+    """
+    fd = stream.fileno()
+    while True:
+        readable, _, _ = select.select([fd], [], [], idle_seconds)
+        if not readable:
+            yield b""
+            continue
+        chunk = os.read(fd, CHUNK_BYTES)
+        if not chunk:
+            return
+        yield chunk
+
+
+class MessageOutput:
+    """Writes whole protocol lines to stdout under one lock and flushes each, so nothing interleaves."""
+
+    def __init__(self, stream: IO[bytes] | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stdout.buffer
+        self._lock = threading.Lock()
+
+    def emit(self, message: Mapping[str, Any]) -> None:
+        line = orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE)
+        with self._lock:
+            self._stream.write(line)
+            self._stream.flush()
+
+
+class AirbyteLogHandler(logging.Handler):
+    """Formats log records as Airbyte LOG messages on the shared output, with secrets filtered out."""
+
+    def __init__(self, output: MessageOutput) -> None:
+        super().__init__()
+        self._output = output
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = filter_secrets(record.getMessage())
+            if record.exc_info and record.levelno >= logging.ERROR:
+                text += "\n" + filter_secrets(logging.Formatter().formatException(record.exc_info))
+            self._output.emit({
+                "type": "LOG",
+                "log": {"level": _LEVELS.get(record.levelno, "INFO"), "message": text},
+            })
+        except Exception:  # noqa: BLE001 - logging must never break a sync
+            self.handleError(record)
+
+
+def install_log_handler(output: MessageOutput, logger_name: str = "airbyte") -> logging.Logger:
+    """Route the connector's logger to the shared output (replacing handlers that write elsewhere)."""
+    logger = logging.getLogger(logger_name)
+    logger.handlers = [AirbyteLogHandler(output)]
+    logger.setLevel(logging.DEBUG if os.environ.get("LOG_LEVEL", "").lower() == "debug" else logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def now_millis() -> int:
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,140 @@
+"""Import batches: events serialized to NDJSON, gzip-compressed into a spool file, with their provenance.
+
+A batch never holds its events in memory: encoded lines collect in a small buffer that is compressed
+into a temporary file every `_FLUSH_BYTES`, so memory stays flat whatever the stream length. For each
+line the batch remembers where it came from (stream, position of the record in its stream, input
+line), which is how a failed line in Scarf's import log is traced back to a record the user can find.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Compress in chunks of about this many bytes: large enough for zlib to be efficient (it releases
+#: the GIL on big inputs), small enough to keep memory flat.
+_FLUSH_BYTES = 1 << 20
+#: wbits for zlib that produce a gzip container (header + trailer), which Scarf accepts with
+#: `Content-Encoding: gzip`.
+_GZIP_WBITS = 31
+
+
+@dataclass(frozen=True)
+class LineOrigin:
+    """Where an event line of a batch came from."""
+
+    stream_index: int
+    record_position: int  # 1-based position of the record within its stream, in this sync
+    input_line: int  # 1-based line of the connector's input
+
+
+class BatchBuilder:
+    """The open batch: accepts encoded events until a bound is reached, then `close()`s into a `Batch`."""
+
+    def __init__(self, *, batch_id: int, spool_dir: Path, level: int, clock=time.monotonic) -> None:
+        self.batch_id = batch_id
+        self.path = spool_dir / f"batch-{batch_id:06d}.ndjson.gz"
+        self._file = open(self.path, "wb")
+        self._compressor = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
+        self._buffer = bytearray()
+        self.raw_bytes = 0
+        self.wire_bytes = 0
+        self.opened_at = clock()
+        self.stream_indexes = array("H")
+        self.record_positions = array("Q")
+        self.input_lines = array("Q")
+        self.streams: set[int] = set()
+
+    @property
+    def events(self) -> int:
+        return len(self.input_lines)
+
+    def add(self, encoded: bytes, *, stream_index: int, record_position: int, input_line: int) -> None:
+        """Append one encoded event (a JSON object followed by a newline)."""
+        buffer = self._buffer
+        buffer += encoded
+        self.stream_indexes.append(stream_index)
+        self.record_positions.append(record_position)
+        self.input_lines.append(input_line)
+        self.streams.add(stream_index)
+        if len(buffer) >= _FLUSH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self.raw_bytes += len(self._buffer)
+            data = self._compressor.compress(self._buffer)
+            if data:
+                self._file.write(data)
+                self.wire_bytes += len(data)
+            self._buffer = bytearray()
+
+    def pending_raw_bytes(self) -> int:
+        """Uncompressed bytes so far, including the not-yet-compressed buffer (for the size bound)."""
+        return self.raw_bytes + len(self._buffer)
+
+    def close(self) -> "Batch":
+        """Finish the gzip stream and hand the batch over for upload."""
+        self._flush()
+        tail = self._compressor.flush()
+        self._file.write(tail)
+        self.wire_bytes += len(tail)
+        self._file.close()
+        return Batch(
+            batch_id=self.batch_id,
+            path=self.path,
+            events=self.events,
+            raw_bytes=self.raw_bytes,
+            wire_bytes=self.wire_bytes,
+            streams=frozenset(self.streams),
+            stream_indexes=self.stream_indexes,
+            record_positions=self.record_positions,
+            input_lines=self.input_lines,
+        )
+
+    def discard(self) -> None:
+        """Drop an open batch (cancellation or failure): close and delete its spool file."""
+        try:
+            self._file.close()
+        finally:
+            _unlink(self.path)
+
+
+@dataclass(eq=False)
+class Batch:
+    """A closed batch, ready to become an import. Its spool file is deleted once the import is done."""
+
+    batch_id: int
+    path: Path
+    events: int
+    raw_bytes: int
+    wire_bytes: int
+    streams: frozenset[int]
+    stream_indexes: array
+    record_positions: array
+    input_lines: array
+
+    def origin(self, line: int) -> LineOrigin | None:
+        """The origin of 1-based body line `line`, or None for a line number outside the batch."""
+        if not 1 <= line <= self.events:
+            return None
+        index = line - 1
+        return LineOrigin(
+            stream_index=self.stream_indexes[index],
+            record_position=self.record_positions[index],
+            input_line=self.input_lines[index],
+        )
+
+    def delete_spool(self) -> None:
+        _unlink(self.path)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,79 @@
+"""The streams a sync writes, read from the configured catalog's raw JSON.
+
+Read raw (not through the CDK's dataclasses) so that fields the CDK does not model yet, such as
+`destination_object_name` from Airbyte's data-activation flow, stay available.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from destination_scarf.errors import ScarfConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamInfo:
+    index: int
+    name: str
+    namespace: str | None
+    sync_mode: str
+    primary_key: list[list[str]] | None
+    object_name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The stream as users name it in messages: `namespace.name` or `name`."""
+        return f"{self.namespace}.{self.name}" if self.namespace else self.name
+
+
+def parse_catalog(raw: Mapping[str, Any]) -> list[StreamInfo]:
+    """The configured streams in catalog order; raises a config error for a malformed catalog."""
+    streams = raw.get("streams") if isinstance(raw, Mapping) else None
+    if not isinstance(streams, list):
+        raise ScarfConfigError("The configured catalog has no `streams` list.")
+    result = []
+    for index, configured in enumerate(streams):
+        stream = configured.get("stream") if isinstance(configured, Mapping) else None
+        if not isinstance(stream, Mapping) or not isinstance(stream.get("name"), str):
+            raise ScarfConfigError(f"Stream #{index + 1} of the configured catalog has no name.")
+        sync_mode = configured.get("destination_sync_mode") or "append"
+        if sync_mode not in ("append", "append_dedup"):
+            raise ScarfConfigError(
+                f"Stream '{stream['name']}' asks for destination sync mode '{sync_mode}'; Scarf imports only "
+                "support append and append_dedup (events cannot be deleted or overwritten in bulk)."
+            )
+        primary_key = configured.get("primary_key") or stream.get("source_defined_primary_key") or None
+        result.append(
+            StreamInfo(
+                index=index,
+                name=stream["name"],
+                namespace=stream.get("namespace") or None,
+                sync_mode=sync_mode,
+                primary_key=primary_key if sync_mode == "append_dedup" else None,
+                object_name=configured.get("destination_object_name") or None,
+            )
+        )
+    if len(result) > 65535:
+        raise ScarfConfigError("The configured catalog has more than 65535 streams.")
+    return result
+
+
+class StreamIndex:
+    """Finds a record's stream fast: by (namespace, name), else by name when that is unambiguous."""
+
+    def __init__(self, streams: list[StreamInfo]) -> None:
+        self._exact = {(s.namespace, s.name): s.index for s in streams}
+        by_name: dict[str, list[StreamInfo]] = {}
+        for s in streams:
+            by_name.setdefault(s.name, []).append(s)
+        self._by_name = {name: found[0] for name, found in by_name.items() if len(found) == 1}
+
+    def find(self, namespace: str | None, name: Any) -> int | None:
+        """The stream index, or None. A namespace missing on one side only (record or catalog) still matches."""
+        index = self._exact.get((namespace or None, name))
+        if index is None and isinstance(name, str):
+            only = self._by_name.get(name)
+            if only is not None and (not namespace or only.namespace is None):
+                index = only.index
+        return index

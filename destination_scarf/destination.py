@@ -1,0 +1,165 @@
+"""The Airbyte glue: `spec` from spec.json, `check` and `write` delegated to their modules.
+
+`write` on the command line bypasses the CDK's message parsing on purpose: records take orjson's fast
+path, and states are echoed exactly as received (the CDK's dataclasses would drop keys such as the
+platform's state `id`, which Airbyte 1.7+ requires).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from contextlib import closing
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Iterable, List, Mapping
+
+import orjson
+from airbyte_cdk.destinations import Destination
+from airbyte_cdk.models import (
+    AirbyteConnectionStatus,
+    AirbyteMessage,
+    AirbyteMessageSerializer,
+    ConfiguredAirbyteCatalog,
+    ConfiguredAirbyteCatalogSerializer,
+    Type,
+)
+from airbyte_cdk.sources.utils.schema_helpers import check_config_against_spec_or_exit
+from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from destination_scarf import operator_cli
+from destination_scarf.airbyte_io import MessageOutput, install_log_handler, read_chunks
+from destination_scarf.catalog import parse_catalog
+from destination_scarf.check import run_check
+from destination_scarf.client import ScarfClient
+from destination_scarf.config import parse_config
+from destination_scarf.discover import check_object_names, destination_catalog_message
+from destination_scarf.errors import ScarfConfigError, SyncCancelled
+from destination_scarf.writer import Writer
+
+logger = logging.getLogger("airbyte")
+
+
+class DestinationScarf(Destination):
+    """Imports records from any Airbyte source into Scarf through the Event Import API."""
+
+    def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
+        return run_check(config, logger=logger)
+
+    def parse_args(self, args: List[str]) -> argparse.Namespace:
+        """The CDK's commands (spec, check, write), plus `discover` and the operator commands."""
+        parser = argparse.ArgumentParser(prog="destination-scarf")
+        commands = parser.add_subparsers(title="commands", dest="command", required=True)
+        commands.add_parser("spec", help="print the connector's configuration specification")
+        check = commands.add_parser("check", help="check that the config can be used to import into Scarf")
+        check.add_argument("--config", required=True, help="path to the JSON configuration file")
+        discover = commands.add_parser("discover", help="print the DESTINATION_CATALOG for data activation")
+        discover.add_argument("--config", required=True, help="path to the JSON configuration file")
+        write = commands.add_parser("write", help="import Airbyte messages from stdin into Scarf")
+        write.add_argument("--config", required=True, help="path to the JSON configuration file")
+        write.add_argument("--catalog", required=True, help="path to the configured catalog JSON file")
+        operator_cli.add_parsers(commands)
+        return parser.parse_args(args)
+
+    def run(self, args: List[str]) -> None:
+        parsed = self.parse_args(args)
+        if parsed.command in operator_cli.COMMANDS:
+            sys.exit(operator_cli.run_operator_command(parsed, self.read_config(parsed.config)))
+        if parsed.command == "discover":
+            self._run_discover_command(config_path=parsed.config)
+            return
+        if parsed.command == "check":
+            self._run_check_command(config_path=parsed.config)
+            return
+        if parsed.command != "write":
+            super().run(args)
+            return
+        output = MessageOutput()
+        install_log_handler(output)
+        try:
+            self._run_write_command(config_path=parsed.config, catalog_path=parsed.catalog, output=output)
+        except Exception as error:  # noqa: BLE001 - every failure leaves as one TRACE message and exit 1
+            traced = error if isinstance(error, AirbyteTracedException) else AirbyteTracedException.from_exception(error)
+            logger.error("%s", traced, exc_info=not isinstance(error, AirbyteTracedException))
+            output.emit(AirbyteMessageSerializer.dump(traced.as_airbyte_message()))
+            sys.exit(1)
+
+    def _run_check_command(self, *, config_path: str) -> None:
+        """`check` validates with our own config parser, whose messages name the field and the fix.
+
+        (The CDK would validate against spec.json first, and a JSON-schema message such as
+        "'x' does not match '^[0-9a-f]...'" names neither.)
+        """
+        raw_config = self.read_config(config_path)
+        update_secrets(get_secrets(self.spec(logger).connectionSpecification, raw_config))
+        status = run_check(raw_config, logger=logger)
+        message = AirbyteMessage(type=Type.CONNECTION_STATUS, connectionStatus=status)
+        print(orjson.dumps(AirbyteMessageSerializer.dump(message)).decode(), flush=True)
+
+    def _run_discover_command(self, *, config_path: str) -> None:
+        raw_config = self.read_config(config_path)
+        update_secrets(get_secrets(self.spec(logger).connectionSpecification, raw_config))
+        try:
+            config = parse_config(raw_config)
+        except ScarfConfigError as error:
+            print(orjson.dumps(AirbyteMessageSerializer.dump(error.as_airbyte_message())).decode(), flush=True)
+            sys.exit(1)
+        print(orjson.dumps(destination_catalog_message(config.target)).decode(), flush=True)
+
+    def _run_write_command(self, *, config_path: str, catalog_path: str, output: MessageOutput) -> None:
+        raw_config = self.read_config(config_path)
+        spec = self.spec(logger)
+        update_secrets(get_secrets(spec.connectionSpecification, raw_config))
+        check_config_against_spec_or_exit(raw_config, spec)
+        config = parse_config(raw_config)
+        streams = parse_catalog(orjson.loads(Path(catalog_path).read_bytes()))
+        check_object_names(streams, config.target)
+        with ScarfClient(api_url=config.api_url, api_token=config.api_token, owner=config.owner) as client:
+            writer = Writer(config=config, streams=streams, client=client)
+            # closing(): however the loop ends (a signal may land while a state is being written),
+            # the generator's cleanup runs now: in-flight imports are aborted, spool files removed.
+            with _cancel_on_signals(), closing(writer.write(read_chunks(sys.stdin.buffer, idle_seconds=1.0))) as states:
+                for state in states:
+                    output.emit(state)
+
+    def write(
+        self,
+        config: Mapping[str, Any],
+        configured_catalog: ConfiguredAirbyteCatalog,
+        input_messages: Iterable[AirbyteMessage],
+    ) -> Iterable[AirbyteMessage]:
+        """The CDK's programmatic interface, for callers that hand over parsed messages.
+
+        The command line does not use it (see the module docstring). States come back through the
+        CDK's models here, so keys they do not know are lost on this path only.
+        """
+        streams = parse_catalog(ConfiguredAirbyteCatalogSerializer.dump(configured_catalog))
+        parsed = parse_config(config)
+        lines = (orjson.dumps(AirbyteMessageSerializer.dump(m)) + b"\n" for m in input_messages)
+        with ScarfClient(api_url=parsed.api_url, api_token=parsed.api_token, owner=parsed.owner) as client:
+            for state in Writer(config=parsed, streams=streams, client=client).write(lines):
+                yield AirbyteMessageSerializer.load(state)
+
+
+class _cancel_on_signals:
+    """SIGTERM/SIGINT (Airbyte cancelling a sync) raise SyncCancelled in the main thread.
+
+    The writer then stops reading, aborts this sync's in-flight imports and echoes no further state.
+    """
+
+    def __enter__(self) -> "_cancel_on_signals":
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    @staticmethod
+    def _handle(signum: int, frame: object) -> None:
+        raise SyncCancelled(
+            f"The sync was cancelled ({signal.Signals(signum).name}). Imports in flight were aborted and no "
+            "state past the last echoed one was saved; the next sync resumes from there."
+        )
