@@ -116,6 +116,10 @@ class InvalidRecord(Exception):
         self.field = field
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[InvalidRecord], tuple[str, str]]:
+        # Exceptions pickle as cls(*args); ours takes two arguments, not the message.
+        return (type(self), (self.field, self.reason))
+
 
 # --- config validation --------------------------------------------------------------------------------------
 
@@ -384,6 +388,8 @@ class EventMapper:
         # Every key a Scarf field uses, including unused convention keys and the artifact fields' sources in
         # single-target mode: none of them is a custom variable.
         self._consumed = frozenset(key for source in sources.values() for key in source.consumed)
+        # Only dotted paths matter inside nested objects; usually there are none, which skips the check entirely.
+        self._consumed_nested = frozenset(key for key in self._consumed if "." in key)
         self._key_class: dict[str, int] = {}
         self._listed = tuple(
             (path, tuple(path.split(".")) if "." in path else ()) for path in config.custom_variable_fields
@@ -477,7 +483,7 @@ class EventMapper:
                     if value_type is str:
                         event[key] = value
                     elif value_type is dict or isinstance(value, Mapping):
-                        _flatten_into(event, key, value, self._consumed)
+                        _flatten_into(event, key, value, self._consumed_nested)
                     else:
                         event[key] = _variable_text(value)
             elif kind == _IGNORED:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import pickle
 import random
 import re
 import uuid
@@ -201,6 +202,12 @@ def test_string_fields_reject_other_types(value: object, type_name: str) -> None
     assert (error.field, error.reason) == ("$user_agent", f"expected a string, got {type_name}")
     assert str(error) == f"$user_agent: expected a string, got {type_name}"
     assert "SECRET" not in str(error)
+
+
+def test_invalid_record_pickles() -> None:
+    error = pickle.loads(pickle.dumps(InvalidRecord("$version", "expected a string, got boolean")))
+    assert (error.field, error.reason) == ("$version", "expected a string, got boolean")
+    assert str(error) == "$version: expected a string, got boolean"
 
 
 # --- $time --------------------------------------------------------------------------------------------------
