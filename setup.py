@@ -16,6 +16,7 @@ setup(
         "airbyte-cdk>=7.0,<8",
         "requests>=2.31",
         "jsonschema>=4.17",
+        "orjson>=3.9",  # comes with airbyte-cdk; listed because the hot path uses it directly
     ],
     extras_require={
         # The emulator and the test suite live in this repo and are not shipped in the image.

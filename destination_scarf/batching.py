@@ -12,12 +12,16 @@ import os
 import time
 import zlib
 from array import array
+from collections import deque
+from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 #: Compress in chunks of about this many bytes: large enough for zlib to be efficient (it releases
 #: the GIL on big inputs), small enough to keep memory flat.
 _FLUSH_BYTES = 1 << 20
+#: Compressed chunks allowed to wait for the compressor thread (each up to _FLUSH_BYTES).
+_MAX_PENDING = 4
 #: wbits for zlib that produce a gzip container (header + trailer), which Scarf accepts with
 #: `Content-Encoding: gzip`.
 _GZIP_WBITS = 31
@@ -33,13 +37,22 @@ class LineOrigin:
 
 
 class BatchBuilder:
-    """The open batch: accepts encoded events until a bound is reached, then `close()`s into a `Batch`."""
+    """The open batch: accepts encoded events until a bound is reached, then `close()`s into a `Batch`.
 
-    def __init__(self, *, batch_id: int, spool_dir: Path, level: int, clock=time.monotonic) -> None:
+    Compression runs on `compressor`, a single-thread executor shared by the writer's batches: zlib
+    releases the GIL, so gzip runs on the second core while the main thread parses and maps. Chunks
+    are compressed in submission order (one thread), and at most `_MAX_PENDING` wait, so memory
+    stays bounded even if compression falls behind.
+    """
+
+    def __init__(self, *, batch_id: int, spool_dir: Path, level: int, compressor: Executor,
+                 clock=time.monotonic) -> None:
         self.batch_id = batch_id
         self.path = spool_dir / f"batch-{batch_id:06d}.ndjson.gz"
         self._file = open(self.path, "wb")
-        self._compressor = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
+        self._zlib = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
+        self._executor = compressor
+        self._pending: deque[Future] = deque()
         self._buffer = bytearray()
         self.raw_bytes = 0
         self.wire_bytes = 0
@@ -66,12 +79,24 @@ class BatchBuilder:
 
     def _flush(self) -> None:
         if self._buffer:
-            self.raw_bytes += len(self._buffer)
-            data = self._compressor.compress(self._buffer)
-            if data:
-                self._file.write(data)
-                self.wire_bytes += len(data)
-            self._buffer = bytearray()
+            chunk, self._buffer = self._buffer, bytearray()
+            self.raw_bytes += len(chunk)
+            self._pending.append(self._executor.submit(self._compress, chunk))
+            while len(self._pending) > _MAX_PENDING:
+                self._pending.popleft().result()
+
+    def _compress(self, chunk: bytearray) -> None:
+        """On the compressor thread: the only place that touches the zlib stream and the spool file."""
+        data = self._zlib.compress(chunk)
+        if data:
+            self._file.write(data)
+            self.wire_bytes += len(data)
+
+    def _finish(self) -> None:
+        tail = self._zlib.flush()
+        self._file.write(tail)
+        self.wire_bytes += len(tail)
+        self._file.close()
 
     def pending_raw_bytes(self) -> int:
         """Uncompressed bytes so far, including the not-yet-compressed buffer (for the size bound)."""
@@ -80,10 +105,9 @@ class BatchBuilder:
     def close(self) -> "Batch":
         """Finish the gzip stream and hand the batch over for upload."""
         self._flush()
-        tail = self._compressor.flush()
-        self._file.write(tail)
-        self.wire_bytes += len(tail)
-        self._file.close()
+        self._pending.append(self._executor.submit(self._finish))
+        while self._pending:
+            self._pending.popleft().result()
         return Batch(
             batch_id=self.batch_id,
             path=self.path,
@@ -99,6 +123,9 @@ class BatchBuilder:
     def discard(self) -> None:
         """Drop an open batch (cancellation or failure): close and delete its spool file."""
         try:
+            for future in self._pending:
+                future.cancel()
+            wait(self._pending)
             self._file.close()
         finally:
             _unlink(self.path)

@@ -482,10 +482,12 @@ class EventMapper:
                     value_type = type(value)
                     if value_type is str:
                         event[key] = value
-                    elif value_type is dict or isinstance(value, Mapping):
+                    elif value_type is dict:
                         _flatten_into(event, key, value, self._consumed_nested)
-                    else:
+                    elif value_type in _JSON_SCALARS or not isinstance(value, Mapping):  # ABC checks are slow
                         event[key] = _variable_text(value)
+                    else:
+                        _flatten_into(event, key, value, self._consumed_nested)
             elif kind == _IGNORED:
                 ignored.add(key)
 
@@ -563,6 +565,10 @@ def _read_path_exact(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 # --- values -------------------------------------------------------------------------------------------------
 
 
+#: The non-string scalar types orjson produces: checked by identity before any (slow) ABC isinstance.
+_JSON_SCALARS = frozenset({int, float, bool})
+
+
 def _type_name(value: object) -> str:
     """JSON's names for JSON types (what Airbyte users see in their schemas), Python's otherwise."""
     if isinstance(value, bool):
@@ -617,10 +623,12 @@ def _flatten_into(out: dict[str, Any], prefix: str, obj: Mapping[Any, Any], skip
         value_type = type(value)
         if value_type is str:
             out[name] = value
-        elif value_type is dict or isinstance(value, Mapping):
+        elif value_type is dict:
             _flatten_into(out, name, value, skip)
-        else:
+        elif value_type in _JSON_SCALARS or not isinstance(value, Mapping):  # ABC checks are slow
             out[name] = _variable_text(value)
+        else:
+            _flatten_into(out, name, value, skip)
 
 
 def _headers_from_value(value: object) -> list[dict[str, str]]:

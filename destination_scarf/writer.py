@@ -17,6 +17,7 @@ import logging
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, MutableMapping
@@ -71,14 +72,19 @@ class Writer:
         self._index = StreamIndex(streams)
         self._clock = clock
         self._tuning = tuning
+        # The mappers read "now" (for Scarf's one-week window) from a value refreshed once per input chunk:
+        # a clock call per record would cost more than the check, and a chunk spans milliseconds.
+        self._wall_now = now
+        self._now = now()
         self._mappers: list[EventMapper] = [
             compile_mapper(config=config.mapping, stream=s.name, namespace=s.namespace,
-                           primary_key=s.primary_key, now=now)
+                           primary_key=s.primary_key, now=lambda: self._now)
             for s in streams
         ]
         self._describe = describe_streams([s.label for s in streams])
         self.checkpoints = Checkpoints(stream_count=len(streams))
         self._spool_dir = Path(tempfile.mkdtemp(prefix="destination-scarf-", dir=spool_root))
+        self._compressor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scarf-gzip")
         self._pipeline = ImportPipeline(
             client=client,
             target=config.target,
@@ -112,6 +118,7 @@ class Writer:
         try:
             pending = b""
             for chunk in chunks:
+                self._now = self._wall_now()
                 if chunk:
                     lines = (pending + chunk).split(b"\n") if pending else chunk.split(b"\n")
                     pending = lines.pop()
@@ -197,7 +204,7 @@ class Writer:
 
     def _open_batch(self) -> BatchBuilder:
         batch = BatchBuilder(batch_id=self._next_batch_id, spool_dir=self._spool_dir,
-                             level=self._config.gzip_level, clock=self._clock)
+                             level=self._config.gzip_level, compressor=self._compressor, clock=self._clock)
         self._next_batch_id += 1
         self.checkpoints.batch_started(batch.batch_id, batch.streams)
         self._batch = batch
@@ -262,6 +269,7 @@ class Writer:
         self._pipeline.close()
         if self._batch is not None:
             self._batch.discard()
+        self._compressor.shutdown(wait=True)
         self._rejects.close()
         shutil.rmtree(self._spool_dir, ignore_errors=True)
 
