@@ -1,0 +1,79 @@
+"""Running and measuring the three programs on the same input, as subprocesses, against the emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OWNER = "bench-org"
+TOKEN = "bench-token"
+
+
+@dataclass
+class Measurement:
+    wall: float
+    cpu: float
+    max_rss_mb: float
+    returncode: int
+    stdout: bytes
+
+    def states(self) -> int:
+        return sum(1 for line in self.stdout.splitlines() if line.startswith(b'{"type":"STATE"'))
+
+
+def measure(command: list[str], stdin_path: Path, *, cwd: Path = ROOT) -> Measurement:
+    """Run `command` with the file on stdin; wall time, the child's own CPU time and peak RSS (wait4)."""
+    with open(stdin_path, "rb") as stdin:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=cwd)
+        chunks: list[bytes] = []
+        reader = threading.Thread(target=lambda: chunks.append(process.stdout.read()))
+        reader.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        reader.join()
+        process.returncode = os.waitstatus_to_exitcode(status)
+    return Measurement(wall=wall, cpu=usage.ru_utime + usage.ru_stime, max_rss_mb=usage.ru_maxrss / 1024,
+                       returncode=process.returncode, stdout=b"".join(chunks))
+
+
+class Emulator:
+    """The emulator as a subprocess (so it is not measured as part of the connector)."""
+
+    def __init__(self, *, packages: tuple[str, ...], rate: float | None = None, store: bool = False) -> None:
+        command = [sys.executable, "-m", "scarf_emulator", "--port", "0", "--owner", OWNER, "--token", TOKEN,
+                   "--max-active", "15"]
+        for package in packages:
+            command += ["--package", package]
+        if rate:
+            command += ["--rate", str(rate)]
+        if not store:
+            command.append("--no-store")
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline().strip()
+        if not line.startswith("SCARF_EMULATOR_URL="):
+            self.process.kill()
+            raise RuntimeError(f"the emulator did not start: {line!r}")
+        self.url = line.split("=", 1)[1]
+
+    def stats(self) -> dict:
+        return json.load(urllib.request.urlopen(f"{self.url}/_emulator/stats?owner={OWNER}"))
+
+    def import_bytes(self) -> int:
+        requests = json.load(urllib.request.urlopen(f"{self.url}/_emulator/requests"))
+        return sum(r.get("body_bytes_len", 0) for r in requests if r.get("method") == "POST")
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
