@@ -29,7 +29,7 @@ from destination_scarf.catalog import StreamIndex, StreamInfo
 from destination_scarf.checkpoints import GLOBAL, UNKNOWN_STREAM, Checkpoints
 from destination_scarf.client import ScarfClient
 from destination_scarf.config import ScarfConfig
-from destination_scarf.errors import InvalidInput
+from destination_scarf.errors import InvalidInput, ScarfError
 from destination_scarf.imports import ImportJob, ImportPipeline, PollPolicy, SlotWaitPolicy, describe_streams
 from destination_scarf.mapping import EventMapper, InvalidRecord, compile_mapper
 from destination_scarf.rejects import RejectLog
@@ -215,7 +215,12 @@ class Writer:
         if batch is None:
             return
         closed = batch.close()
-        self._pipeline.submit(closed, on_wait=self._collect_finished)
+        self._pipeline.submit(closed, on_wait=self._while_blocked)
+
+    def _while_blocked(self) -> None:
+        """While reading is paused (all slots busy and the queue full): keep releasing states and logging."""
+        self._collect_finished()
+        self._maybe_log_progress()
 
     # ----- housekeeping ----------------------------------------------------------------------------
 
@@ -241,14 +246,24 @@ class Writer:
     def _finish(self) -> Iterator[MutableMapping[str, Any]]:
         """End of input: upload the last batch, wait for every import, echo the remaining states."""
         self._close_batch()
+        yield from self._wait_for_all_imports()
+        self._log_summary()
+
+    def _wait_for_all_imports(self) -> Iterator[MutableMapping[str, Any]]:
         while self._pipeline.busy or self.checkpoints.unfinished_batches:
             self._pipeline.wait_for_progress(self._tuning.idle_tick_seconds)
             self._collect_finished()
             yield from self.checkpoints.ready()
             self._maybe_log_progress()
-        self._collect_finished()
+            if not self._pipeline.busy and self.checkpoints.unfinished_batches:
+                self._collect_finished()
+                if self.checkpoints.unfinished_batches:
+                    # Never wait forever: a batch that is neither running nor done can no longer finish.
+                    raise ScarfError(
+                        f"{self.checkpoints.unfinished_batches} batch(es) stopped without finishing their import, "
+                        "so no state past them was saved. Re-run the sync; it resumes from the last saved state."
+                    )
         yield from self.checkpoints.ready()
-        self._log_summary()
 
     def _drain_then_fail(self) -> Iterator[MutableMapping[str, Any]]:
         """Before failing on bad input: import the records before it and echo the states they allow.
@@ -256,10 +271,7 @@ class Writer:
         Every state echoed here came before the bad record, so a re-run resumes at or before it.
         """
         self._close_batch()
-        while self._pipeline.busy or self.checkpoints.unfinished_batches:
-            self._pipeline.wait_for_progress(self._tuning.idle_tick_seconds)
-            self._collect_finished()
-            yield from self.checkpoints.ready()
+        yield from self._wait_for_all_imports()
 
     def _shutdown(self, ok: bool) -> None:
         if not ok:

@@ -182,3 +182,19 @@ def test_cli_write_echoes_states_exactly_and_logs_a_summary(emulator, tmp_path):
     assert summary and "60 records read" in summary[0]
     assert emulator.event_count(OWNER) == 60
     assert b"test-token" not in result.stdout + result.stderr
+
+
+def test_the_cdk_programmatic_write_interface_imports_and_returns_states(emulator):
+    """DestinationScarf.write (the CDK's interface for parsed messages) runs the same writer."""
+    from airbyte_cdk.models import AirbyteMessageSerializer, ConfiguredAirbyteCatalogSerializer
+
+    from destination_scarf import DestinationScarf
+
+    messages = [record("downloads", download(n)) for n in range(20)] + [stream_state("downloads", 20)]
+    parsed = [AirbyteMessageSerializer.load(m) for m in messages]
+    configured = ConfiguredAirbyteCatalogSerializer.load(catalog("downloads"))
+    out = list(DestinationScarf().write(make_config(emulator), configured, parsed))
+
+    assert [m.type.value for m in out] == ["STATE"]
+    assert out[0].state.stream.stream_state.cursor == 20
+    assert emulator.event_count(OWNER) == 20
