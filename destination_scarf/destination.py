@@ -25,6 +25,7 @@ from airbyte_cdk.models import (
     ConfiguredAirbyteCatalogSerializer,
     Type,
 )
+from airbyte_cdk.exception_handler import init_uncaught_exception_handler
 from airbyte_cdk.sources.utils.schema_helpers import check_config_against_spec_or_exit
 from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
@@ -48,6 +49,19 @@ class DestinationScarf(Destination):
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         return run_check(config, logger=logger)
 
+    @staticmethod
+    def read_config(config_path: str) -> Mapping[str, Any]:
+        """The config file's JSON object; an unreadable file is a config error the user can fix."""
+        try:
+            config = orjson.loads(Path(config_path).read_bytes())
+        except (OSError, orjson.JSONDecodeError) as error:
+            raise ScarfConfigError(
+                f"Cannot read the config file {config_path} ({type(error).__name__}): it must be a readable JSON file."
+            ) from None
+        if not isinstance(config, dict):
+            raise ScarfConfigError(f"The config file {config_path} must hold a JSON object.")
+        return config
+
     def parse_args(self, args: List[str]) -> argparse.Namespace:
         """The CDK's commands (spec, check, write), plus `discover` and the operator commands."""
         parser = argparse.ArgumentParser(prog="destination-scarf")
@@ -64,9 +78,11 @@ class DestinationScarf(Destination):
         return parser.parse_args(args)
 
     def run(self, args: List[str]) -> None:
+        # As the CDK's own run() does: an uncaught error leaves as a TRACE message, never a bare traceback.
+        init_uncaught_exception_handler(logger)
         parsed = self.parse_args(args)
         if parsed.command in operator_cli.COMMANDS:
-            sys.exit(operator_cli.run_operator_command(parsed, self.read_config(parsed.config)))
+            sys.exit(operator_cli.run_operator_command(parsed, operator_cli.read_config(parsed.config)))
         if parsed.command == "discover":
             self._run_discover_command(config_path=parsed.config)
             return
@@ -137,6 +153,7 @@ class DestinationScarf(Destination):
         """
         streams = parse_catalog(ConfiguredAirbyteCatalogSerializer.dump(configured_catalog))
         parsed = parse_config(config)
+        check_object_names(streams, parsed.target)
         lines = (orjson.dumps(AirbyteMessageSerializer.dump(m)) + b"\n" for m in input_messages)
         with ScarfClient(api_url=parsed.api_url, api_token=parsed.api_token, owner=parsed.owner) as client:
             for state in Writer(config=parsed, streams=streams, client=client).write(lines):

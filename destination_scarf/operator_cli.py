@@ -19,6 +19,7 @@ import orjson
 from destination_scarf.client import EventImport, ScarfClient
 from destination_scarf.config import ScarfConfig, parse_config
 from destination_scarf.errors import ScarfError
+from destination_scarf.timeparse import parse_event_time
 
 STATUSES = ("importing", "done", "aborted")
 
@@ -27,7 +28,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     imports = subparsers.add_parser("imports", help="list the account's imports, newest first")
     imports.add_argument("--config", required=True, help="path to the JSON configuration file")
     imports.add_argument("--status", action="append", choices=STATUSES, help="only imports with this status")
-    imports.add_argument("--limit", type=int, default=30, help="how many imports to show (default 30)")
+    imports.add_argument("--limit", type=_positive, default=30, help="how many imports to show (default 30)")
     imports.add_argument("--json", action="store_true", help="print JSON for scripts")
     log = subparsers.add_parser("import-log", help="show an import's errors and warnings")
     log.add_argument("--config", required=True, help="path to the JSON configuration file")
@@ -41,15 +42,40 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 COMMANDS = ("imports", "import-log", "abort")
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def read_config(path: str) -> Mapping[str, Any] | None:
+    """The config file's JSON, or None (after saying why on stderr) when it cannot be read."""
+    try:
+        with open(path, "rb") as config_file:
+            data = orjson.loads(config_file.read())
+    except (OSError, orjson.JSONDecodeError) as error:
+        print(f"error: cannot read the config file {path}: {type(error).__name__}", file=sys.stderr)
+        return None
+    if not isinstance(data, Mapping):
+        print(f"error: the config file {path} must hold a JSON object", file=sys.stderr)
+        return None
+    return data
+
+
 def run_operator_command(
     args: argparse.Namespace,
-    raw_config: Mapping[str, Any],
+    raw_config: Mapping[str, Any] | None,
     *,
-    out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
     client_factory: Callable[[ScarfConfig], ScarfClient] | None = None,
 ) -> int:
-    """Run one operator command; returns the process exit code."""
+    """Run one operator command; returns the process exit code (None config: it could not be read)."""
+    out = out if out is not None else sys.stdout  # looked up now, so redirections and test capture apply
+    err = err if err is not None else sys.stderr
+    if raw_config is None:
+        return 1
     try:
         config = parse_config(raw_config)
         factory = client_factory or _client
@@ -71,8 +97,8 @@ def _client(config: ScarfConfig) -> ScarfClient:
 
 
 def _list_imports(client: ScarfClient, args: argparse.Namespace, out: TextIO) -> None:
-    imports = client.list_imports(statuses=args.status or (), per_page=max(1, args.limit))
-    imports = sorted(imports, key=lambda i: i.created_at or "", reverse=True)[: max(1, args.limit)]
+    imports = client.list_imports(statuses=args.status or (), per_page=args.limit)
+    imports = sorted(imports, key=_created, reverse=True)[: args.limit]
     if args.json:
         out.write(orjson.dumps([dict(i.raw) for i in imports], option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -83,6 +109,14 @@ def _list_imports(client: ScarfClient, args: argparse.Namespace, out: TextIO) ->
     rows += [(i.id, str(i.status), i.created_at or "-", str(i.events_total), str(i.events_successfully_imported),
               str(i.events_failed_to_import)) for i in imports]
     out.write(_table(rows))
+
+
+def _created(event_import: EventImport) -> float:
+    """Sort key: created_at as a moment (not as text, whose precision or offset could vary)."""
+    try:
+        return parse_event_time(event_import.created_at).timestamp()
+    except ValueError:
+        return float("-inf")
 
 
 def _show_log(client: ScarfClient, args: argparse.Namespace, out: TextIO) -> None:

@@ -1,0 +1,338 @@
+"""Packaging: metadata.yaml, the Dockerfile, setup.py and the icon agree, and the image's install works.
+
+There is no Docker engine here, so the image's install is reproduced outside Docker: the files the
+Dockerfile's COPY lines name are copied (and nothing else) into a temporary "image" tree, a fresh
+virtualenv stands in for the base image's Python, the Dockerfile's `pip install` runs in it from the
+WORKDIR, and the installed entry point is run from elsewhere. That venv is built once per session
+(about a minute: airbyte-cdk and its dependencies are downloaded).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import urllib.parse
+import uuid
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+from airbyte_cdk.models.connector_metadata import ConnectorLanguage, MetadataFile
+
+from destination_scarf.config import DEFAULT_API_URL
+from support import OWNER, PACKAGE, TOKEN, ROOT, messages_of
+
+SPEC = orjson.loads((ROOT / "spec.json").read_bytes())
+ENTRYPOINT_NAME = "destination-scarf"
+#: Paths of this repo that must never reach the image (README: "not shipped in the image").
+NOT_SHIPPED = ("scarf_emulator", "unit_tests", "integration_tests", "tests", "demo", "bench")
+
+
+# --- parsing the three files ------------------------------------------------------------------------
+
+
+@dataclass
+class Dockerfile:
+    instructions: list[tuple[str, str]] = field(default_factory=list)  # (INSTRUCTION, arguments)
+
+    def all(self, name: str) -> list[str]:
+        return [args for instruction, args in self.instructions if instruction == name]
+
+    def one(self, name: str) -> str:
+        found = self.all(name)
+        assert len(found) == 1, f"expected one {name} instruction, found {found}"
+        return found[0]
+
+    def pairs(self, name: str) -> dict[str, str]:
+        """key=value arguments of LABEL or ENV instructions (the legacy `ENV key value` form too)."""
+        result = {}
+        for args in self.all(name):
+            tokens = shlex.split(args)
+            if name == "ENV" and len(tokens) >= 2 and "=" not in tokens[0]:
+                result[tokens[0]] = " ".join(tokens[1:])
+                continue
+            for token in tokens:
+                key, _, value = token.partition("=")
+                result[key] = value
+        return result
+
+
+def parse_dockerfile(path: Path) -> Dockerfile:
+    dockerfile = Dockerfile()
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line, pending = pending + line, ""
+        instruction, _, args = line.partition(" ")
+        dockerfile.instructions.append((instruction.upper(), args.strip()))
+    return dockerfile
+
+
+def exec_form(args: str) -> list[str]:
+    """An ENTRYPOINT/CMD in exec (JSON array) form; shell form is split as the shell would."""
+    return json.loads(args) if args.startswith("[") else ["/bin/sh", "-c", args]
+
+
+@dataclass
+class SetupPy:
+    version: str
+    keywords: dict[str, Any]
+
+
+def parse_setup_py(path: Path) -> SetupPy:
+    """VERSION and the literal keyword arguments of setup(), without running setup.py."""
+    tree = ast.parse(path.read_text())
+    constants = {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+        and isinstance(node.value, ast.Constant)
+    }
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup"]
+    assert len(calls) == 1
+    keywords = {}
+    for keyword in calls[0].keywords:
+        if isinstance(keyword.value, ast.Name) and keyword.value.id in constants:
+            keywords[keyword.arg] = constants[keyword.value.id]
+            continue
+        try:
+            keywords[keyword.arg] = ast.literal_eval(keyword.value)
+        except ValueError:
+            keywords[keyword.arg] = None  # computed (find_packages(...)): not compared here
+    return SetupPy(version=constants["VERSION"], keywords=keywords)
+
+
+DOCKERFILE = parse_dockerfile(ROOT / "Dockerfile")
+SETUP = parse_setup_py(ROOT / "setup.py")
+METADATA = yaml.safe_load((ROOT / "metadata.yaml").read_text())
+DATA = METADATA["data"]
+
+
+# --- metadata.yaml ----------------------------------------------------------------------------------
+
+
+def test_metadata_loads_with_the_cdks_model():
+    loaded = MetadataFile.from_file(ROOT / "metadata.yaml")
+
+    assert loaded.data.dockerRepository == DATA["dockerRepository"]
+    assert loaded.data.dockerImageTag == DATA["dockerImageTag"]
+    assert loaded.data.language == ConnectorLanguage.PYTHON
+    assert loaded.data.connectorBuildOptions is not None and loaded.data.connectorBuildOptions.baseImage
+
+
+def test_metadata_has_the_fields_airbytes_connector_schema_needs():
+    assert DATA["name"] == "Scarf"
+    assert str(uuid.UUID(DATA["definitionId"])) == DATA["definitionId"].lower()
+    assert DATA["connectorType"] == "destination"
+    assert DATA["connectorSubtype"] == "api"
+    assert DATA["dockerRepository"] == "airbyte/destination-scarf"
+    assert re.fullmatch(r"\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?", DATA["dockerImageTag"])
+    assert DATA["license"] == "MIT"
+    assert urllib.parse.urlsplit(DATA["documentationUrl"]).scheme == "https"
+    assert DATA["githubIssueLabel"] == "destination-scarf"
+    assert DATA["releaseStage"] in ("alpha", "beta", "generally_available", "custom")
+    assert DATA["supportLevel"] in ("community", "certified", "archived")
+    assert {"language:python", "cdk:python"} <= set(DATA["tags"])
+    assert "api.scarf.sh" in DATA["allowedHosts"]["hosts"]
+    assert DATA["supportsDataActivation"] is True
+    jobs = DATA["resourceRequirements"]["jobSpecific"]
+    assert "sync" in {job["jobType"] for job in jobs}
+    for job in jobs:
+        assert job["resourceRequirements"]
+        assert set(job["resourceRequirements"]) <= {"cpu_request", "cpu_limit", "memory_request", "memory_limit"}
+
+
+def test_icon_is_an_svg_file_next_to_the_metadata():
+    icon = ROOT / DATA["icon"]
+    assert icon.suffix == ".svg" and icon.is_file()
+    root = ElementTree.parse(icon).getroot()
+    assert root.tag in ("svg", "{http://www.w3.org/2000/svg}svg")
+
+
+def test_allowed_hosts_cover_the_default_api_url():
+    assert urllib.parse.urlsplit(DEFAULT_API_URL).hostname in DATA["allowedHosts"]["hosts"]
+
+
+def test_metadata_spec_and_setup_agree_on_license_and_documentation():
+    assert SETUP.keywords["license"] == DATA["license"]
+    assert SPEC["documentationUrl"] == DATA["documentationUrl"]
+
+
+# --- Dockerfile, metadata and setup.py agree --------------------------------------------------------
+
+
+def test_image_labels_match_metadata_and_setup_version():
+    labels = DOCKERFILE.pairs("LABEL")
+
+    assert labels["io.airbyte.name"] == DATA["dockerRepository"]
+    assert labels["io.airbyte.version"] == DATA["dockerImageTag"] == SETUP.version
+    assert SETUP.keywords["version"] == SETUP.version
+
+
+def test_entrypoints_run_the_console_script_setup_installs():
+    env = DOCKERFILE.pairs("ENV")
+
+    assert shlex.split(env["AIRBYTE_ENTRYPOINT"]) == [ENTRYPOINT_NAME]
+    assert exec_form(DOCKERFILE.one("ENTRYPOINT")) == [ENTRYPOINT_NAME]
+    scripts = SETUP.keywords["entry_points"]["console_scripts"]
+    assert [s.split("=")[0].strip() for s in scripts] == [ENTRYPOINT_NAME]
+    assert scripts[0].split("=")[1].strip() == "destination_scarf.run:run"
+
+
+def test_image_runs_as_a_non_root_user_that_it_creates():
+    users = DOCKERFILE.all("USER")
+    assert users, "the image must not run as root"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0")
+    created = [args for args in DOCKERFILE.all("RUN") if re.search(rf"\b(useradd|adduser)\b[^&;]*\b{user}\b", args)]
+    assert created, f"no RUN step creates the user {user}"
+    # The user is switched to after the install, so pip ran as root and the user cannot change the code.
+    names = [instruction for instruction, _ in DOCKERFILE.instructions]
+    assert names.index("USER") > max(i for i, name in enumerate(names) if name == "RUN")
+
+
+def test_base_image_is_the_one_metadata_names():
+    base = DOCKERFILE.one("FROM").split()[0]
+    declared = DATA["connectorBuildOptions"]["baseImage"]
+    assert declared.removeprefix("docker.io/").removeprefix("library/") == base
+
+
+# --- the image's install, reproduced in a fresh virtualenv ------------------------------------------
+
+
+@dataclass
+class ImageInstall:
+    image_root: Path
+    workdir: Path
+    venv: Path
+    copied: list[str]
+    pip_commands: list[list[str]]
+    env: dict[str, str]
+    scratch: Path
+
+    def run(self, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+        """Run a venv program from an unrelated directory (so the source tree cannot be imported)."""
+        return subprocess.run([str(self.venv / "bin" / args[0]), *args[1:]], input=stdin, capture_output=True,
+                              timeout=180, cwd=self.scratch, env=self.env)
+
+
+def container_path(image_root: Path, workdir: PurePosixPath, target: str) -> Path:
+    path = PurePosixPath(target) if target.startswith("/") else workdir / target
+    return image_root / str(path).lstrip("/")
+
+
+@pytest.fixture(scope="module")
+def image_install(tmp_path_factory) -> ImageInstall:
+    tmp = tmp_path_factory.mktemp("image")
+    image_root, scratch, venv = tmp / "root", tmp / "scratch", tmp / "venv"
+    scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300, env=env)
+    assert "include-system-site-packages = false" in (venv / "pyvenv.cfg").read_text()
+
+    workdir = PurePosixPath("/")
+    copied: list[str] = []
+    pip_commands: list[list[str]] = []
+    for instruction, args in DOCKERFILE.instructions:
+        if instruction == "WORKDIR":
+            workdir = workdir / args
+            container_path(image_root, workdir, ".").mkdir(parents=True, exist_ok=True)
+        elif instruction == "COPY":
+            *sources, target = [token for token in shlex.split(args) if not token.startswith("--")]
+            for source in sources:
+                origin = ROOT / source
+                assert origin.exists(), f"COPY names {source}, which is not in the repository"
+                destination = container_path(image_root, workdir, target)
+                if origin.is_dir():
+                    shutil.copytree(origin, destination, dirs_exist_ok=True)
+                else:
+                    if target.endswith("/"):
+                        destination.mkdir(parents=True, exist_ok=True)
+                        destination = destination / origin.name
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(origin, destination)
+                copied.append(source)
+        elif instruction == "RUN":
+            for step in args.split("&&"):
+                words = shlex.split(step)
+                if words[:2] in (["pip", "install"], ["pip3", "install"]):
+                    command = [str(venv / "bin" / "python"), "-m", "pip", *words[1:]]
+                elif words[:4] in (["python", "-m", "pip", "install"], ["python3", "-m", "pip", "install"]):
+                    command = [str(venv / "bin" / "python"), *words[1:]]
+                else:
+                    continue  # user creation and the like: nothing to reproduce outside Docker
+                result = subprocess.run(command, cwd=container_path(image_root, workdir, "."), capture_output=True,
+                                        timeout=900, env=env)
+                assert result.returncode == 0, (result.stdout + result.stderr).decode()[-4000:]
+                pip_commands.append(words)
+    assert pip_commands, "the Dockerfile installs nothing with pip"
+    return ImageInstall(image_root, container_path(image_root, workdir, "."), venv, copied, pip_commands, env,
+                        scratch)
+
+
+def test_the_dockerfile_copies_only_what_the_install_needs(image_install):
+    assert sorted(image_install.copied) == ["destination_scarf", "setup.py"]
+    assert image_install.pip_commands == [["pip", "install", "--no-cache-dir", "."]]
+
+
+def test_the_installed_entrypoint_prints_spec_json(image_install):
+    result = image_install.run(ENTRYPOINT_NAME, "spec")
+
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    messages = messages_of(result.stdout)
+    assert [m["type"] for m in messages] == ["SPEC"]
+    assert messages[0]["spec"] == SPEC
+
+
+def test_the_installed_entrypoint_discovers(image_install):
+    """discover reads Scarf's OpenAPI spec from the package's resources: they must be installed too."""
+    config = image_install.scratch / "config.json"
+    config.write_text(json.dumps({"api_token": TOKEN, "owner": OWNER, "api_url": "http://127.0.0.1:9",
+                                  "target": {"target_type": "package", "package_id": PACKAGE}}))
+    result = image_install.run(ENTRYPOINT_NAME, "discover", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    messages = messages_of(result.stdout)
+    assert [m["type"] for m in messages] == ["DESTINATION_CATALOG"]
+    assert {op["object_name"] for op in messages[0]["destination_catalog"]["operations"]} == {"package_events"}
+
+
+def test_the_installed_package_is_only_the_connector(image_install):
+    probe = (
+        "import importlib.metadata as m, importlib.util as u, json, destination_scarf\n"
+        "d = m.distribution('destination-scarf')\n"
+        "print(json.dumps({'version': d.version, 'files': [str(f) for f in d.files],\n"
+        "  'top_level': (d.read_text('top_level.txt') or '').split(),\n"
+        "  'module': destination_scarf.__file__, 'package_version': destination_scarf.__version__,\n"
+        f"  'importable': {{name: u.find_spec(name) is not None for name in {list(NOT_SHIPPED)!r}}}}}))\n"
+    )
+    result = image_install.run("python", "-c", probe)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    found = json.loads(result.stdout)
+
+    assert found["version"] == found["package_version"] == SETUP.version
+    assert found["top_level"] == ["destination_scarf"]
+    assert Path(found["module"]).resolve().is_relative_to(image_install.venv.resolve())
+    files = [f for f in found["files"] if not f.startswith(("../", "destination_scarf-"))]
+    assert files and all(f.startswith("destination_scarf/") for f in files), files
+    assert {"destination_scarf/spec.json", "destination_scarf/resources/event-import.openapi.json"} <= set(files)
+    for name in NOT_SHIPPED:
+        assert not found["importable"][name], f"{name} is importable from the image's Python"
+        assert not any(f"/{name}/" in f"/{path}" for path in found["files"]), f"{name} was installed"
+    site_packages = next((image_install.venv / "lib").glob("python3*/site-packages"))
+    assert not [p.name for p in site_packages.iterdir() if p.name.split("-")[0] in NOT_SHIPPED]
