@@ -7,8 +7,9 @@ import itertools
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import orjson
 
@@ -129,6 +130,18 @@ def download(n: int, *, package: str = PACKAGE, **extra: Any) -> dict[str, Any]:
     }
     data.update(extra)
     return data
+
+
+def wait_for(predicate: Callable[[], Any], what: str = "condition", *, timeout: float = 20.0) -> Any:
+    """Poll `predicate` until it returns something truthy (and return that); fail, never hang, after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.005)
 
 
 def lines(messages: Iterable[dict[str, Any] | bytes]) -> list[bytes]:

@@ -33,7 +33,7 @@ from destination_scarf.errors import (
     UncertainImport,
 )
 from destination_scarf.retry import RetryPolicy
-from integration_tests.conftest import (
+from support import (
     FAST_RETRY,
     OTHER_OWNER,
     OTHER_TOKEN,
@@ -45,6 +45,7 @@ from integration_tests.conftest import (
     TOKEN,
     fast_client,
     now_iso,
+    wait_for,
 )
 
 MULTI = Target(kind=TARGET_MULTI_ARTIFACT)
@@ -93,15 +94,6 @@ def requests_of(emu, method: str | None = None, category: str | None = None):
             if (method is None or r.method == method) and (category is None or r.category == category)]
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def wait_final(client: ScarfClient, import_id: str, timeout: float = 10.0) -> EventImport:

@@ -28,6 +28,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 from scarf_emulator import ABORT_FINISHED_IMPORT_STATUS, ScarfEmulator
+from support import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 RESOURCES = ROOT / "destination_scarf" / "resources"
@@ -181,15 +182,6 @@ def post_import(
     return http.post(emu.url + path, data=body, headers=headers, timeout=10)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = DEADLINE) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.01)
 
 
 def get_import(http: requests.Session, emu: ScarfEmulator, import_id: str, owner: str = OWNER) -> dict:

@@ -52,6 +52,7 @@ from support import (
     record,
     run_connector,
     stream_state,
+    wait_for,
     write_json,
 )
 
@@ -65,16 +66,6 @@ WAIT_SECONDS = 20.0
 # ----- helpers ---------------------------------------------------------------------------------------
 
 
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = WAIT_SECONDS) -> Any:
-    """Poll `predicate` until it is truthy; fail the test (not hang it) after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 class Background:
