@@ -73,6 +73,15 @@ TARGET_TYPES = ("multi_artifact", "package", "tracking_pixel")
 # Key classes for custom-variable handling, cached per key name (record key sets repeat across a stream).
 _CUSTOM, _SKIP, _IGNORED = 0, 1, 2
 _KEY_CACHE_LIMIT = 10_000  # streams with unbounded key names must not grow the cache forever
+_SHAPE_CACHE_LIMIT = 256  # record shapes (key tuples) remembered per stream; more are planned each time
+
+
+@dataclass(frozen=True)
+class _ShapePlan:
+    """For one record shape: the present candidate keys of each Scarf string field, and the custom keys."""
+
+    fields: tuple[tuple[str, tuple[str, ...]], ...]
+    custom: tuple[str, ...]
 
 _R_TIME_MISSING = "missing (map a source field to $time, or name a field `time`)"
 _R_TIME_FORMAT = "not an ISO 8601 date-time or epoch timestamp"
@@ -391,6 +400,7 @@ class EventMapper:
         # Only dotted paths matter inside nested objects; usually there are none, which skips the check entirely.
         self._consumed_nested = frozenset(key for key in self._consumed if "." in key)
         self._key_class: dict[str, int] = {}
+        self._plans: dict[tuple[Any, ...], _ShapePlan] = {}
         self._listed = tuple(
             (path, tuple(path.split(".")) if "." in path else ()) for path in config.custom_variable_fields
         )
@@ -410,7 +420,11 @@ class EventMapper:
     def __call__(self, data: dict) -> dict:
         """Map one record's data to a Scarf event, or raise InvalidRecord."""
         event: dict[str, Any] = {"$time": self._event_time(data)}
-        self._put_string_fields(data, event)
+        shape = tuple(data)
+        plan = self._plans.get(shape)
+        if plan is None:
+            plan = self._plan_for(shape)
+        self._put_string_fields(data, event, plan)
         if self._headers_constant is not None:
             headers = [dict(header) for header in self._headers_constant]  # a copy: events must not share state
         else:
@@ -419,7 +433,7 @@ class EventMapper:
             event["$headers"] = headers
         if self._need_artifact and "$package" not in event and "$tracking_pixel" not in event:
             raise InvalidRecord("$package", _R_NO_ARTIFACT)
-        self._put_custom_variables(data, event)
+        self._put_custom_variables(data, event, plan)
         if self._unique_ids:
             event["$unique_id"] = self._unique_id(data, event)
         return event
@@ -439,12 +453,12 @@ class EventMapper:
             raise InvalidRecord("$time", self._too_old)
         return text
 
-    def _put_string_fields(self, data: Mapping[str, Any], event: dict[str, Any]) -> None:
-        # Inlined loops rather than one reader call per field: this runs for every record.
-        get = data.get
-        for field, keys in self._keyed:
+    def _put_string_fields(self, data: Mapping[str, Any], event: dict[str, Any], plan: _ShapePlan) -> None:
+        # Inlined loops rather than one reader call per field: this runs for every record. The plan lists,
+        # per field, only the candidate keys this record shape has, so absent keys cost nothing.
+        for field, keys in plan.fields:
             for key in keys:
-                value = get(key)
+                value = data[key]
                 if value is not None:
                     break
             else:
@@ -467,29 +481,41 @@ class EventMapper:
         value = self._read_headers_value(data)
         return [] if value is None else _headers_from_value(value)
 
-    def _put_custom_variables(self, data: Mapping[str, Any], event: dict[str, Any]) -> None:
-        mode = self._custom_mode
-        if mode == "listed":
+    def _put_custom_variables(self, data: Mapping[str, Any], event: dict[str, Any], plan: _ShapePlan) -> None:
+        if self._custom_mode == "listed":
             self._put_listed_variables(data, event)
-        key_class, classify, ignored = self._key_class, self._classify_key, self.ignored_fields
-        send = mode == "all"
-        for key, value in data.items():
-            kind = key_class.get(key)
-            if kind is None:
-                kind = classify(key)
-            if kind == _CUSTOM:
-                if send and value is not None:
-                    value_type = type(value)
-                    if value_type is str:
-                        event[key] = value
-                    elif value_type is dict:
-                        _flatten_into(event, key, value, self._consumed_nested)
-                    elif value_type in _JSON_SCALARS or not isinstance(value, Mapping):  # ABC checks are slow
-                        event[key] = _variable_text(value)
-                    else:
-                        _flatten_into(event, key, value, self._consumed_nested)
-            elif kind == _IGNORED:
-                ignored.add(key)
+        for key in plan.custom:
+            value = data[key]
+            if value is None:
+                continue
+            value_type = type(value)
+            if value_type is str:
+                event[key] = value
+            elif value_type is dict:
+                _flatten_into(event, key, value, self._consumed_nested)
+            elif value_type in _JSON_SCALARS or not isinstance(value, Mapping):  # ABC checks are slow
+                event[key] = _variable_text(value)
+            else:
+                _flatten_into(event, key, value, self._consumed_nested)
+
+    def _plan_for(self, shape: tuple[Any, ...]) -> _ShapePlan:
+        """Work out, once per record shape (its key names, in order), which keys feed which field.
+
+        A stream's records nearly always share one shape, so this runs a handful of times per sync;
+        the per-record work is then only the lookups of keys that are there.
+        """
+        present = set(shape)
+        fields = tuple(
+            (field, found) for field, keys in self._keyed if (found := tuple(k for k in keys if k in present))
+        )
+        kinds = [(key, self._key_class.get(key)) for key in shape]
+        kinds = [(key, kind if kind is not None else self._classify_key(key)) for key, kind in kinds]
+        self.ignored_fields.update(key for key, kind in kinds if kind == _IGNORED)
+        custom = tuple(key for key, kind in kinds if kind == _CUSTOM) if self._custom_mode == "all" else ()
+        plan = _ShapePlan(fields=fields, custom=custom)
+        if len(self._plans) < _SHAPE_CACHE_LIMIT:
+            self._plans[shape] = plan
+        return plan
 
     def _put_listed_variables(self, data: Mapping[str, Any], event: dict[str, Any]) -> None:
         """Listed fields are sent as listed, even if a Scarf field also uses them: the user asked for them."""
