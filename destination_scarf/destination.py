@@ -26,7 +26,6 @@ from airbyte_cdk.models import (
     Type,
 )
 from airbyte_cdk.exception_handler import init_uncaught_exception_handler
-from airbyte_cdk.sources.utils.schema_helpers import check_config_against_spec_or_exit
 from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
@@ -102,34 +101,33 @@ class DestinationScarf(Destination):
             output.emit(AirbyteMessageSerializer.dump(traced.as_airbyte_message()))
             sys.exit(1)
 
+    def _load_config(self, config_path: str) -> Mapping[str, Any]:
+        """Read the config and register its secrets with the CDK's log filter before anything can print them."""
+        raw_config = self.read_config(config_path)
+        update_secrets(get_secrets(self.spec(logger).connectionSpecification, raw_config))
+        return raw_config
+
     def _run_check_command(self, *, config_path: str) -> None:
         """`check` validates with our own config parser, whose messages name the field and the fix.
 
         (The CDK would validate against spec.json first, and a JSON-schema message such as
         "'x' does not match '^[0-9a-f]...'" names neither.)
         """
-        raw_config = self.read_config(config_path)
-        update_secrets(get_secrets(self.spec(logger).connectionSpecification, raw_config))
-        status = run_check(raw_config, logger=logger)
+        status = run_check(self._load_config(config_path), logger=logger)
         message = AirbyteMessage(type=Type.CONNECTION_STATUS, connectionStatus=status)
         print(orjson.dumps(AirbyteMessageSerializer.dump(message)).decode(), flush=True)
 
     def _run_discover_command(self, *, config_path: str) -> None:
-        raw_config = self.read_config(config_path)
-        update_secrets(get_secrets(self.spec(logger).connectionSpecification, raw_config))
         try:
-            config = parse_config(raw_config)
+            config = parse_config(self._load_config(config_path))
         except ScarfConfigError as error:
             print(orjson.dumps(AirbyteMessageSerializer.dump(error.as_airbyte_message())).decode(), flush=True)
             sys.exit(1)
         print(orjson.dumps(destination_catalog_message(config.target)).decode(), flush=True)
 
     def _run_write_command(self, *, config_path: str, catalog_path: str, output: MessageOutput) -> None:
-        raw_config = self.read_config(config_path)
-        spec = self.spec(logger)
-        update_secrets(get_secrets(spec.connectionSpecification, raw_config))
-        check_config_against_spec_or_exit(raw_config, spec)
-        config = parse_config(raw_config)
+        # parse_config validates everything spec.json declares, with messages that name the field.
+        config = parse_config(self._load_config(config_path))
         streams = parse_catalog(orjson.loads(Path(catalog_path).read_bytes()))
         check_object_names(streams, config.target)
         with ScarfClient(api_url=config.api_url, api_token=config.api_token, owner=config.owner) as client:

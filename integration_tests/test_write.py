@@ -198,3 +198,18 @@ def test_the_cdk_programmatic_write_interface_imports_and_returns_states(emulato
     assert [m.type.value for m in out] == ["STATE"]
     assert out[0].state.stream.stream_state.cursor == 20
     assert emulator.event_count(OWNER) == 20
+
+
+def test_cli_write_with_an_invalid_config_fails_naming_the_field_and_sends_nothing(emulator, tmp_path):
+    bad = make_config(emulator, target={"target_type": "package", "package_id": "my-package"})
+    config = write_json(tmp_path / "config.json", bad)
+    cat = write_json(tmp_path / "catalog.json", catalog("downloads"))
+    stdin = b"".join(lines([record("downloads", download(1)), stream_state("downloads", 1)]))
+    result = run_connector(["write", "--config", config, "--catalog", cat], stdin=stdin)
+
+    assert result.returncode == 1
+    out = messages_of(result.stdout)
+    traces = [m for m in out if m["type"] == "TRACE"]
+    assert len(traces) == 1 and traces[0]["trace"]["error"]["failure_type"] == "config_error"
+    assert "target.package_id" in traces[0]["trace"]["error"]["message"]
+    assert not [m for m in out if m["type"] == "STATE"] and emulator.requests == []
