@@ -183,7 +183,7 @@ def report(results: dict) -> str:
         "",
         f"- A/B = {a['records_per_s'] / b['records_per_s']:.2f}, A/C = {a['records_per_s'] / c['records_per_s']:.2f}",
         f"- start-up (a 1,000-record sync, A): {results['startup_s']:.2f} s",
-        f"- peak RSS of A: " + ", ".join(f"{int(n):,} records: {mb:.0f} MB" for n, mb in results["rss_mb"].items()),
+        "- peak RSS of A: " + ", ".join(f"{int(n):,} records: {mb:.0f} MB" for n, mb in results["rss_mb"].items()),
     ]
     p = results.get("pipelining")
     if p:

@@ -12,7 +12,6 @@ import os
 import select
 import sys
 import threading
-import time
 from typing import IO, Any, Iterator, Mapping
 
 import orjson
@@ -90,6 +89,3 @@ def install_log_handler(output: MessageOutput, logger_name: str = "airbyte") -> 
     logger.propagate = False
     return logger
 
-
-def now_millis() -> int:
-    return time.time_ns() // 1_000_000

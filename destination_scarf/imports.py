@@ -194,11 +194,6 @@ class ImportPipeline:
         with self._lock:
             return len(self._active)
 
-    @property
-    def queued(self) -> int:
-        with self._lock:
-            return len(self._queue)
-
     def abort_all(self, *, grace_seconds: float = 10.0) -> list[str]:
         """Stop the workers and abort every import of this sync that is still importing.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import email.utils
 import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
 
@@ -62,15 +62,6 @@ class RetryPolicy:
         if elapsed + wait > self.max_total_seconds:
             return None
         return wait
-
-    def with_budget(self, *, max_attempts: int | None = None, max_total_seconds: float | None = None) -> "RetryPolicy":
-        """A copy with a different budget, e.g. the short one `check` uses so a user is not kept waiting."""
-        changes: dict[str, float | int] = {}
-        if max_attempts is not None:
-            changes["max_attempts"] = max_attempts
-        if max_total_seconds is not None:
-            changes["max_total_seconds"] = max_total_seconds
-        return replace(self, **changes)
 
 
 def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:

@@ -106,7 +106,6 @@ class Writer:
         self._warned_streams: set[str] = set()
         self._warned_ignored: set[int] = set()
         self.records_read = 0
-        self.events_encoded = 0
         self._started = clock()
         self._last_progress = self._started
 
@@ -182,7 +181,6 @@ class Writer:
             batch = self._open_batch()
         batch.add(_DUMPS(event, option=_NEWLINE), stream_index=index, record_position=position,
                   input_line=self._line_no)
-        self.events_encoded += 1
         limits = self._config.batch
         if batch.events >= limits.max_events or batch.pending_raw_bytes() >= limits.max_bytes:
             self._close_batch()

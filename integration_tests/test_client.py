@@ -11,7 +11,6 @@ import gzip
 import json
 import logging
 import socket
-import time
 import traceback
 import urllib.parse
 from pathlib import Path

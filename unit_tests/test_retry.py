@@ -33,13 +33,6 @@ def test_the_total_budget_stops_retries_whose_wait_would_cross_it():
     assert policy.next_wait(attempt=1, elapsed=9, retry_after=2) is None
 
 
-def test_with_budget_returns_a_changed_copy_and_keeps_the_original():
-    policy = RetryPolicy(max_attempts=6, max_total_seconds=300)
-    short = policy.with_budget(max_attempts=2, max_total_seconds=5)
-    assert (short.max_attempts, short.max_total_seconds) == (2, 5)
-    assert (policy.max_attempts, policy.max_total_seconds) == (6, 300)
-
-
 def test_invalid_policies_are_refused():
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
