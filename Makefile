@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test unit integration demo bench clean
+.PHONY: install test unit integration demo bench pyairbyte-demo clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -29,5 +29,16 @@ demo: install
 bench: install
 	$(BIN)/python -m bench
 
+# PyAirbyte is not a dependency: it gets a virtualenv of its own, with this package installed beside it.
+PYAB := .venv-pyairbyte
+pyairbyte-demo:
+	$(PYTHON) -m venv $(PYAB)
+	$(PYAB)/bin/python -m pip install --quiet --upgrade pip
+	$(PYAB)/bin/python -m pip install --quiet airbyte -e .
+	printf '#!/bin/sh\nexec "%s/bin/python" "%s/demo/downloads_source.py" "$$@"\n' "$(CURDIR)/$(PYAB)" "$(CURDIR)" \
+		> $(PYAB)/bin/downloads-demo-source
+	chmod +x $(PYAB)/bin/downloads-demo-source
+	AIRBYTE_OFFLINE_MODE=1 DO_NOT_TRACK=1 $(PYAB)/bin/python demo/pyairbyte_demo.py
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(PYAB) build *.egg-info .pytest_cache
