@@ -14,6 +14,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+import orjson
+
 from destination_scarf.errors import ScarfConfigError
 from destination_scarf.mapping import SCARF_FIELDS, FieldRule, MappingConfig, validate_rules
 
@@ -75,6 +77,24 @@ class ScarfConfig:
     slot_wait_seconds: float = 60 * 60.0
     #: Not a user option: level 6 keeps wire bytes small at a CPU cost the benchmark tracks.
     gzip_level: int = 6
+
+
+def load_config_file(path: str) -> Mapping[str, Any]:
+    """The config file's JSON object; an unreadable file is a config error the user can fix.
+
+    Shared by the Airbyte commands (which turn the error into a TRACE) and the operator commands
+    (which print it), so both say the same thing.
+    """
+    try:
+        with open(path, "rb") as config_file:
+            config = orjson.loads(config_file.read())
+    except (OSError, orjson.JSONDecodeError) as error:
+        raise ScarfConfigError(
+            f"cannot read the config file {path} ({type(error).__name__}): it must be a readable JSON file."
+        ) from None
+    if not isinstance(config, dict):
+        raise ScarfConfigError(f"the config file {path} must hold a JSON object.")
+    return config
 
 
 def is_loopback_host(host: str) -> bool:

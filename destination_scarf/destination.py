@@ -34,7 +34,7 @@ from destination_scarf.airbyte_io import MessageOutput, install_log_handler, rea
 from destination_scarf.catalog import parse_catalog
 from destination_scarf.check import run_check
 from destination_scarf.client import ScarfClient
-from destination_scarf.config import parse_config
+from destination_scarf.config import load_config_file, parse_config
 from destination_scarf.discover import check_object_names, destination_catalog_message
 from destination_scarf.errors import ScarfConfigError, SyncCancelled
 from destination_scarf.writer import Writer
@@ -50,16 +50,7 @@ class DestinationScarf(Destination):
 
     @staticmethod
     def read_config(config_path: str) -> Mapping[str, Any]:
-        """The config file's JSON object; an unreadable file is a config error the user can fix."""
-        try:
-            config = orjson.loads(Path(config_path).read_bytes())
-        except (OSError, orjson.JSONDecodeError) as error:
-            raise ScarfConfigError(
-                f"Cannot read the config file {config_path} ({type(error).__name__}): it must be a readable JSON file."
-            ) from None
-        if not isinstance(config, dict):
-            raise ScarfConfigError(f"The config file {config_path} must hold a JSON object.")
-        return config
+        return load_config_file(config_path)
 
     def parse_args(self, args: List[str]) -> argparse.Namespace:
         """The CDK's commands (spec, check, write), plus `discover` and the operator commands."""

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping, TextIO
 import orjson
 
 from destination_scarf.client import EventImport, ScarfClient
-from destination_scarf.config import ScarfConfig, parse_config
+from destination_scarf.config import ScarfConfig, load_config_file, parse_config
 from destination_scarf.errors import ScarfError
 from destination_scarf.timeparse import parse_event_time
 
@@ -52,15 +52,10 @@ def _positive(text: str) -> int:
 def read_config(path: str) -> Mapping[str, Any] | None:
     """The config file's JSON, or None (after saying why on stderr) when it cannot be read."""
     try:
-        with open(path, "rb") as config_file:
-            data = orjson.loads(config_file.read())
-    except (OSError, orjson.JSONDecodeError) as error:
-        print(f"error: cannot read the config file {path}: {type(error).__name__}", file=sys.stderr)
+        return load_config_file(path)
+    except ScarfError as error:
+        print(f"error: {error}", file=sys.stderr)
         return None
-    if not isinstance(data, Mapping):
-        print(f"error: the config file {path} must hold a JSON object", file=sys.stderr)
-        return None
-    return data
 
 
 def run_operator_command(
