@@ -56,6 +56,19 @@ def _reject_constant(name: str) -> float:
 #: them by default, so the emulator must reject them to catch that client bug.
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
+try:  # orjson (installed with the connector) decodes about 4x faster and refuses NaN/Infinity itself;
+    # the benchmark needs the emulator to spend as little of the shared CPU as possible.
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - the emulator also runs on the standard library alone
+    _orjson = None
+
+
+def _decode_line(raw: bytes) -> object:
+    """One body line as JSON (ValueError if it is not valid UTF-8 JSON)."""
+    if _orjson is not None:
+        return _orjson.loads(raw)  # JSONDecodeError is a ValueError
+    return _DECODER.decode(raw.decode("utf-8"))
+
 
 @dataclass
 class ProcessingSettings:
@@ -145,8 +158,8 @@ class LineChecker:
     def check_line(self, raw: bytes) -> EventRow | dict:
         """Return the store row for an accepted line, or an ImportLog error entry (no line)."""
         try:
+            event = _decode_line(raw)
             text = raw.decode("utf-8")
-            event = _DECODER.decode(text)
         except ValueError:
             return _decode_error(MSG_NOT_JSON_OBJECT)
         if type(event) is not dict:
@@ -168,9 +181,9 @@ class LineChecker:
             return MSG_INVALID_TIME
         if parsed < self._oldest:
             return self._too_old_msg
-        bad = [k for k, v in event.items() if k[:1] == "$" and type(v) is not str and k not in _NON_STRING_FIELDS]
-        if bad:
-            return f"Field {bad[0]} must be a string"
+        for key, value in event.items():  # the type test first: nearly every value is a string
+            if type(value) is not str and key[:1] == "$" and key not in _NON_STRING_FIELDS:
+                return f"Field {key} must be a string"
         if "$headers" in event and not _headers_ok(event["$headers"]):
             return MSG_INVALID_HEADERS
         return None
