@@ -46,8 +46,10 @@ class BatchBuilder:
     """
 
     def __init__(self, *, batch_id: int, spool_dir: Path, level: int, compressor: Executor,
-                 clock=time.monotonic) -> None:
+                 clock=time.monotonic, max_events: int = 1 << 62, max_bytes: int = 1 << 62) -> None:
         self.batch_id = batch_id
+        self._max_events = max_events
+        self._max_bytes = max_bytes
         self.path = spool_dir / f"batch-{batch_id:06d}.ndjson.gz"
         self._file = open(self.path, "wb")
         self._zlib = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
@@ -66,16 +68,20 @@ class BatchBuilder:
     def events(self) -> int:
         return len(self.input_lines)
 
-    def add(self, encoded: bytes, *, stream_index: int, record_position: int, input_line: int) -> None:
-        """Append one encoded event (a JSON object followed by a newline)."""
+    def add(self, encoded: bytes, *, stream_index: int, record_position: int, input_line: int) -> bool:
+        """Append one encoded event (a JSON object followed by a newline); True when the batch is now full
+        (it holds `max_events` events or `max_bytes` uncompressed bytes) and should be closed."""
         buffer = self._buffer
         buffer += encoded
         self.stream_indexes.append(stream_index)
         self.record_positions.append(record_position)
-        self.input_lines.append(input_line)
-        self.streams.add(stream_index)
+        lines = self.input_lines
+        lines.append(input_line)
+        if stream_index not in self.streams:
+            self.streams.add(stream_index)
         if len(buffer) >= _FLUSH_BYTES:
             self._flush()
+        return len(lines) >= self._max_events or self.raw_bytes + len(buffer) >= self._max_bytes
 
     def _flush(self) -> None:
         if self._buffer:
@@ -97,10 +103,6 @@ class BatchBuilder:
         self._file.write(tail)
         self.wire_bytes += len(tail)
         self._file.close()
-
-    def pending_raw_bytes(self) -> int:
-        """Uncompressed bytes so far, including the not-yet-compressed buffer (for the size bound)."""
-        return self.raw_bytes + len(self._buffer)
 
     def close(self) -> "Batch":
         """Finish the gzip stream and hand the batch over for upload."""

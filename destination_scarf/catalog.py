@@ -71,7 +71,10 @@ class StreamIndex:
 
     def find(self, namespace: str | None, name: Any) -> int | None:
         """The stream index, or None. A namespace missing on one side only (record or catalog) still matches."""
-        index = self._exact.get((namespace or None, name))
+        try:
+            index = self._exact.get((namespace or None, name))
+        except TypeError:  # an unhashable stream name or namespace (a list, an object): no stream of ours
+            return None
         if index is None and isinstance(name, str):
             only = self._by_name.get(name)
             if only is not None and (not namespace or only.namespace is None):

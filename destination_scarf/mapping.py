@@ -82,6 +82,8 @@ class _ShapePlan:
 
     fields: tuple[tuple[str, tuple[str, ...]], ...]
     custom: tuple[str, ...]
+    headers: bool  # whether $headers may have a value in this shape (a candidate key is there, or a path rule)
+    unique_source: bool  # likewise for a mapped $unique_id source
 
 _R_TIME_MISSING = "missing (map a source field to $time, or name a field `time`)"
 _R_TIME_FORMAT = "not an ISO 8601 date-time or epoch timestamp"
@@ -380,6 +382,7 @@ class EventMapper:
         self._read_time = time.reader()
         self._time_constant = None if time.constant is None else to_scarf_time(time.constant)
         self._read_headers_value = headers.reader()
+        self._headers_keys = headers.keys if not headers.path else None  # None: a path, look every time
         self._headers_constant = None if headers.constant is None else _headers_from_text(headers.constant)
         single_target = target_type != "multi_artifact"
         self._need_artifact = not single_target
@@ -408,6 +411,7 @@ class EventMapper:
     def _compile_unique_ids(self, enabled: bool, source: _Source, primary_key: list[list[str]] | None) -> None:
         self._unique_ids = enabled
         self._read_unique_source = source.reader()
+        self._unique_keys = source.keys if source.constant is None and not source.path else None
         if not enabled:
             self.sources["$unique_id"] = "not sent: unique ids are off"
         self._pk_paths = tuple(tuple(path) for path in (primary_key or ()) if path)
@@ -428,14 +432,17 @@ class EventMapper:
         if self._headers_constant is not None:
             headers = [dict(header) for header in self._headers_constant]  # a copy: events must not share state
         else:
-            headers = self._read_headers(data)
+            headers = self._read_headers(data) if plan.headers else None
         if headers:
             event["$headers"] = headers
         if self._need_artifact and "$package" not in event and "$tracking_pixel" not in event:
             raise InvalidRecord("$package", _R_NO_ARTIFACT)
-        self._put_custom_variables(data, event, plan)
+        if plan.custom:
+            self._put_custom_variables(data, event, plan)
+        elif self._custom_mode == "listed":
+            self._put_listed_variables(data, event)
         if self._unique_ids:
-            event["$unique_id"] = self._unique_id(data, event)
+            event["$unique_id"] = self._unique_id(data, event, plan)
         return event
 
     def _event_time(self, data: Mapping[str, Any]) -> str:
@@ -491,6 +498,8 @@ class EventMapper:
             value_type = type(value)
             if value_type is str:
                 event[key] = value
+            elif value_type is int or value_type is float:  # bool is neither: it is spelled the JSON way below
+                event[key] = str(value)
             elif value_type is dict:
                 _flatten_into(event, key, value, self._consumed_nested)
             elif value_type in _JSON_SCALARS or not isinstance(value, Mapping):  # ABC checks are slow
@@ -512,7 +521,12 @@ class EventMapper:
         kinds = [(key, kind if kind is not None else self._classify_key(key)) for key, kind in kinds]
         self.ignored_fields.update(key for key, kind in kinds if kind == _IGNORED)
         custom = tuple(key for key, kind in kinds if kind == _CUSTOM) if self._custom_mode == "all" else ()
-        plan = _ShapePlan(fields=fields, custom=custom)
+        plan = _ShapePlan(
+            fields=fields,
+            custom=custom,
+            headers=self._headers_keys is None or any(k in present for k in self._headers_keys),
+            unique_source=self._unique_keys is None or any(k in present for k in self._unique_keys),
+        )
         if len(self._plans) < _SHAPE_CACHE_LIMIT:
             self._plans[shape] = plan
         return plan
@@ -543,14 +557,14 @@ class EventMapper:
             self._key_class[key] = kind
         return kind
 
-    def _unique_id(self, data: Mapping[str, Any], event: dict[str, Any]) -> str:
+    def _unique_id(self, data: Mapping[str, Any], event: dict[str, Any], plan: _ShapePlan) -> str:
         """A UUID (version 5 layout) from SHA-256 over (namespace, stream, material kind) + material.
 
         Material, first available: the mapped $unique_id; the primary-key values; the whole event. The same input
         always gives the same id (no Python hash(), which is salted per process), so a re-sent event replaces its
         earlier copy in Scarf instead of counting twice.
         """
-        mapped = self._unique_source_value(data)
+        mapped = self._unique_source_value(data) if plan.unique_source else None
         if mapped is not None:
             return _uuid_from(self._hashers["i"], mapped.encode("utf-8", "surrogatepass"))
         if self._pk_paths:

@@ -122,8 +122,7 @@ class Writer:
                     lines = (pending + chunk).split(b"\n") if pending else chunk.split(b"\n")
                     pending = lines.pop()
                     try:
-                        for line in lines:
-                            self._handle_line(line)
+                        self._handle_lines(lines)
                     except InvalidInput:
                         yield from self._drain_then_fail()
                         raise
@@ -138,6 +137,36 @@ class Writer:
             ok = True
         finally:
             self._shutdown(ok)
+
+    def _handle_lines(self, lines: list[bytes]) -> None:
+        """The hot loop: `_handle_line` for each line, with the common case (a RECORD of a known stream
+        whose data maps cleanly) inlined. Any other case goes through the general methods below."""
+        loads, find, mappers, counts = _LOADS, self._index.find, self._mappers, self.checkpoints.records
+        dumps, newline = _DUMPS, _NEWLINE
+        for line in lines:
+            self._line_no += 1
+            try:
+                message = loads(line)
+                record = message["record"] if message["type"] == "RECORD" else None
+                data = record["data"]
+                index = find(record.get("namespace"), record["stream"])
+                if index is None or type(data) is not dict:
+                    raise LookupError  # unusual: the general path warns or rejects
+            except (orjson.JSONDecodeError, LookupError, TypeError):
+                self._line_no -= 1
+                self._handle_line(line)
+                continue
+            self.records_read += 1
+            position = counts[index] = counts[index] + 1
+            try:
+                event = mappers[index](data)
+            except InvalidRecord as invalid:
+                self._reject(index, position, invalid, data)
+                continue
+            batch = self._batch or self._open_batch()
+            if batch.add(dumps(event, option=newline), stream_index=index, record_position=position,
+                         input_line=self._line_no):
+                self._close_batch()
 
     def _handle_line(self, line: bytes) -> None:
         self._line_no += 1
@@ -176,13 +205,9 @@ class Writer:
         except InvalidRecord as invalid:
             self._reject(index, position, invalid, data)
             return
-        batch = self._batch
-        if batch is None:
-            batch = self._open_batch()
-        batch.add(_DUMPS(event, option=_NEWLINE), stream_index=index, record_position=position,
-                  input_line=self._line_no)
-        limits = self._config.batch
-        if batch.events >= limits.max_events or batch.pending_raw_bytes() >= limits.max_bytes:
+        batch = self._batch or self._open_batch()
+        if batch.add(_DUMPS(event, option=_NEWLINE), stream_index=index, record_position=position,
+                     input_line=self._line_no):
             self._close_batch()
 
     def _handle_state(self, message: dict) -> None:
@@ -201,8 +226,10 @@ class Writer:
     # ----- batches ---------------------------------------------------------------------------------
 
     def _open_batch(self) -> BatchBuilder:
+        limits = self._config.batch
         batch = BatchBuilder(batch_id=self._next_batch_id, spool_dir=self._spool_dir,
-                             level=self._config.gzip_level, compressor=self._compressor, clock=self._clock)
+                             level=self._config.gzip_level, compressor=self._compressor, clock=self._clock,
+                             max_events=limits.max_events, max_bytes=limits.max_bytes)
         self._next_batch_id += 1
         self.checkpoints.batch_started(batch.batch_id, batch.streams)
         self._batch = batch

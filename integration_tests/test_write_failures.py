@@ -483,6 +483,10 @@ BAD_INPUTS: dict[str, tuple[Callable[[], Any], str | None]] = {
     "time_too_old": (lambda: record(STREAM, download(900, time=_old_time(), remote_address=SECRET_IP, note=SECRET)),
                      "$time"),
     "no_package_or_pixel": (lambda: record(STREAM, _without_package(900)), "$package"),
+    # shapes that leave the writer's fast path for the general one
+    "message_is_an_array": (lambda: [SECRET, SECRET_IP], None),
+    "record_is_not_an_object": (lambda: {"type": "RECORD", "record": [STREAM, SECRET]}, None),
+    "record_without_data": (lambda: {"type": "RECORD", "record": {"stream": STREAM, "emitted_at": 1}}, "data"),
 }
 
 #: Layout: records 1..10, state A, records 11..15, the bad line (input line 17), records 16..20, state B.
@@ -573,6 +577,19 @@ def test_records_of_a_stream_not_in_the_catalog_are_ignored_with_one_warning(emu
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     _assert_no_values_in(r.getMessage() for r in caplog.records)
     assert_everything_once(emulator, range(1, 21))
+
+
+def test_records_whose_stream_name_is_not_text_are_ignored_like_unknown_streams(emulator, caplog):
+    odd = [{"type": "RECORD", "record": {"stream": [STREAM], "data": download(99)}},
+           {"type": "RECORD", "record": {"stream": STREAM, "namespace": {"n": 1}, "data": download(98)}}]
+    messages = ([record(STREAM, download(n)) for n in range(1, 6)] + odd
+                + [record(STREAM, download(n)) for n in range(6, 11)] + [stream_state(STREAM, 10)])
+
+    states = list(make_writer(emulator, make_config(emulator), catalog(STREAM)).write(lines(messages)))
+
+    assert [stats(s) for s in states] == [{"recordCount": 10, "rejectedRecordCount": 0}]
+    assert len([r for r in caplog.records if "not in the configured catalog" in r.getMessage()]) == 2
+    assert_everything_once(emulator, range(1, 11))
 
 
 # ----- 9. SIGTERM through the real command line ---------------------------------------------------------------
