@@ -37,8 +37,6 @@ from destination_scarf.rejects import RejectLog
 logger = logging.getLogger("airbyte")
 
 _LOADS = orjson.loads
-_DUMPS = orjson.dumps
-_NEWLINE = orjson.OPT_APPEND_NEWLINE
 #: Message types a destination may see and has nothing to do with.
 _IGNORED_TYPES = frozenset({"LOG", "TRACE", "CONTROL", "SPEC", "CONNECTION_STATUS", "CATALOG", "DESTINATION_CATALOG"})
 
@@ -81,6 +79,7 @@ class Writer:
                            primary_key=s.primary_key, now=lambda: self._now)
             for s in streams
         ]
+        self._encoders = [mapper.encode for mapper in self._mappers]
         self._describe = describe_streams([s.label for s in streams])
         self.checkpoints = Checkpoints(stream_count=len(streams))
         self._spool_dir = Path(tempfile.mkdtemp(prefix="destination-scarf-", dir=spool_root))
@@ -141,8 +140,7 @@ class Writer:
     def _handle_lines(self, lines: list[bytes]) -> None:
         """The hot loop: `_handle_line` for each line, with the common case (a RECORD of a known stream
         whose data maps cleanly) inlined. Any other case goes through the general methods below."""
-        loads, find, mappers, counts = _LOADS, self._index.find, self._mappers, self.checkpoints.records
-        dumps, newline = _DUMPS, _NEWLINE
+        loads, find, encoders, counts = _LOADS, self._index.find, self._encoders, self.checkpoints.records
         for line in lines:
             self._line_no += 1
             try:
@@ -159,13 +157,12 @@ class Writer:
             self.records_read += 1
             position = counts[index] = counts[index] + 1
             try:
-                event = mappers[index](data)
+                encoded = encoders[index](data)
             except InvalidRecord as invalid:
                 self._reject(index, position, invalid, data)
                 continue
             batch = self._batch or self._open_batch()
-            if batch.add(dumps(event, option=newline), stream_index=index, record_position=position,
-                         input_line=self._line_no):
+            if batch.add(encoded, stream_index=index, record_position=position, input_line=self._line_no):
                 self._close_batch()
 
     def _handle_line(self, line: bytes) -> None:
@@ -201,13 +198,12 @@ class Writer:
         try:
             if type(data) is not dict:
                 raise InvalidRecord("data", "the record's `data` is not an object")
-            event = self._mappers[index](data)
+            encoded = self._encoders[index](data)
         except InvalidRecord as invalid:
             self._reject(index, position, invalid, data)
             return
         batch = self._batch or self._open_batch()
-        if batch.add(_DUMPS(event, option=_NEWLINE), stream_index=index, record_position=position,
-                     input_line=self._line_no):
+        if batch.add(encoded, stream_index=index, record_position=position, input_line=self._line_no):
             self._close_batch()
 
     def _handle_state(self, message: dict) -> None:

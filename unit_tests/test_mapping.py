@@ -782,3 +782,28 @@ def test_generated_records_give_schema_valid_events_or_real_violations() -> None
         assert not any(k.startswith("$") and k not in SCARF_FIELDS for k in event)
     assert accepted > 150 and rejected_count > 150, (accepted, rejected_count)  # both branches really exercised
     assert mapper.ignored_fields == {"$mystery"}
+
+
+@pytest.mark.parametrize("settings", [
+    {},  # content-hash ids: the line is built from the hashed bytes
+    {"primary_key": [["var0"]]},  # key ids where var0 is there, content ids where it is not
+    {"unique_ids": False},
+], ids=["content-ids", "key-ids", "no-ids"])
+def test_encode_gives_the_same_event_as_the_mapper_as_one_ndjson_line(settings: dict[str, Any]) -> None:
+    rng = random.Random(2711)
+    mapper = make(rule("$unique_id", "unique_id"), **settings)
+    encoded = 0
+    for _ in range(300):
+        data = Generated(rng).build().data
+        try:
+            expected = mapper(data)
+        except InvalidRecord as error:
+            with pytest.raises(InvalidRecord) as caught:
+                mapper.encode(data)
+            assert (caught.value.field, caught.value.reason) == (error.field, error.reason)
+            continue
+        line = mapper.encode(data)
+        assert line.endswith(b"\n") and line.count(b"\n") == 1
+        assert orjson.loads(line) == expected
+        encoded += 1
+    assert encoded > 100
