@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import data
+from bench import budget, data
 from bench.harness import OWNER, ROOT, TOKEN, Emulator, Measurement, measure
 
 README_START = "<!-- bench:start -->"
@@ -64,7 +64,11 @@ class Bench:
     def run_a(self, emulator: Emulator, records: int, **overrides) -> Measurement:
         path, states = self.input(records)
         before = emulator.stats()
+        cpu_before = emulator.cpu_seconds()
         result = measure(connector_command(self.config(emulator, **overrides), self.catalog), path)
+        cpu_after = emulator.cpu_seconds()
+        if cpu_before is not None and cpu_after is not None:
+            result.emulator_cpu = cpu_after - cpu_before
         after = emulator.stats()
         arrived = after.get("events_total", 0) - before.get("events_total", 0)
         if result.returncode != 0 or result.states() != states or arrived != records:
@@ -108,6 +112,10 @@ def throughput(bench: Bench, emulator: Emulator, n1: int, n2: int) -> dict:
             "wall": {str(n): statistics.median(m.wall for m in ms) for n, ms in by_n.items()},
             "rss_mb": {str(n): max(m.max_rss_mb for m in ms) for n, ms in by_n.items()},
         }
+    emulator_cpu = [(b.emulator_cpu - a.emulator_cpu) / (n2 - n1) * 1e6 for a, b in zip(times["A"][n1], times["A"][n2])
+                    if a.emulator_cpu is not None and b.emulator_cpu is not None]
+    if emulator_cpu:
+        result["A"]["emulator_cpu_s_per_million"] = statistics.median(emulator_cpu)
     return result
 
 
@@ -160,7 +168,7 @@ def _ndjson_size(bench: Bench, records: int) -> int:
         for line in lines:
             message = orjson.loads(line)
             if message["type"] == "RECORD":
-                total += len(orjson.dumps(mappers[message["record"]["stream"]](message["record"]["data"]))) + 1
+                total += len(mappers[message["record"]["stream"]].encode(message["record"]["data"]))
     return total
 
 
@@ -185,6 +193,7 @@ def report(results: dict) -> str:
         f"- start-up (a 1,000-record sync, A): {results['startup_s']:.2f} s",
         "- peak RSS of A: " + ", ".join(f"{int(n):,} records: {mb:.0f} MB" for n, mb in results["rss_mb"].items()),
     ]
+    lines += _budget_lines(results, b)
     p = results.get("pipelining")
     if p:
         lines.append(f"- pipelining: {p['records']:,} events, Scarf at {p['rate']:,.0f} events/s per import, "
@@ -195,6 +204,28 @@ def report(results: dict) -> str:
         lines.append(f"- wire bytes: {z['wire_bytes']:,} gzip vs {z['ndjson_bytes']:,} NDJSON "
                      f"(ratio {z['ratio']:.3f}, 1/{1 / z['ratio']:.1f})")
     return "\n".join(lines)
+
+
+def _budget_lines(results: dict, b: dict) -> list[str]:
+    """The CPU budget: what A's unavoidable stages cost per record, against what a CDK-relative target allows."""
+    cost = results.get("budget")
+    if not cost:
+        return []
+    stages = cost["parse"] + cost["map_and_encode"] + cost["gzip"]
+    a = results["throughput"]["A"]
+    emulator = a.get("emulator_cpu_s_per_million")
+    allowed = (os.cpu_count() or 1) * 1e6 / (1.5 * b["records_per_s"])
+    lines = [
+        f"- CPU per record by stage (fastest of {budget.PASSES} passes, in-process): parse {cost['parse']:.1f} µs, "
+        f"map + `$unique_id` + serialize {cost['map_and_encode']:.1f} µs, gzip level {cost['gzip_level']} "
+        f"{cost['gzip']:.1f} µs ({cost['event_bytes']:.0f}-byte events): {stages:.1f} µs, "
+        f"{stages / b['cpu_s_per_million']:.1f}x B's whole {b['cpu_s_per_million']:.1f} µs",
+    ]
+    if emulator is not None:
+        lines.append(f"- the emulator, on the same cores, spent {emulator:.1f} µs of CPU per event")
+    lines.append(f"- A/B = 1.5 would leave {allowed:.1f} µs of CPU per record on {os.cpu_count()} cores, for the "
+                 f"connector and the emulator together")
+    return lines
 
 
 def update_readme(text: str) -> None:
@@ -237,6 +268,7 @@ def main(argv: list[str] | None = None) -> dict:
             results["pipelining"] = pipelining(bench, records, rate=max(1_000, records // 80), slots=4,
                                                batch=max(500, records // 20))
         results["compression"] = compression(bench, args.n1)
+        results["budget"] = budget.stage_costs(bench.input(args.n1)[0])
     text = report(results)
     print(text)
     args.json.parent.mkdir(parents=True, exist_ok=True)

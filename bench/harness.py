@@ -24,6 +24,7 @@ class Measurement:
     max_rss_mb: float
     returncode: int
     stdout: bytes
+    emulator_cpu: float | None = None  # CPU seconds the emulator used meanwhile (A only)
 
     def states(self) -> int:
         return sum(1 for line in self.stdout.splitlines() if line.startswith(b'{"type":"STATE"'))
@@ -63,6 +64,14 @@ class Emulator:
             self.process.kill()
             raise RuntimeError(f"the emulator did not start: {line!r}")
         self.url = line.split("=", 1)[1]
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the emulator process has used so far (Linux /proc), or None where that is not available."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, in ticks
 
     def stats(self) -> dict:
         return json.load(urllib.request.urlopen(f"{self.url}/_emulator/stats?owner={OWNER}"))

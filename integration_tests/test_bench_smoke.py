@@ -15,3 +15,6 @@ def test_the_benchmark_runs_and_the_counts_match(tmp_path):
     assert results["pipelining"]["records"] == 8000
     assert 0 < results["compression"]["wire_bytes"] < results["compression"]["ndjson_bytes"]
     assert (tmp_path / "results.json").exists()
+    budget = results["budget"]
+    assert all(budget[stage] > 0 for stage in ("parse", "map_and_encode", "gzip"))
+    assert budget["event_bytes"] > 100
