@@ -387,7 +387,7 @@ class ImportPipeline:
                 continue
             lines[line] = FailedLine(
                 kind=str(entry.get("type") or "error"),
-                message=str(entry.get("human_friendly_message") or "")[:160],
+                message=_reason_without_values(entry.get("human_friendly_message")),
                 origin=job.batch.origin(line),
             )
         return list(lines.values())
@@ -413,6 +413,16 @@ class ImportPipeline:
         where = self._describe(failed.origin) if failed.origin else "a line outside the batch"
         reason = f" ({failed.message})" if failed.message else ""
         return f"{where}: {failed.kind}{reason}"
+
+
+def _reason_without_values(message: object) -> str:
+    """Scarf's message for a failed line, cut where it may start quoting the event's data.
+
+    Scarf's messages are undocumented; its own examples read "Package not found: <id>", a label, a colon,
+    then the value. Sync logs must not carry record values (IP addresses, user agents), so only the label is
+    kept. `destination-scarf import-log` shows the full messages to an operator who asks for them.
+    """
+    return str(message or "").split(":", 1)[0].strip()[:120]
 
 
 def _done_fraction(current: EventImport) -> float | None:

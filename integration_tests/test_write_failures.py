@@ -399,6 +399,8 @@ def test_failed_events_fail_the_sync_naming_stream_position_and_line(emulator):
     for position in BAD_PACKAGE_RECORDS:
         assert f"#{position} (input line {_input_line_of(everything, position)})" in message
     assert "artifact-not-found" in message
+    assert "(Package not found)" in message  # Scarf's label, without the value it quotes after the colon
+    assert UNKNOWN_PACKAGE not in message
     assert state_ids(states) == state_ids(part_a[-1:])  # nothing past the failed records
 
 
