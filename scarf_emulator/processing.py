@@ -93,11 +93,29 @@ def parse_event_time(value: object) -> datetime | None:
         return None
     if value[-1] in "Zz":
         value = value[:-1] + "+00:00"
+    value = _six_digit_fraction(value)
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+def _six_digit_fraction(value: str) -> str:
+    """Pad or cut a fraction of a second to the six digits every Python's fromisoformat reads.
+
+    RFC 3339 allows any number of digits (nanoseconds are common); Python 3.10's fromisoformat takes
+    only 3 or 6, so without this the emulator would refuse on 3.10 what it accepts on 3.11.
+    """
+    if len(value) < 20 or value[19] != ".":
+        return value
+    end = 20
+    while end < len(value) and value[end].isdigit():
+        end += 1
+    digits = value[20:end]
+    if not digits:
+        return value  # "12:00:00." stays invalid
+    return value[:20] + (digits + "00000")[:6] + value[end:]
 
 
 def too_old_message(window: timedelta) -> str:
