@@ -7,7 +7,7 @@ LABEL io.airbyte.name=airbyte/destination-scarf
 LABEL io.airbyte.version=0.1.0
 
 WORKDIR /airbyte/integration_code
-COPY setup.py ./
+COPY pyproject.toml setup.py ./
 COPY destination_scarf ./destination_scarf
 RUN pip install --no-cache-dir . && useradd --create-home --uid 1000 airbyte
 

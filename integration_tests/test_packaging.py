@@ -286,7 +286,7 @@ def image_install(tmp_path_factory) -> ImageInstall:
 
 
 def test_the_dockerfile_copies_only_what_the_install_needs(image_install):
-    assert sorted(image_install.copied) == ["destination_scarf", "setup.py"]
+    assert sorted(image_install.copied) == ["destination_scarf", "pyproject.toml", "setup.py"]
     assert image_install.pip_commands == [["pip", "install", "--no-cache-dir", "."]]
 
 
