@@ -138,9 +138,9 @@ class Writer:
             self._shutdown(ok)
 
     def _handle_lines(self, lines: list[bytes]) -> None:
-        """The hot loop: `_handle_line` for each line, with the common case (a RECORD of a known stream
-        whose data maps cleanly) inlined. Any other case goes through the general methods below."""
-        loads, find, encoders, counts = _LOADS, self._index.find, self._encoders, self.checkpoints.records
+        """The hot loop: `_handle_line` for each line, with the common case (a RECORD of a known stream whose
+        data is an object) read inline. Any other line goes through `_handle_line`, which says what is wrong."""
+        loads, find, add_record = _LOADS, self._index.find, self._add_record
         for line in lines:
             self._line_no += 1
             try:
@@ -149,21 +149,12 @@ class Writer:
                 data = record["data"]
                 index = find(record.get("namespace"), record["stream"])
                 if index is None or type(data) is not dict:
-                    raise LookupError  # unusual: the general path warns or rejects
+                    raise LookupError  # unusual: `_handle_line` warns or rejects
             except (orjson.JSONDecodeError, LookupError, TypeError):
                 self._line_no -= 1
                 self._handle_line(line)
                 continue
-            self.records_read += 1
-            position = counts[index] = counts[index] + 1
-            try:
-                encoded = encoders[index](data)
-            except InvalidRecord as invalid:
-                self._reject(index, position, invalid, data)
-                continue
-            batch = self._batch or self._open_batch()
-            if batch.add(encoded, stream_index=index, record_position=position, input_line=self._line_no):
-                self._close_batch()
+            add_record(index, data)
 
     def _handle_line(self, line: bytes) -> None:
         self._line_no += 1
@@ -190,11 +181,13 @@ class Writer:
         if index is None:
             self._warn_unknown_stream(record)
             return
+        self._add_record(index, record.get("data"))
+
+    def _add_record(self, index: int, data: Any) -> None:
+        """Count a record of stream `index`, then add its event to the open batch or reject it."""
         self.records_read += 1
-        checkpoints = self.checkpoints
-        checkpoints.records[index] += 1
-        position = checkpoints.records[index]
-        data = record.get("data")
+        counts = self.checkpoints.records
+        position = counts[index] = counts[index] + 1
         try:
             if type(data) is not dict:
                 raise InvalidRecord("data", "the record's `data` is not an object")
