@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import socketserver
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -282,6 +283,13 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         with self._open_lock:
             self._open.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up mid-request (tests and the connector's cancellation do so on purpose) is
+        routine, not a server error: no traceback for it. Anything else is still printed."""
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+            return
+        super().handle_error(request, client_address)
 
     def drop_connections(self) -> None:
         """End idle keep-alive connections so clients cannot talk to a stopped emulator."""
