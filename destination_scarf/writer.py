@@ -148,13 +148,13 @@ class Writer:
                 record = message["record"] if message["type"] == "RECORD" else None
                 data = record["data"]
                 index = find(record.get("namespace"), record["stream"])
-                if index is None or type(data) is not dict:
-                    raise LookupError  # unusual: `_handle_line` warns or rejects
             except (orjson.JSONDecodeError, LookupError, TypeError):
+                index = None
+            if index is not None and type(data) is dict:
+                add_record(index, data)
+            else:  # unusual (a state, a bad line, an unknown stream): `_handle_line` says what it is
                 self._line_no -= 1
                 self._handle_line(line)
-                continue
-            add_record(index, data)
 
     def _handle_line(self, line: bytes) -> None:
         self._line_no += 1
