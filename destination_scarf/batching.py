@@ -77,8 +77,7 @@ class BatchBuilder:
         self.record_positions.append(record_position)
         lines = self.input_lines
         lines.append(input_line)
-        if stream_index not in self.streams:
-            self.streams.add(stream_index)
+        self.streams.add(stream_index)
         if len(buffer) >= _FLUSH_BYTES:
             self._flush()
         return len(lines) >= self._max_events or self.raw_bytes + len(buffer) >= self._max_bytes
