@@ -153,16 +153,9 @@ def compression(bench: Bench, records: int) -> dict:
 
 def _ndjson_size(bench: Bench, records: int) -> int:
     """Size of the events as NDJSON (what would be sent without gzip), by mapping the input once."""
-    from destination_scarf.catalog import parse_catalog
-    from destination_scarf.config import parse_config
-    from destination_scarf.mapping import compile_mapper
-    import datetime
     import orjson
 
-    config = parse_config(data.config("http://127.0.0.1:1", OWNER, TOKEN))
-    mappers = {s.name: compile_mapper(config=config.mapping, stream=s.name, namespace=None, primary_key=None,
-                                      now=lambda: datetime.datetime.now(datetime.timezone.utc))
-               for s in parse_catalog(data.catalog())}
+    mappers = data.mappers()
     total = 0
     with open(bench.input(records)[0], "rb") as lines:
         for line in lines:

@@ -9,7 +9,6 @@ CPU per record; comparing it with B's total shows how far a CDK-speed target is 
 
 from __future__ import annotations
 
-import datetime
 import time
 import zlib
 from pathlib import Path
@@ -36,15 +35,10 @@ def _fastest(records: int, work: Callable[[], object]) -> float:
 
 def stage_costs(input_path: Path, *, limit: int = 50_000) -> dict[str, float]:
     """CPU µs per record of each stage, on the first `limit` records of `input_path`."""
-    from destination_scarf.catalog import parse_catalog
     from destination_scarf.config import parse_config
-    from destination_scarf.mapping import compile_mapper
 
     config = parse_config(data.config("http://127.0.0.1:1", OWNER, TOKEN))
-    now = datetime.datetime.now(datetime.timezone.utc)
-    mappers = {s.name: compile_mapper(config=config.mapping, stream=s.name, namespace=None, primary_key=None,
-                                      now=lambda: now)
-               for s in parse_catalog(data.catalog())}
+    mappers = data.mappers()
     with open(input_path, "rb") as lines:
         raw = [line for _, line in zip(range(limit), lines)]
     messages = [orjson.loads(line) for line in raw]

@@ -80,3 +80,16 @@ def config(api_url: str, owner: str, token: str) -> dict:
         "field_mappings": [{"scarf_field": "$time", "source_field": "created_at"}],
         "max_concurrent_imports": 4, "batch_max_events": 50_000,
     }
+
+
+def mappers(now: datetime.datetime | None = None) -> dict:
+    """The connector's compiled mapper for each benchmark stream, under the benchmark's config."""
+    from destination_scarf.catalog import parse_catalog
+    from destination_scarf.config import parse_config
+    from destination_scarf.mapping import compile_mapper
+
+    mapping = parse_config(config("http://127.0.0.1:1", "bench", "bench")).mapping
+    moment = now or datetime.datetime.now(datetime.timezone.utc)
+    return {s.name: compile_mapper(config=mapping, stream=s.name, namespace=None, primary_key=None,
+                                   now=lambda: moment)
+            for s in parse_catalog(catalog())}
