@@ -1,13 +1,18 @@
-"""The Scarf Event Import API client: HTTP, retries, and the one place where HTTP errors become our error types.
+"""The Scarf Event Import API client: endpoints, retries, and the one place where HTTP outcomes become our errors.
 
 Design points:
-- One `requests.Session` (connection reuse) with Bearer auth, connect/read timeouts and a User-Agent.
+- Every exchange is bounded end to end and never follows a redirect (`transport.py`); a redirect is a
+  configuration error naming the other host, since following it would send the token and record data there.
 - Idempotent calls (GETs, abort) are retried on connection errors, timeouts, 429 and 5xx under one
-  `RetryPolicy`. An import POST is only re-sent when that cannot double-count: when the request
-  provably never reached Scarf (connection refused, 429), or when every event carries a
-  `$unique_id` (a re-sent event then overrides itself). Otherwise it raises `UncertainImport`.
-- 422 is never retried here: it means "all 15 import slots are busy" and the import pipeline waits
-  for a slot with its own patience.
+  `RetryPolicy`, whose time budget includes the attempt in flight. A caller may pass its own deadline
+  (an import's poll retries until that import's own deadline). An import POST is only re-sent when
+  that cannot double-count: when the request provably never reached Scarf (connection refused, 429),
+  or when every event carries a `$unique_id` (a re-sent event then overrides itself). Otherwise it
+  raises `UncertainImport`.
+- 422 is never retried here: it means "all 15 import slots are busy" and the import job waits for a
+  slot with its own patience.
+- Waits between attempts wake up on cancellation (`cancelled`), which then raises `SyncCancelled`;
+  aborts are never cancellable, since they run while a cancelled sync stops.
 - The token is only ever placed in the Authorization header; no message built here contains it,
   and error excerpts of response bodies are short and stripped of it just in case.
 """
@@ -16,21 +21,22 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import orjson
 import requests
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from destination_scarf import __version__
 from destination_scarf.config import (
     TARGET_PACKAGE,
     TARGET_TRACKING_PIXEL,
     UUID_PATTERN,
+    ScarfConfig,
     Target,
 )
 from destination_scarf.errors import (
@@ -39,18 +45,27 @@ from destination_scarf.errors import (
     ScarfError,
     ScarfNotFound,
     ScarfTransientError,
+    SyncCancelled,
     TooManyActiveImports,
     UncertainImport,
 )
-from destination_scarf.retry import RetryPolicy, parse_retry_after
+from destination_scarf.retry import RetryPolicy, duration_text, parse_retry_after
+from destination_scarf.transport import Answer, Consume, Transport, Unanswered, iter_lines_bounded, read_bounded
 
 logger = logging.getLogger("airbyte")
 
 USER_AGENT = f"destination-scarf/{__version__} (Airbyte destination; python-requests/{requests.__version__})"
 #: Statuses that mean "not processed, try again later" for every request, POSTs included.
 _THROTTLED = {429}
-#: Import statuses after which an import changes no more.
-FINAL_STATUSES = frozenset({"done", "aborted"})
+#: Import statuses after which an import changes no more, and what each means for the sync.
+DONE = "done"
+ABORTED_STATUSES = frozenset({"aborted", "cancelled", "canceled"})
+#: Words for an import that Scarf gave up on. (Scarf documents only importing, done and aborted; these are
+#: what an API says when processing fails, so they are final failures rather than "not final yet".)
+FAILED_STATUSES = frozenset({"failed", "failure", "error", "errored", "rejected"})
+FINAL_STATUSES = frozenset({DONE}) | ABORTED_STATUSES | FAILED_STATUSES
+#: A line of an import's log longer than this is skipped (log entries are a few hundred bytes).
+_MAX_LOG_LINE = 64 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,20 +85,34 @@ class EventImport:
 
     @property
     def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
+        return self.outcome != "running"
+
+    @property
+    def outcome(self) -> str:
+        """What the status means for the sync: "done", "aborted", "failed", or "running" (importing, and any
+        word Scarf has not documented: an unknown status is never taken for a final one)."""
+        word = (self.status or "").strip().lower()
+        if word == DONE:
+            return "done"
+        if word in ABORTED_STATUSES:
+            return "aborted"
+        if word in FAILED_STATUSES:
+            return "failed"
+        return "running"
 
     @classmethod
     def from_json(cls, data: Any) -> "EventImport":
         if not isinstance(data, Mapping) or not isinstance(data.get("id"), str):
             raise ScarfTransientError("Scarf answered with an import that has no id; the API may have changed.")
+        status = data.get("status")
         return cls(
             id=data["id"],
-            status=data.get("status"),
+            status=status if status is None or isinstance(status, str) else str(status),
             events_total=_int(data.get("events_total")),
             events_successfully_imported=_int(data.get("events_successfully_imported")),
             events_failed_to_import=_int(data.get("events_failed_to_import")),
-            error_log_sample=tuple(data.get("error_log_sample") or ()),
-            warning_log_sample=tuple(data.get("warning_log_sample") or ()),
+            error_log_sample=_entries(data.get("error_log_sample")),
+            warning_log_sample=_entries(data.get("warning_log_sample")),
             created_at=data.get("created_at"),
             updated_at=data.get("updated_at"),
             raw=data,
@@ -92,6 +121,10 @@ class EventImport:
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _entries(value: Any) -> tuple[Mapping[str, Any], ...]:
+    return tuple(item for item in value if isinstance(item, Mapping)) if isinstance(value, list) else ()
 
 
 def _segment(value: str) -> str:
@@ -105,22 +138,8 @@ def _segment(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
-def _is_connect_failure(error: requests.RequestException) -> bool:
-    """True when the request never reached the server (so re-sending cannot duplicate anything)."""
-    if isinstance(error, requests.ConnectTimeout):
-        return True
-    reason: BaseException | None = error
-    seen = 0
-    while reason is not None and seen < 8:
-        if isinstance(reason, (NewConnectionError, ConnectTimeoutError)):
-            return True
-        reason = getattr(reason, "reason", None) or reason.__cause__ or reason.__context__
-        seen += 1
-    return False
-
-
 class ScarfClient:
-    """Talks to one Scarf owner's import API. Thread-safe for the pipeline's concurrent uploads and polls."""
+    """Talks to one Scarf owner's import API. Thread-safe for the import pool's concurrent uploads and polls."""
 
     def __init__(
         self,
@@ -130,32 +149,44 @@ class ScarfClient:
         owner: str,
         retry: RetryPolicy = RetryPolicy(),
         connect_timeout: float = 10.0,
-        read_timeout: float = 300.0,
-        sleep: Callable[[float], None] = time.sleep,
+        read_timeout: float = 60.0,
+        exchange_timeout: float = 300.0,
+        sleep: Callable[[float], None] | None = None,
+        cancelled: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._base = api_url.rstrip("/")
         self._owner = owner
         self._retry = retry
-        self._timeout = (connect_timeout, read_timeout)
-        self._sleep = sleep
+        self._cancelled = cancelled if cancelled is not None else threading.Event()
+        self._sleep = sleep if sleep is not None else self._cancelled.wait
         self._clock = clock
         self._rand = rand
-        self._session = requests.Session()
-        # Pool size above Scarf's 15-slot limit so concurrent polls and uploads never queue for a socket.
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
-        self._session.headers.update({"Authorization": f"Bearer {api_token}", "User-Agent": USER_AGENT})
+        self._transport = Transport(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            exchange_timeout=exchange_timeout,
+            headers={"Authorization": f"Bearer {api_token}", "User-Agent": USER_AGENT},
+            clock=clock,
+        )
         self._token = api_token
+
+    @classmethod
+    def from_config(cls, config: ScarfConfig, **kwargs: Any) -> "ScarfClient":
+        """The client a sync (or an operator command) uses for `config`; keyword arguments tune it."""
+        return cls(api_url=config.api_url, api_token=config.api_token, owner=config.owner, **kwargs)
 
     @property
     def owner(self) -> str:
         return self._owner
 
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._retry
+
     def close(self) -> None:
-        self._session.close()
+        self._transport.close()
 
     def __enter__(self) -> "ScarfClient":
         return self
@@ -182,16 +213,18 @@ class ScarfClient:
         gzipped: bool = True,
         safe_to_resend: bool,
         what: str = "batch",
+        budget_seconds: float | None = None,
     ) -> EventImport:
         """POST one NDJSON body (gzip by default) as a new import and return it (status `importing`).
 
         `body` may be a spool file path: it is reopened for each attempt, so memory stays flat.
-        `safe_to_resend` must only be True when every event carries a `$unique_id`.
+        `safe_to_resend` must only be True when every event carries a `$unique_id`. `budget_seconds`
+        bounds the whole upload, retries included (default: the client's retry policy).
         """
         headers = {"Content-Type": "application/x-ndjson"}
         if gzipped:
             headers["Content-Encoding"] = "gzip"
-        response = self._request(
+        answer = self._request(
             "POST",
             self.import_path(target),
             headers=headers,
@@ -199,18 +232,21 @@ class ScarfClient:
             idempotent=safe_to_resend,
             context=f"uploading {what} to the {target.describe()} endpoint",
             not_found=self._describe_target_not_found(target),
+            budget=budget_seconds,
         )
-        return EventImport.from_json(self._json(response))
+        return EventImport.from_json(self._json(answer))
 
-    def get_import(self, import_id: str) -> EventImport:
+    def get_import(self, import_id: str, *, deadline: float | None = None) -> EventImport:
+        """One import by id. With `deadline` (a clock time), transient failures are retried until then."""
         self._check_import_id(import_id)
-        response = self._request(
+        answer = self._request(
             "GET",
             f"/v2/imports/{_segment(self._owner)}/{_segment(import_id)}",
             context=f"reading import {import_id}",
             not_found=f"import {import_id} was not found under owner '{self._owner}'",
+            deadline=deadline,
         )
-        return EventImport.from_json(self._json(response))
+        return EventImport.from_json(self._json(answer))
 
     def list_imports(
         self,
@@ -226,39 +262,55 @@ class ScarfClient:
         if after is not None:
             self._check_import_id(after)
             params.append(("after", after))
-        response = self._request(
+        answer = self._request(
             "GET",
             f"/v2/imports/{_segment(self._owner)}",
             params=params,
             context="listing imports",
             not_found=f"owner '{self._owner}' was not found at Scarf: check the owner name",
         )
-        data = self._json(response)
+        data = self._json(answer)
         items = data.get("event_imports") if isinstance(data, Mapping) else None
         if not isinstance(items, list):
             raise ScarfTransientError("Scarf's imports list had no event_imports array; the API may have changed.")
         return [EventImport.from_json(item) for item in items]
 
-    def import_log(self, import_id: str) -> Iterator[Mapping[str, Any]]:
-        """The import's full log (errors, warnings, progress), read as NDJSON; unreadable lines are skipped."""
+    def import_log(self, import_id: str, *, max_entries: int | None = None,
+                   deadline: float | None = None) -> list[Mapping[str, Any]]:
+        """The import's log (errors, warnings, progress), streamed as NDJSON.
+
+        Unreadable and overlong lines are skipped, and at most `max_entries` entries are kept, so a
+        huge or hostile log cannot fill memory. Transient failures are retried (until `deadline`).
+        """
         self._check_import_id(import_id)
-        response = self._request(
+
+        def consume(response: requests.Response) -> list[Mapping[str, Any]]:
+            entries: list[Mapping[str, Any]] = []
+            for line in iter_lines_bounded(response, max_line=_MAX_LOG_LINE):
+                if line is None or not line.strip():
+                    continue
+                try:
+                    entry = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(entry, Mapping):
+                    entries.append(entry)
+                    if max_entries is not None and len(entries) >= max_entries:
+                        break
+            return entries
+
+        answer = self._request(
             "GET",
             f"/v2/imports/{_segment(self._owner)}/{_segment(import_id)}/log",
             context=f"reading the log of import {import_id}",
             not_found=f"the log of import {import_id} was not found under owner '{self._owner}'",
+            consume=consume,
+            deadline=deadline,
         )
-        for line in response.content.splitlines():
-            if not line.strip():
-                continue
-            try:
-                entry = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(entry, Mapping):
-                yield entry
+        return answer.body
 
-    def abort_import(self, import_id: str) -> None:
+    def abort_import(self, import_id: str, *, budget_seconds: float | None = None) -> None:
+        """Abort one import. Never cancellable: it is what a cancelled sync does on its way out."""
         self._check_import_id(import_id)
         self._request(
             "POST",
@@ -266,19 +318,21 @@ class ScarfClient:
             idempotent=True,
             context=f"aborting import {import_id}",
             not_found=f"import {import_id} was not found under owner '{self._owner}'",
+            budget=budget_seconds,
+            cancellable=False,
         )
 
     def get_package(self, package_id: str) -> Mapping[str, Any]:
-        response = self._request(
+        answer = self._request(
             "GET",
             f"/v2/packages/{_segment(self._owner)}/{_segment(package_id)}",
             context=f"reading package {package_id}",
             not_found=f"package {package_id} was not found under owner '{self._owner}': check target.package_id",
         )
-        return self._json(response)
+        return self._json(answer)
 
     def get_tracking_pixel(self, tracking_pixel_id: str) -> Mapping[str, Any]:
-        response = self._request(
+        answer = self._request(
             "GET",
             f"/v2/tracking-pixels/{_segment(self._owner)}/{_segment(tracking_pixel_id)}",
             context=f"reading tracking pixel {tracking_pixel_id}",
@@ -287,7 +341,7 @@ class ScarfClient:
                 "check target.tracking_pixel_id"
             ),
         )
-        return self._json(response)
+        return self._json(answer)
 
     # ----- machinery -----------------------------------------------------------------------------
 
@@ -303,18 +357,18 @@ class ScarfClient:
         if not isinstance(import_id, str) or not UUID_PATTERN.fullmatch(import_id):
             raise ScarfConfigError("An import id must be a UUID such as 0c4f966c-b715-497a-83e2-467254c95e40.")
 
-    def _json(self, response: requests.Response) -> Any:
+    @staticmethod
+    def _json(answer: Answer) -> Any:
         try:
-            return orjson.loads(response.content)
+            return orjson.loads(answer.body)
         except orjson.JSONDecodeError as error:
             raise ScarfTransientError(
-                f"Scarf answered {response.request.method} {urllib.parse.urlsplit(response.url).path} "
-                f"with a body that is not JSON (HTTP {response.status_code})."
+                f"Scarf answered {answer.method} {answer.path} with a body that is not JSON (HTTP {answer.status})."
             ) from error
 
-    def _excerpt(self, response: requests.Response) -> str:
+    def _excerpt(self, answer: Answer) -> str:
         """A short, token-free excerpt of an error body: Scarf's error bodies are undocumented."""
-        text = response.text[:200].replace("\n", " ").strip()
+        text = answer.body.decode("utf-8", "replace")[:200].replace("\n", " ").strip()
         if self._token and self._token in text:
             text = text.replace(self._token, "****")
         return f": {text}" if text else ""
@@ -330,74 +384,77 @@ class ScarfClient:
         headers: Mapping[str, str] | None = None,
         body: bytes | Path | None = None,
         idempotent: bool | None = None,
-    ) -> requests.Response:
-        """Send with retries; return a 2xx response or raise one of our error types."""
+        budget: float | None = None,
+        deadline: float | None = None,
+        consume: Consume = read_bounded,
+        cancellable: bool = True,
+    ) -> Answer:
+        """Send with retries; return a 2xx answer or raise one of our error types.
+
+        The call ends by the earlier of `deadline` and `budget` (default: the policy's budget) seconds
+        from now, the attempt in flight included.
+        """
         if idempotent is None:
             idempotent = method == "GET"
-        url = self._base + path
+        policy = self._retry if budget is None and deadline is None else self._retry.with_budget(
+            budget if budget is not None else float("inf"))
         started = self._clock()
+        end = started + policy.max_total_seconds
+        if deadline is not None:
+            end = min(end, deadline)
         attempt = 0
         while True:
             attempt += 1
+            if cancellable:
+                self._raise_if_cancelled()
             retry_after: float | None = None
             try:
-                response = self._send(method, url, params=params, headers=headers, body=body)
-            except requests.RequestException as error:
-                never_arrived = _is_connect_failure(error)
-                if not (idempotent or never_arrived):
+                answer = self._transport.exchange(method, self._base + path, path=path, deadline=end,
+                                                  params=params, headers=headers, body=body, consume=consume)
+            except Unanswered as failure:
+                if not (idempotent or not failure.reached_server):
                     raise UncertainImport(
-                        f"Scarf's API did not answer while {context} ({type(error).__name__}), so it is unknown "
+                        f"Scarf's API did not answer while {context} ({failure.reason}), so it is unknown "
                         "whether the import was created. The events carry no $unique_id, so re-sending could "
                         "count them twice: the sync stops here. Check `imports` in Scarf, then re-run the sync "
                         "(set unique_id_mode to deterministic to make such retries safe).",
-                        internal=f"{method} {path}: {error!r}",
-                        cause=error,
-                    ) from error
-                problem = f"could not reach Scarf at {self._base} ({type(error).__name__})"
+                        internal=f"{method} {path}: {failure.reason}",
+                    ) from None
+                problem = failure.reason if failure.reached_server else (
+                    f"could not reach Scarf at {self._base} ({failure.reason})")
             else:
-                if response.status_code < 300:
-                    return response
-                problem = f"HTTP {response.status_code}"
-                self._raise_if_final(response, context=context, not_found=not_found, idempotent=idempotent)
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            wait = self._retry.next_wait(
-                attempt=attempt, elapsed=self._clock() - started, retry_after=retry_after, rand=self._rand
-            )
+                if answer.status < 300:
+                    return answer
+                problem = f"HTTP {answer.status}"
+                self._raise_if_final(answer, context=context, not_found=not_found, idempotent=idempotent)
+                retry_after = parse_retry_after(answer.headers.get("Retry-After"))
+            elapsed = self._clock() - started
+            wait = policy.next_wait(attempt=attempt, elapsed=elapsed, retry_after=retry_after, rand=self._rand,
+                                    remaining=end - self._clock())
             if wait is None:
                 raise ScarfTransientError(
-                    f"Scarf's API kept failing while {context}: {problem} after {attempt} attempt(s). "
-                    "Check api_url and the network; if Scarf is having an outage, try again later "
-                    "(a sync resumes from its last saved state).",
+                    f"Scarf's API kept failing while {context}: {problem} after {attempt} attempt(s) over "
+                    f"{duration_text(elapsed)}. Check api_url and the network; if Scarf is having an outage, "
+                    "try again later (a sync resumes from its last saved state).",
                     internal=f"{method} {path}: {problem}",
                 )
-            logger.warning(
-                "Scarf API %s %s: %s; retry %d/%d in %.1f s",
-                method, path, problem, attempt, self._retry.max_attempts - 1, wait,
-            )
+            logger.warning("Scarf API %s %s: %s; retry %d in %.1f s (trying for %s so far)",
+                           method, path, problem, attempt, wait, duration_text(elapsed))
             self._sleep(wait)
 
-    def _send(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: Sequence[tuple[str, str]] | None,
-        headers: Mapping[str, str] | None,
-        body: bytes | Path | None,
-    ) -> requests.Response:
-        if isinstance(body, Path):
-            with body.open("rb") as stream:
-                # A file object with a known size is streamed with a Content-Length, not read into memory.
-                return self._session.request(
-                    method, url, params=params, headers=headers, data=stream, timeout=self._timeout
-                )
-        return self._session.request(method, url, params=params, headers=headers, data=body, timeout=self._timeout)
+    def _raise_if_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise SyncCancelled("The sync was cancelled while waiting to retry a call to Scarf's API.")
 
-    def _raise_if_final(
-        self, response: requests.Response, *, context: str, not_found: str, idempotent: bool
-    ) -> None:
+    def _raise_if_final(self, answer: Answer, *, context: str, not_found: str, idempotent: bool) -> None:
         """Raise for statuses that retrying cannot fix; return for retriable ones."""
-        status = response.status_code
+        status = answer.status
+        if 300 <= status < 400:
+            raise ScarfConfigError(
+                f"Scarf's API answered with a redirect (HTTP {status}) to {_redirect_target(answer, self._base)} "
+                f"while {context}. The connector never follows redirects, so that the API token and record data "
+                "are never sent to another host: check api_url (Scarf's API is https://api.scarf.sh)."
+            )
         if status == 401:
             raise ScarfAuthError(
                 f"Scarf rejected the API token while {context} (HTTP 401): check api_token; "
@@ -415,7 +472,7 @@ class ScarfClient:
             raise TooManyActiveImports(
                 f"Scarf refused a new import: too many active imports (HTTP 422 while {context}). "
                 "The account allows 15 at once, shared with other tools.",
-                internal=f"422{self._excerpt(response)}",
+                internal=f"422{self._excerpt(answer)}",
             )
         if status in _THROTTLED:
             return
@@ -427,9 +484,22 @@ class ScarfClient:
                 "The events carry no $unique_id, so re-sending could count them twice: the sync stops here. "
                 "Check `imports` in Scarf, then re-run the sync (set unique_id_mode to deterministic to make "
                 "such retries safe).",
-                internal=f"HTTP {status}{self._excerpt(response)}",
+                internal=f"HTTP {status}{self._excerpt(answer)}",
             )
         raise ScarfError(
-            f"Scarf answered HTTP {status} while {context}{self._excerpt(response)}. "
+            f"Scarf answered HTTP {status} while {context}{self._excerpt(answer)}. "
             "This is unexpected; please report it with this message.",
         )
+
+
+def _redirect_target(answer: Answer, base: str) -> str:
+    """The host a redirect points to (never its path or query, which may carry anything)."""
+    location = answer.headers.get("Location") or ""
+    target = urllib.parse.urlsplit(urllib.parse.urljoin(base + "/", location))
+    if not location:
+        return "nowhere (no Location header)"
+    host = target.hostname or "?"
+    port = f":{target.port}" if target.port else ""
+    same = urllib.parse.urlsplit(base)
+    where = f"{target.scheme}://{host}{port}"
+    return f"{where} (the same host)" if (target.hostname, target.port) == (same.hostname, same.port) else where

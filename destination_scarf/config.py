@@ -75,6 +75,7 @@ class ScarfConfig:
     on_failed_events: str = "fail"
     import_timeout_seconds: float = 120 * 60.0
     slot_wait_seconds: float = 60 * 60.0
+    upload_retry_seconds: float = 15 * 60.0
     #: Not a user option: level 6 keeps wire bytes small at a CPU cost the benchmark tracks.
     gzip_level: int = 6
 
@@ -215,10 +216,38 @@ def _parse_custom_variables(raw: Any, problems: _Problems) -> tuple[str, tuple[s
     return raw["mode"], tuple(fields) if raw["mode"] == "listed" else ()
 
 
+def token_problem(token: str) -> str | None:
+    """Why `token` (already stripped of surrounding whitespace) cannot be sent in an HTTP header, or None.
+
+    Pasted tokens pick up invisible characters (a zero-width space, a byte-order mark, a line break). Sent
+    as is they fail deep inside the HTTP library with an error that quotes the header, token included, so
+    they are refused here, naming the position and kind of the character but never the token itself.
+    """
+    for position, char in enumerate(token, start=1):
+        if "!" <= char <= "~":
+            continue
+        code = f"U+{ord(char):04X}"
+        kind = _INVISIBLE.get(char) or ("a space" if char == " " else
+                                        "a control character" if ord(char) < 32 or ord(char) == 127 else
+                                        "a character outside ASCII")
+        return (f"api_token has {kind} ({code}) at position {position} of {len(token)}, which cannot be sent "
+                "in an HTTP header: copy the token from Scarf again, without anything around it")
+    return None
+
+
+_INVISIBLE = {"\u200b": "an invisible zero-width space", "\ufeff": "an invisible byte-order mark",
+              "\u200c": "an invisible zero-width non-joiner", "\u200d": "an invisible zero-width joiner",
+              "\u2060": "an invisible word joiner", "\u00a0": "a non-breaking space",
+              "\n": "a line break", "\r": "a line break", "\t": "a tab"}
+
+
 def _parse_connection(raw: Mapping[str, Any], problems: _Problems) -> tuple[str, str, str]:
     token = raw.get("api_token")
     if not isinstance(token, str) or not token.strip():
         problems.add("api_token is required: create one in Scarf under your account's API tokens")
+        token = ""
+    elif (problem := token_problem(token.strip())) is not None:
+        problems.add(problem)
         token = ""
     owner = raw.get("owner")
     if not isinstance(owner, str) or not OWNER_PATTERN.fullmatch(owner):
@@ -276,6 +305,7 @@ def parse_config(raw: Mapping[str, Any]) -> ScarfConfig:
         on_failed_events=problems.choice(raw, "on_failed_events", "fail", ("fail", "warn")),
         import_timeout_seconds=60.0 * problems.integer(raw, "import_timeout_minutes", 120, low=1, high=24 * 60),
         slot_wait_seconds=60.0 * problems.integer(raw, "slot_wait_minutes", 60, low=0, high=24 * 60),
+        upload_retry_seconds=60.0 * problems.integer(raw, "upload_retry_minutes", 15, low=1, high=24 * 60),
     )
     if problems.items:
         raise ScarfConfigError(

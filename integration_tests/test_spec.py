@@ -38,7 +38,7 @@ def test_spec_declares_every_option_the_config_parser_reads():
         "api_token", "owner", "api_url", "target", "field_mappings", "custom_variables", "unique_id_mode",
         "event_time_window_days", "on_invalid_record", "rejected_records_path", "on_failed_events",
         "max_concurrent_imports", "batch_max_events", "batch_max_megabytes", "batch_max_age_seconds",
-        "import_timeout_minutes", "slot_wait_minutes",
+        "import_timeout_minutes", "slot_wait_minutes", "upload_retry_minutes",
     }
     source = (ROOT / "destination_scarf" / "config.py").read_text()
     for key in properties:
