@@ -7,6 +7,7 @@ line on stdout.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import select
@@ -47,6 +48,15 @@ def read_chunks(stream: IO[bytes], *, idle_seconds: float) -> Iterator[bytes]:
         yield chunk
 
 
+def dump_message(message: Mapping[str, Any]) -> bytes:
+    """One protocol line. orjson, except for what it cannot write: integers beyond 64 bits (a state read
+    exactly, with a cursor of 2**64) and lone surrogates; the standard library writes those exactly."""
+    try:
+        return orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+
+
 class MessageOutput:
     """Writes whole protocol lines to stdout under one lock and flushes each, so nothing interleaves."""
 
@@ -55,7 +65,7 @@ class MessageOutput:
         self._lock = threading.Lock()
 
     def emit(self, message: Mapping[str, Any]) -> None:
-        line = orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE)
+        line = dump_message(message)
         with self._lock:
             self._stream.write(line)
             self._stream.flush()

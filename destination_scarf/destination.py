@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-from contextlib import closing
-import signal
 import sys
+import threading
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterable, List, Mapping
 
@@ -26,7 +26,7 @@ from airbyte_cdk.models import (
     Type,
 )
 from airbyte_cdk.exception_handler import init_uncaught_exception_handler
-from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
+from airbyte_cdk.utils.airbyte_secrets_utils import add_to_secrets, get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_scarf import operator_cli
@@ -36,7 +36,8 @@ from destination_scarf.check import run_check
 from destination_scarf.client import ScarfClient
 from destination_scarf.config import load_config_file, parse_config
 from destination_scarf.discover import check_object_names, destination_catalog_message
-from destination_scarf.errors import ScarfConfigError, SyncCancelled
+from destination_scarf.errors import ScarfConfigError
+from destination_scarf.signals import CancelOnSignals
 from destination_scarf.writer import Writer
 
 logger = logging.getLogger("airbyte")
@@ -89,13 +90,18 @@ class DestinationScarf(Destination):
         except Exception as error:  # noqa: BLE001 - every failure leaves as one TRACE message and exit 1
             traced = error if isinstance(error, AirbyteTracedException) else AirbyteTracedException.from_exception(error)
             logger.error("%s", traced, exc_info=not isinstance(error, AirbyteTracedException))
-            output.emit(AirbyteMessageSerializer.dump(traced.as_airbyte_message()))
+            # Sanitized: the CDK's secret filter runs over the message, the internal message and the stack trace.
+            output.emit(AirbyteMessageSerializer.dump(traced.as_sanitized_airbyte_message()))
             sys.exit(1)
 
     def _load_config(self, config_path: str) -> Mapping[str, Any]:
         """Read the config and register its secrets with the CDK's log filter before anything can print them."""
         raw_config = self.read_config(config_path)
-        update_secrets(get_secrets(self.spec(logger).connectionSpecification, raw_config))
+        secrets = get_secrets(self.spec(logger).connectionSpecification, raw_config)
+        update_secrets(secrets)
+        for secret in secrets:  # the token as it is used (stripped) must be filtered too, not only as pasted
+            if isinstance(secret, str) and secret.strip() and secret.strip() != secret:
+                add_to_secrets(secret.strip())
         return raw_config
 
     def _run_check_command(self, *, config_path: str) -> None:
@@ -119,13 +125,14 @@ class DestinationScarf(Destination):
     def _run_write_command(self, *, config_path: str, catalog_path: str, output: MessageOutput) -> None:
         # parse_config validates everything spec.json declares, with messages that name the field.
         config = parse_config(self._load_config(config_path))
-        streams = parse_catalog(orjson.loads(Path(catalog_path).read_bytes()))
+        streams = parse_catalog(_read_catalog(catalog_path))
         check_object_names(streams, config.target)
-        with ScarfClient(api_url=config.api_url, api_token=config.api_token, owner=config.owner) as client:
-            writer = Writer(config=config, streams=streams, client=client)
-            # closing(): however the loop ends (a signal may land while a state is being written),
-            # the generator's cleanup runs now: in-flight imports are aborted, spool files removed.
-            with _cancel_on_signals(), closing(writer.write(read_chunks(sys.stdin.buffer, idle_seconds=1.0))) as states:
+        cancelled = threading.Event()
+        with CancelOnSignals(cancelled), ScarfClient.from_config(config, cancelled=cancelled) as client:
+            writer = Writer(config=config, streams=streams, client=client, cancelled=cancelled)
+            # closing(): however the loop ends, the generator's cleanup runs now: in-flight imports are
+            # aborted, spool files removed.
+            with closing(writer.write(read_chunks(sys.stdin.buffer, idle_seconds=1.0))) as states:
                 for state in states:
                     output.emit(state)
 
@@ -144,28 +151,17 @@ class DestinationScarf(Destination):
         parsed = parse_config(config)
         check_object_names(streams, parsed.target)
         lines = (orjson.dumps(AirbyteMessageSerializer.dump(m)) + b"\n" for m in input_messages)
-        with ScarfClient(api_url=parsed.api_url, api_token=parsed.api_token, owner=parsed.owner) as client:
+        with ScarfClient.from_config(parsed) as client:
             for state in Writer(config=parsed, streams=streams, client=client).write(lines):
                 yield AirbyteMessageSerializer.load(state)
 
 
-class _cancel_on_signals:
-    """SIGTERM/SIGINT (Airbyte cancelling a sync) raise SyncCancelled in the main thread.
-
-    The writer then stops reading, aborts this sync's in-flight imports and echoes no further state.
-    """
-
-    def __enter__(self) -> "_cancel_on_signals":
-        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    @staticmethod
-    def _handle(signum: int, frame: object) -> None:
-        raise SyncCancelled(
-            f"The sync was cancelled ({signal.Signals(signum).name}). Imports in flight were aborted and no "
-            "state past the last echoed one was saved; the next sync resumes from there."
-        )
+def _read_catalog(path: str) -> Any:
+    """The configured catalog's JSON; a missing or unreadable file is a config error that says so."""
+    try:
+        return orjson.loads(Path(path).read_bytes())
+    except OSError as error:
+        raise ScarfConfigError(f"Cannot read the configured catalog {path} ({type(error).__name__}): pass the "
+                               "path of a readable catalog file with --catalog.") from None
+    except orjson.JSONDecodeError:
+        raise ScarfConfigError(f"The configured catalog {path} is not valid JSON.") from None

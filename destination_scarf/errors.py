@@ -68,9 +68,18 @@ class ImportFailed(ScarfTransientError):
     """An import ended in a way that lost events (aborted twice, timed out, or unusable)."""
 
 
+class ImportIncomplete(ScarfTransientError):
+    """Scarf reported an import `done` but its counts do not account for every event of the batch."""
+
+
 class InvalidInput(ScarfConfigError):
     """A record or input line that cannot become a Scarf event under `on_invalid_record: fail`."""
 
 
+class FailedEvents(ScarfConfigError):
+    """Scarf could not import some events (under `on_failed_events: fail`): their records must change."""
+
+
 class SyncCancelled(ScarfTransientError):
     """SIGTERM/SIGINT: the sync stopped on request; in-flight imports were aborted."""
+

@@ -38,9 +38,11 @@ import orjson
 from destination_scarf.timeparse import parse_event_time, to_scarf_time
 
 __all__ = [
+    "MAX_DEPTH",
     "SCARF_FIELDS",
     "EventMapper",
     "FieldRule",
+    "InexactNumber",
     "InvalidRecord",
     "MappingConfig",
     "compile_mapper",
@@ -76,6 +78,11 @@ _NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 # Key classes for custom-variable handling, cached per key name (record key sets repeat across a stream).
 _CUSTOM, _SKIP, _IGNORED = 0, 1, 2
+#: How deeply a value may nest objects and lists before the record is refused (as invalid, naming the limit).
+MAX_DEPTH = 64
+#: Above this magnitude a float may be an integer the JSON parser could not hold exactly (orjson reads
+#: integers of 2**64 and more as floats): such a record is read again with an exact parser.
+_EXACT_FLOAT_LIMIT = float(2**53)
 _KEY_CACHE_LIMIT = 10_000  # streams with unbounded key names must not grow the cache forever
 _SHAPE_CACHE_LIMIT = 256  # record shapes (key tuples) remembered per stream; more are planned each time
 
@@ -95,6 +102,7 @@ _R_NO_ARTIFACT = (
     "multi-artifact imports need $package or $tracking_pixel on every event; "
     "map one, or choose a single package/pixel target"
 )
+_R_TOO_DEEP = f"nests objects or lists more than {MAX_DEPTH} levels deep (the most the connector maps)"
 _R_HEADERS_SHAPE = "expected a list of {name, value} objects, an object of name: value, or JSON text of either"
 
 
@@ -134,6 +142,18 @@ class InvalidRecord(Exception):
     def __reduce__(self) -> tuple[type[InvalidRecord], tuple[str, str]]:
         # Exceptions pickle as cls(*args); ours takes two arguments, not the message.
         return (type(self), (self.field, self.reason))
+
+
+class InexactNumber(Exception):
+    """A record holds a float that may be an integer the fast JSON parser could not keep exactly.
+
+    Not an error: the caller parses the record's line again with an exact parser (integers of any size,
+    floats marked as such, see `ExactFloat`) and maps it again, so ids and custom variables keep every digit.
+    """
+
+
+class ExactFloat(float):
+    """A float that was written as a float in the JSON text (from the exact parser): never re-read."""
 
 
 # --- config validation --------------------------------------------------------------------------------------
@@ -421,32 +441,67 @@ class EventMapper:
         self._pk_paths = tuple(tuple(path) for path in (primary_key or ()) if path)
         # One hasher per kind of material, pre-fed with a prefix naming the stream: the same material in another
         # stream, or a mapped id equal to some event's hash input, can never give the same id.
-        self._hashers = {kind: hashlib.sha256(_uid_prefix(self.namespace, self.stream, kind)) for kind in "ike"}
+        self._hashers = {kind: hashlib.sha256(_uid_prefix(self.namespace, self.stream, kind)) for kind in "iker"}
+        self._seen: set[int] = set()
+        self._repeats: dict[int, int] = {}
+        #: Records whose content repeated an earlier record of their window (they got numbered ids).
+        self.repeated = 0
 
     # per record
 
     def __call__(self, data: dict) -> dict:
-        """Map one record's data to a Scarf event, or raise InvalidRecord."""
+        """Map one record's data to a Scarf event, or raise InvalidRecord (or InexactNumber).
+
+        Pure: a content-hash id is the one the first record of that content in its window gets (`encode`
+        numbers the repeats).
+        """
         event, plan = self._event(data)
         if self._unique_ids:
-            event["$unique_id"] = self._key_id(data, plan) or _uuid_from(self._hashers["e"], _canonical_json(event))
+            event["$unique_id"] = self._key_id(data, plan) or _uuid_text(
+                _digest_hex(self._hashers["e"], _canonical_json(event)))
         return event
 
     def encode(self, data: dict) -> bytes:
-        """One record's event as the NDJSON line that is sent (JSON equal to `self(data)`), or raise InvalidRecord.
+        """One record's event as the NDJSON line that is sent, or raise InvalidRecord (or InexactNumber).
 
         When the id is a hash of the event, the line is built from the very bytes that were hashed (sorted keys,
         then the id spliced in before the closing brace), so the hot path serializes each event once, not twice.
+        A record whose content repeats an earlier one of the same window gets an id numbered by its occurrence
+        (see `_content_id`); otherwise the line is JSON equal to `self(data)`.
         """
         event, plan = self._event(data)
         if self._unique_ids:
             key_id = self._key_id(data, plan)
             if key_id is None:
                 canonical = _dumps(event, option=_SORTED)  # events hold only text: orjson never refuses them
-                uid = _uuid_from(self._hashers["e"], canonical)
-                return canonical[:-1] + b',"$unique_id":"' + uid.encode() + b'"}\n'
+                return canonical[:-1] + b',"$unique_id":"' + self._content_id(canonical).encode() + b'"}\n'
             event["$unique_id"] = key_id
         return _dumps(event, option=_NEWLINE)
+
+    def _content_id(self, canonical: bytes) -> str:
+        """The id of an event without key or mapped id: a hash of its content, numbered by occurrence.
+
+        Two distinct records with the same content (two downloads of one file by one CI runner in the same
+        second) must stay two events, yet a re-run must reproduce the very same ids. So repeats are counted
+        per window, the records between two states of the stream's scope (`new_window`): a re-run from a state
+        sees the same records in the same windows and numbers them the same way. The first occurrence keeps
+        the plain content hash, the id 0.1.0 gave every copy.
+        """
+        hexdigest = _digest_hex(self._hashers["e"], canonical)
+        key = int(hexdigest[:16], 16)  # 64 bits of the hash: a smaller set entry than the text
+        if key not in self._seen:
+            self._seen.add(key)
+            return _uuid_text(hexdigest)
+        occurrence = self._repeats.get(key, 1) + 1
+        self._repeats[key] = occurrence
+        self.repeated += 1
+        return _uuid_text(_digest_hex(self._hashers["r"], b"%d\0" % occurrence + canonical))
+
+    def new_window(self) -> None:
+        """A state of this stream's scope arrived: occurrences are counted afresh from here."""
+        if self._seen:
+            self._seen.clear()
+            self._repeats.clear()
 
     def _event(self, data: dict) -> tuple[dict[str, Any], _ShapePlan]:
         """The event without its $unique_id, and the record's shape plan."""
@@ -477,6 +532,8 @@ class EventMapper:
             raw = self._read_time(data)
             if raw is None:
                 raise InvalidRecord("$time", _R_TIME_MISSING)
+            if type(raw) is float:
+                _float_text(raw)  # a huge integral float may have lost digits: InexactNumber
             try:
                 moment, text = to_scarf_time(raw)
             except ValueError as exc:  # the parser's reasons never contain the value
@@ -523,8 +580,10 @@ class EventMapper:
             value_type = type(value)
             if value_type is str:
                 event[key] = value
-            elif value_type is int or value_type is float:  # bool is neither: it is spelled the JSON way below
+            elif value_type is int:  # bool is not: it is spelled the JSON way below
                 event[key] = str(value)
+            elif value_type is float:
+                event[key] = _float_text(value)
             elif value_type is dict:
                 _flatten_into(event, key, value, self._consumed_nested)
             elif value_type in _JSON_SCALARS or not isinstance(value, Mapping):  # ABC checks are slow
@@ -612,6 +671,8 @@ class EventMapper:
             value = data.get(path[0]) if len(path) == 1 else _read_path_exact(data, path)
             if value is None:
                 return None
+            if type(value) is not str and type(value) is not int:
+                _check_exact(value, ".".join(path), 1)
             values.append(value)
         return tuple(values)
 
@@ -646,11 +707,35 @@ def _type_name(value: object) -> str:
     return type(value).__name__
 
 
+def _float_text(value: float) -> str:
+    """A float as text, unless it may be an integer the parser could not hold exactly (then InexactNumber)."""
+    if not -_EXACT_FLOAT_LIMIT < value < _EXACT_FLOAT_LIMIT and value.is_integer():
+        raise InexactNumber()
+    return str(value)
+
+
+def _check_exact(value: object, where: str, depth: int) -> None:
+    """Walk a container: InvalidRecord past MAX_DEPTH levels, InexactNumber for a float that may have lost digits."""
+    if depth > MAX_DEPTH:
+        raise InvalidRecord(where, _R_TOO_DEEP)
+    value_type = type(value)
+    if value_type is float:
+        _float_text(value)  # type: ignore[arg-type]
+    elif value_type is list or value_type is tuple:
+        for item in value:  # type: ignore[attr-defined]
+            _check_exact(item, where, depth + 1)
+    elif value_type is dict or isinstance(value, Mapping):
+        for item in value.values():  # type: ignore[attr-defined]
+            _check_exact(item, where, depth + 1)
+
+
 def _field_text(field: str, value: object) -> str:
     """A Scarf string field's value: numbers become str(v) (so 2.0 stays "2.0"); booleans and containers are
     errors, since they almost always mean the wrong source field was mapped."""
     if isinstance(value, str):
         return str(value)
+    if type(value) is float:
+        return _float_text(value)  # type: ignore[arg-type]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     raise InvalidRecord(field, f"expected a string, got {_type_name(value)}")
@@ -663,8 +748,10 @@ def _variable_text(value: object) -> str:
     (no float reformatting or bool spelling left to the server). Booleans use JSON's spelling, lists JSON text.
     """
     value_type = type(value)
-    if value_type is int or value_type is float or value_type is str:
+    if value_type is int or value_type is str:
         return str(value)
+    if value_type is float:
+        return _float_text(value)  # type: ignore[arg-type]
     if value is True:
         return "true"
     if value is False:
@@ -672,14 +759,19 @@ def _variable_text(value: object) -> str:
     if isinstance(value, (int, float, str)):
         return str(value)
     if isinstance(value, (list, tuple)):
+        _check_exact(value, "a list", 1)
         return _canonical_json(value).decode("utf-8", "surrogatepass")
     return str(value)
 
 
-def _flatten_into(out: dict[str, Any], prefix: str, obj: Mapping[Any, Any], skip: frozenset[str]) -> None:
+def _flatten_into(out: dict[str, Any], prefix: str, obj: Mapping[Any, Any], skip: frozenset[str],
+                  depth: int = 1) -> None:
     """Nested objects become dotted keys ("geo.country"); nulls are dropped at every level; `skip` holds dotted
     paths a Scarf field consumed (e.g. "request.ip" while "request.path" stays a custom variable). Should a record
-    also have a top-level key spelled "geo.country", the later of the two in record order wins."""
+    also have a top-level key spelled "geo.country", the later of the two in record order wins. Past MAX_DEPTH
+    levels the record is invalid (a limit, not a crash on Python's recursion limit)."""
+    if depth >= MAX_DEPTH:
+        raise InvalidRecord(prefix, _R_TOO_DEEP)
     for key, value in obj.items():
         if value is None:
             continue
@@ -690,11 +782,11 @@ def _flatten_into(out: dict[str, Any], prefix: str, obj: Mapping[Any, Any], skip
         if value_type is str:
             out[name] = value
         elif value_type is dict:
-            _flatten_into(out, name, value, skip)
+            _flatten_into(out, name, value, skip, depth + 1)
         elif value_type in _JSON_SCALARS or not isinstance(value, Mapping):  # ABC checks are slow
             out[name] = _variable_text(value)
         else:
-            _flatten_into(out, name, value, skip)
+            _flatten_into(out, name, value, skip, depth + 1)
 
 
 def _headers_from_value(value: object) -> list[dict[str, str]]:
@@ -768,9 +860,16 @@ def _uid_prefix(namespace: str | None, stream: str, kind: str) -> bytes:
 
 def _uuid_from(prefixed: Any, material: bytes) -> str:
     """Finish a pre-fed SHA-256 with `material` and lay out the first 128 bits as a version-5-style UUID string."""
+    return _uuid_text(_digest_hex(prefixed, material))
+
+
+def _digest_hex(prefixed: Any, material: bytes) -> str:
     hasher = prefixed.copy()
     hasher.update(material)
-    x = hasher.hexdigest()
+    return hasher.hexdigest()
+
+
+def _uuid_text(x: str) -> str:
     # String surgery on the hex is cheaper than uuid.UUID(bytes=..., version=5) (~2 µs) and gives the same text.
     return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT_DIGIT[x[16]]}{x[17:20]}-{x[20:32]}"
 

@@ -15,7 +15,8 @@ import orjson
 
 from destination_scarf.client import ScarfClient
 from destination_scarf.config import parse_config
-from destination_scarf.imports import PollPolicy, SlotWaitPolicy
+from destination_scarf.import_job import PollPolicy
+from destination_scarf.retry import SlotWaitPolicy
 from destination_scarf.retry import RetryPolicy
 from destination_scarf.writer import Writer, WriterTuning
 from destination_scarf.catalog import parse_catalog

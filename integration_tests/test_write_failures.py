@@ -27,6 +27,7 @@ from airbyte_cdk.models import FailureType
 from destination_scarf.catalog import parse_catalog
 from destination_scarf.config import parse_config
 from destination_scarf.errors import (
+    FailedEvents,
     ImportFailed,
     InvalidInput,
     ScarfTransientError,
@@ -390,7 +391,7 @@ def test_failed_events_fail_the_sync_naming_stream_position_and_line(emulator):
 
     error = drain(states, writer.write(script(items)))
 
-    assert isinstance(error, InvalidInput), error
+    assert isinstance(error, FailedEvents), error
     assert error.failure_type == FailureType.config_error
     message = error.message
     assert f"could not import {len(BAD_PACKAGE_RECORDS)} of 10 events" in message

@@ -1,0 +1,405 @@
+"""One batch's life as a Scarf import: a small explicit state machine, run on the caller's thread.
+
+    UPLOADING -(422)-> WAITING_FOR_SLOT -> UPLOADING -> IMPORTING (polled) -> SETTLING -> DONE
+                                             ^              |
+                                             +-- aborted outside the sync (re-upload once, if safe)
+    any phase -> FAILED (the sync must stop) or CANCELLED (the sync is stopping)
+
+`ImportJob.run()` takes the batch through its whole life and returns an `Outcome`; it never raises
+for what Scarf or the network do, and it owns no thread: the pool (`pool.py`) runs it, and tests run
+it directly with a real client against the emulator and an injected clock. Every wait in it is
+bounded and wakes up at once when the sync is cancelled.
+
+What "done" means here, the core of "nothing lost": Scarf reports the import `done` AND its counts
+account for every event of the batch. Events Scarf failed are traced back to their records through
+the import's log; events it does not account for at all (a short count) are failures whose lines
+are unknown. Both follow `on_failed_events`: `fail` stops the sync, `warn` counts them as rejected.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from destination_scarf.batching import Batch, LineOrigin
+from destination_scarf.client import EventImport, ScarfClient
+from destination_scarf.config import Target
+from destination_scarf.errors import (
+    FailedEvents,
+    ImportFailed,
+    ImportIncomplete,
+    ScarfError,
+    ScarfNotFound,
+    ScarfTransientError,
+    SyncCancelled,
+    TooManyActiveImports,
+)
+from destination_scarf.retry import SlotWaitPolicy, backoff_delay, duration_text
+
+logger = logging.getLogger("airbyte")
+
+#: How many failed lines to name in a message; the rest are counted.
+_SAMPLES = 5
+
+
+class Phase(enum.Enum):
+    UPLOADING = "uploading"
+    WAITING_FOR_SLOT = "waiting_for_slot"
+    IMPORTING = "importing"
+    SETTLING = "settling"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PollPolicy:
+    """Adaptive polling: quick at first, then a fraction of the import's age, up to a cap.
+
+    Short imports are noticed quickly (which keeps slots busy and states flowing); long ones are
+    not polled more often than they deserve. An import is seen done at most ~8% of its age late,
+    which bounds what polling costs the pipeline; a 10-minute import takes about 120 polls.
+    When the import reports progress (processed events growing), the next poll is brought forward
+    to when the import should finish at its current pace, so a slot is not left idle waiting for
+    a poll; it is never later than the age-based interval.
+    """
+
+    initial_seconds: float = 0.1
+    age_fraction: float = 0.08
+    max_seconds: float = 10.0
+
+    def interval(self, age_seconds: float, *, done_fraction: float | None = None) -> float:
+        interval = min(self.max_seconds, max(self.initial_seconds, age_seconds * self.age_fraction))
+        if done_fraction is not None and 0.0 < done_fraction < 1.0:
+            expected_rest = age_seconds * (1.0 - done_fraction) / done_fraction
+            interval = min(interval, max(self.initial_seconds, expected_rest))
+        return interval
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSettings:
+    """What every import job of a sync shares: the target, the policies and the time budgets."""
+
+    target: Target
+    safe_to_resend: bool  # every event carries a $unique_id, so re-sending overrides instead of doubling
+    on_failed_events: str  # "fail" | "warn"
+    import_timeout_seconds: float
+    slot_wait_seconds: float
+    upload_budget_seconds: float
+    describe_origin: Callable[[LineOrigin], str]
+    poll: PollPolicy = PollPolicy()
+    slot_wait: SlotWaitPolicy = SlotWaitPolicy()
+    #: A 404 on an import this sync has just created is taken for Scarf not showing it yet, for this long.
+    not_found_grace_seconds: float = 60.0
+    #: Each abort gets this long; aborts happen on the way out, where time is short.
+    abort_budget_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class FailedLine:
+    """An event Scarf reported as failed, traced back to its record."""
+
+    kind: str  # the log entry's type, e.g. failed-to-decode, artifact-not-found
+    message: str
+    origin: LineOrigin | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """How a job ended. `error` is None when the batch is settled: done, with failures handled per policy."""
+
+    batch: Batch
+    phase: Phase
+    result: EventImport | None = None
+    failed_lines: tuple[FailedLine, ...] = ()
+    #: Failed or missing events that cannot be traced to a record (not listed in the log, or a short count).
+    unattributed: int = 0
+    error: ScarfError | None = None
+    imports: tuple[str, ...] = ()  # every import this job created, in order
+    aborted: tuple[str, ...] = ()  # the ones the job itself aborted (a timeout, or the sync's cancellation)
+    not_aborted: tuple[tuple[str, str], ...] = ()  # (import id, why) for aborts that failed
+
+
+class _Stop(Exception):
+    """Internal: end `run()` with this outcome's phase and error."""
+
+    def __init__(self, phase: Phase, error: ScarfError) -> None:
+        super().__init__(error.message)
+        self.phase, self.error = phase, error
+
+
+@dataclass(eq=False)
+class ImportJob:
+    """One batch through its import; create, then `run()` once (on any thread)."""
+
+    batch: Batch
+    settings: JobSettings
+    client: ScarfClient
+    cancelled: threading.Event
+    clock: Callable[[], float] = time.monotonic
+    rand: Callable[[], float] = random.random
+    phase: Phase = Phase.UPLOADING
+    import_id: str | None = None  # the import being polled, once Scarf has created it
+    aborting: bool = False  # an abort of `import_id` is under way (so nobody else needs to send one)
+    _imports: list[str] = field(default_factory=list)
+    _aborted: list[str] = field(default_factory=list)
+    _not_aborted: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def events_sent(self) -> int:
+        """The batch's events once they are uploaded (for progress logs), else 0."""
+        return self.batch.events if self._imports else 0
+
+    def run(self) -> Outcome:
+        try:
+            while True:
+                created = self._upload()
+                final = self._wait_until_final(created)
+                if final.outcome == "done":
+                    return self._settle(final)
+                self._after_abort_or_failure(final)
+        except _Stop as stop:
+            self.phase = stop.phase
+            return self._outcome(error=stop.error)
+        except SyncCancelled as cancelled:
+            if self.phase is Phase.IMPORTING and self.import_id and self.import_id not in self._aborted:
+                self._abort(self.import_id)  # each job aborts its own import: the aborts run in parallel
+            self.phase = Phase.CANCELLED
+            return self._outcome(error=cancelled)
+        except ScarfError as error:
+            self.phase = Phase.FAILED
+            return self._outcome(error=error)
+
+    def _outcome(self, **kwargs: object) -> Outcome:
+        return Outcome(batch=self.batch, phase=self.phase, imports=tuple(self._imports),
+                       aborted=tuple(self._aborted), not_aborted=tuple(self._not_aborted),
+                       **kwargs)  # type: ignore[arg-type]
+
+    # ----- phases --------------------------------------------------------------------------------
+
+    def _upload(self) -> EventImport:
+        """UPLOADING, with WAITING_FOR_SLOT while the account's 15 slots are busy (HTTP 422)."""
+        started = self.clock()
+        attempt = 0
+        while True:
+            self.phase = Phase.UPLOADING
+            self._raise_if_cancelled()
+            try:
+                created = self.client.import_events(
+                    target=self.settings.target, body=self.batch.path, safe_to_resend=self.settings.safe_to_resend,
+                    what=f"batch {self.batch.batch_id} ({self.batch.events} events)",
+                    budget_seconds=self.settings.upload_budget_seconds)
+                break
+            except TooManyActiveImports:
+                attempt += 1
+                self._wait_for_slot(attempt, waited=self.clock() - started)
+        self._imports.append(created.id)
+        self.import_id = created.id
+        self.phase = Phase.IMPORTING
+        logger.info("Batch %d (%d events) is import %s", self.batch.batch_id, self.batch.events, created.id)
+        if self.cancelled.is_set():
+            # Cancelled while this POST was on its way: the new import must not run on after the sync.
+            raise SyncCancelled(f"The sync was cancelled while import {created.id} was being created.")
+        return created
+
+    def _wait_for_slot(self, attempt: int, *, waited: float) -> None:
+        limit = self.settings.slot_wait_seconds
+        if waited >= limit:
+            raise _Stop(Phase.FAILED, ScarfTransientError(
+                f"All 15 import slots of the Scarf account stayed busy for {duration_text(waited)} "
+                f"(HTTP 422 'too many active imports'), so batch {self.batch.batch_id} could not be "
+                "uploaded. Other tools or syncs may be using the slots: wait for them, lower "
+                "max_concurrent_imports, or raise slot_wait_minutes, then re-run the sync."))
+        self.phase = Phase.WAITING_FOR_SLOT
+        wait = min(self.settings.slot_wait.wait(attempt, self.rand), limit - waited + 0.01)
+        logger.info("All Scarf import slots are busy (HTTP 422); batch %d waits %.1f s for a slot",
+                    self.batch.batch_id, wait)
+        self._sleep(wait)
+
+    def _wait_until_final(self, current: EventImport) -> EventImport:
+        """IMPORTING: poll by id until Scarf says done, aborted or failed, within the import's deadline.
+
+        Polls are idempotent, so API outages are ridden out (the client retries until the deadline) and
+        a 404 right after creation is taken for Scarf not showing the import yet.
+        """
+        started = self.clock()
+        timeout = self.settings.import_timeout_seconds
+        not_found = 0
+        while not current.is_final:
+            age = self.clock() - started
+            if age >= timeout:
+                self._timed_out(current, age)
+            self._sleep(min(self.settings.poll.interval(age, done_fraction=_done_fraction(current)), timeout - age))
+            if self.clock() - started >= timeout:
+                continue
+            try:
+                current = self.client.get_import(current.id, deadline=started + timeout)
+                not_found = 0
+            except ScarfNotFound:
+                not_found += 1
+                self._after_not_found(current.id, age=self.clock() - started, times=not_found)
+            except ScarfTransientError as error:
+                if isinstance(error, SyncCancelled):
+                    raise
+                self._timed_out(current, self.clock() - started, api_error=error)
+        return current
+
+    def _timed_out(self, current: EventImport, age: float, *, api_error: ScarfError | None = None) -> None:
+        """The import's own deadline (import_timeout_minutes) passed: abort it and stop."""
+        self._abort(current.id)
+        seen = (f"was still '{current.status}' after {duration_text(age)}" if api_error is None else
+                f"could not be followed to its end within {duration_text(age)}: {api_error.message}")
+        raise _Stop(Phase.FAILED, ImportFailed(
+            f"Import {current.id} (batch {self.batch.batch_id}, {self.batch.events} events) {seen} It was aborted "
+            "and the sync stops. Scarf may be slow or failing right now: raise import_timeout_minutes or lower "
+            "batch_max_events, then re-run the sync (it resumes from the last saved state).",
+            internal=api_error.internal_message if api_error else None))
+
+    def _after_not_found(self, import_id: str, *, age: float, times: int) -> None:
+        grace = self.settings.not_found_grace_seconds
+        if age >= grace:
+            raise _Stop(Phase.FAILED, ImportFailed(
+                f"Import {import_id} (batch {self.batch.batch_id}), which this sync created "
+                f"{duration_text(age)} ago, is not found at Scarf (HTTP 404). Scarf may have lost it: check "
+                f"`destination-scarf imports`, then re-run the sync (it resumes from the last saved state)."))
+        wait = backoff_delay(times, initial=0.5, factor=2.0, cap=10.0, rand=self.rand, floor=0.5)
+        logger.info("Import %s is not visible at Scarf yet (HTTP 404); asking again in %.1f s", import_id, wait)
+        self._sleep(min(wait, max(grace - age, 0.01)))
+
+    def _after_abort_or_failure(self, final: EventImport) -> None:
+        """An import that ended without `done`: re-upload once after an outside abort if that is safe, else stop."""
+        if final.outcome == "failed":
+            raise _Stop(Phase.FAILED, ImportFailed(
+                f"Scarf reports import {final.id} (batch {self.batch.batch_id}, {self.batch.events} events) as "
+                f"'{final.status}': it did not finish, and some of its events may be missing. No state past these "
+                f"records was saved. `destination-scarf import-log {final.id}` shows what Scarf logged; re-run the "
+                "sync (it resumes from the last saved state)."))
+        self._raise_if_cancelled()
+        if self.settings.safe_to_resend and len(self._imports) < 2:
+            logger.warning(
+                "Import %s (batch %d) was aborted outside this sync; uploading the batch again once "
+                "(its events carry $unique_id, so nothing is counted twice).", final.id, self.batch.batch_id)
+            return
+        why = ("it was aborted again after one re-upload" if self.settings.safe_to_resend else
+               "its events carry no $unique_id, so re-sending could count the already processed ones twice")
+        raise _Stop(Phase.FAILED, ImportFailed(
+            f"Import {final.id} (batch {self.batch.batch_id}) was aborted outside this sync, and {why}. "
+            "Check who aborts imports in the Scarf account, then re-run the sync (it resumes from the last "
+            "saved state)."))
+
+    def _settle(self, final: EventImport) -> Outcome:
+        """SETTLING: check Scarf's counts, trace failed events to records, apply `on_failed_events`."""
+        self.phase = Phase.SETTLING
+        failed_lines: tuple[FailedLine, ...] = ()
+        if final.events_failed_to_import > 0:
+            failed_lines = tuple(self._failed_lines(final))
+        unlisted = max(0, final.events_failed_to_import - len(failed_lines))
+        shortfall = self._shortfall(final)
+        problems = self._describe_failures(final, failed_lines, unlisted, shortfall)
+        if problems:
+            if self.settings.on_failed_events == "fail":
+                error_type = FailedEvents if failed_lines and not shortfall else ImportIncomplete
+                raise _Stop(Phase.FAILED, error_type(
+                    f"{problems} No state past these records was saved. "
+                    + ("Fix the records (or the mapping) and re-run, " if failed_lines else "Re-run the sync, ")
+                    + "or set on_failed_events to warn to count such events as rejected and go on."))
+            logger.warning("%s Counted as rejected (on_failed_events: warn).", problems)
+        self.batch.delete_spool()
+        self.phase = Phase.DONE
+        return self._outcome(result=final, failed_lines=failed_lines, unattributed=unlisted + shortfall)
+
+    def _shortfall(self, final: EventImport) -> int:
+        """Events of the batch that Scarf's counts do not account for (neither imported nor failed)."""
+        counted = min(final.events_total,
+                      final.events_successfully_imported + final.events_failed_to_import)
+        return max(0, self.batch.events - counted)
+
+    def _failed_lines(self, final: EventImport) -> list[FailedLine]:
+        entries = self.client.import_log(final.id, max_entries=self.batch.events + 1000)
+        lines: dict[int, FailedLine] = {}
+        for entry in entries:
+            line = entry.get("line")
+            if entry.get("class") != "error" or type(line) is not int or line in lines:
+                continue
+            lines[line] = FailedLine(
+                kind=str(entry.get("type") or "error")[:60],
+                message=_reason_without_values(entry.get("human_friendly_message")),
+                origin=self.batch.origin(line),
+            )
+        return list(lines.values())
+
+    def _describe_failures(self, final: EventImport, failed_lines: tuple[FailedLine, ...], unlisted: int,
+                           shortfall: int) -> str:
+        parts = []
+        if final.events_failed_to_import > 0:
+            by_kind = Counter(failed.kind for failed in failed_lines)
+            kinds = ", ".join(f"{kind}: {count}" for kind, count in by_kind.most_common())
+            samples = "; ".join(self._describe_failed(failed) for failed in failed_lines[:_SAMPLES])
+            more = len(failed_lines) - _SAMPLES
+            parts.append(
+                f"Scarf could not import {final.events_failed_to_import} of {final.events_total} events of import "
+                f"{final.id} (batch {self.batch.batch_id})"
+                + (f" [{kinds}]" if kinds else "")
+                + (f": {samples}" if samples else "")
+                + (f"; and {more} more" if more > 0 else "")
+                + ".")
+            if unlisted:
+                parts.append(f"{unlisted} failed event(s) were not listed in the import's log.")
+        if shortfall:
+            counted = self.batch.events - shortfall
+            parts.append(
+                f"Scarf counted {counted} of {self.batch.events} events of import {final.id} (batch "
+                f"{self.batch.batch_id}) although it reports the import done (events_total {final.events_total}, "
+                f"imported {final.events_successfully_imported}, failed {final.events_failed_to_import}): "
+                f"{shortfall} event(s) are not accounted for.")
+        return " ".join(parts)
+
+    def _describe_failed(self, failed: FailedLine) -> str:
+        where = self.settings.describe_origin(failed.origin) if failed.origin else "a line outside the batch"
+        reason = f" ({failed.message})" if failed.message else ""
+        return f"{where}: {failed.kind}{reason}"
+
+    # ----- waiting and aborting ------------------------------------------------------------------
+
+    def _sleep(self, seconds: float) -> None:
+        if self.cancelled.wait(max(seconds, 0.0)):
+            raise SyncCancelled("The sync was cancelled.")
+
+    def _raise_if_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise SyncCancelled("The sync was cancelled.")
+
+    def _abort(self, import_id: str) -> None:
+        """Best effort: a failure to abort is logged and reported (the caller is stopping anyway)."""
+        self.aborting = True
+        try:
+            self.client.abort_import(import_id, budget_seconds=self.settings.abort_budget_seconds)
+            self._aborted.append(import_id)
+        except ScarfError as error:
+            logger.warning("Could not abort import %s: %s", import_id, error.message)
+            self._not_aborted.append((import_id, error.message[:160]))
+        finally:
+            self.aborting = False
+
+
+def _reason_without_values(message: object) -> str:
+    """Scarf's message for a failed line, cut where it may start quoting the event's data.
+
+    Scarf's messages are undocumented; its own examples read "Package not found: <id>", a label, a colon,
+    then the value. Sync logs must not carry record values (IP addresses, user agents), so only the label is
+    kept. `destination-scarf import-log` shows the full messages to an operator who asks for them.
+    """
+    return str(message or "").split(":", 1)[0].strip()[:120]
+
+
+def _done_fraction(current: EventImport) -> float | None:
+    """How much of an import Scarf has processed, if its counts say so (they may only appear at the end)."""
+    if current.events_total <= 0:
+        return None
+    return (current.events_successfully_imported + current.events_failed_to_import) / current.events_total
