@@ -637,6 +637,93 @@ def test_fault_arguments_are_checked(emu):
 
 
 # --------------------------------------------------------------------------------------
+# Fault knobs for the connector's reliability work
+# --------------------------------------------------------------------------------------
+def control_action(http: requests.Session, emu: ScarfEmulator, action: str, **arguments: Any) -> Any:
+    """Call a fault action through POST /_emulator/faults, as the demo and the benchmark do."""
+    response = http.post(f"{emu.url}/_emulator/faults", json={"action": action, **arguments}, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()["result"]
+
+
+def list_statuses(http: requests.Session, emu: ScarfEmulator, times: int) -> list[int]:
+    return [http.get(f"{emu.url}/v2/imports/{OWNER}", headers=auth(), timeout=10).status_code for _ in range(times)]
+
+
+def test_outage_answers_matching_requests_until_it_is_ended(emu, http):
+    emu.start_outage(only="import-post", status=502)
+    assert [post_import(http, emu, ndjson([event()])).status_code for _ in range(3)] == [502] * 3
+    assert list_statuses(http, emu, 1) == [200]
+    assert [f["kind"] for f in emu.pending_faults()] == ["outage"]
+    assert emu.end_outage() == 1
+    assert post_import(http, emu, ndjson([event()])).status_code == 200
+    assert len(emu.imports(OWNER)) == 1 and emu.pending_faults() == []
+
+
+def test_outage_can_drop_connections_and_queued_faults_wait_behind_it(emu, http):
+    emu.fail_next(1, status=500)
+    emu.start_outage(status="reset")
+    for _ in range(2):
+        with pytest.raises(requests.ConnectionError):
+            http.get(f"{emu.url}/v2/imports/{OWNER}", headers=auth(), timeout=10)
+    assert [r.status for r in emu.requests] == [None, None]
+    emu.end_outage()
+    assert list_statuses(http, emu, 2) == [500, 200]  # the queued fault was not used up by the outage
+
+
+def test_timed_outage_ends_by_itself(emu, http):
+    control_action(http, emu, "start_outage", only="import-get", status=503, seconds=0.2)
+    [outage] = emu.pending_faults()
+    assert outage["kind"] == "outage" and 0 <= outage["seconds_left"] <= 0.2
+    seen: list[int] = []
+    wait_for(lambda: seen.append(list_statuses(http, emu, 1)[0]) or seen[-1] == 200, "the outage to end")
+    assert set(seen[:-1]) <= {503}  # answers went from 503 to 200 once, never back
+    assert list_statuses(http, emu, 2) == [200, 200] and emu.pending_faults() == []
+
+
+def test_outage_arguments_are_checked(emu, http):
+    for bad in ({"status": 404}, {"status": "drop"}, {"only": "everything"}, {"seconds": 0}):
+        with pytest.raises(ValueError):
+            emu.start_outage(**bad)
+    assert http.post(f"{emu.url}/_emulator/faults", json={"action": "start_outage", "status": 200}).status_code == 400
+    assert control_action(http, emu, "end_outage") == 0
+
+
+def test_flaky_fails_every_nth_matching_request_for_count_requests(emu, http):
+    emu.flaky(every=2, status=503, count=6)
+    assert list_statuses(http, emu, 8) == [200, 503, 200, 503, 200, 503, 200, 200]
+    assert emu.pending_faults() == []
+
+
+def test_flaky_counts_only_matching_requests_and_lasts_until_cleared(emu, http):
+    created = post_import(http, emu, ndjson([event()])).json()
+    control_action(http, emu, "flaky", every=3, status=500, only="import-get")
+    url = f"{emu.url}/v2/imports/{OWNER}/{created['id']}"
+    seen = []
+    for _ in range(7):
+        seen.append(http.get(url, headers=auth()).status_code)
+        assert post_import(http, emu, ndjson([event()])).status_code == 200  # not counted, never failed
+    assert seen == [200, 200, 500, 200, 200, 500, 200]
+    [rule] = emu.pending_faults()
+    assert (rule["kind"], rule["seen"], rule["remaining"]) == ("flaky", 7, None)
+    emu.clear_faults()
+    assert [http.get(url, headers=auth()).status_code for _ in range(3)] == [200] * 3
+
+
+def test_flaky_combines_with_queued_faults_and_can_reset(emu, http):
+    emu.flaky(every=2, status="reset", count=4)
+    emu.fail_next(1, status=500)
+    statuses = []
+    for _ in range(5):
+        try:
+            statuses.append(http.get(f"{emu.url}/v2/imports/{OWNER}", headers=auth(), timeout=10).status_code)
+        except requests.ConnectionError:
+            statuses.append(None)
+    # the queued fault answers first and is not counted by the flaky rule
+    assert statuses == [500, 200, None, 200, None]
+
+
+# --------------------------------------------------------------------------------------
 # Transport, observability, modes
 # --------------------------------------------------------------------------------------
 def test_keep_alive_survives_error_answers_with_bodies(emu):

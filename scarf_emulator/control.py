@@ -11,6 +11,11 @@ GET  /_emulator/imports?owner=O        EventImport dicts, oldest first
 GET  /_emulator/requests               recorded API requests (without tokens)
 GET  /_emulator/faults                 pending faults
 POST /_emulator/faults                 {"action": "fail_next", "n": 2, "status": 503, "only": "any"} ...
+       actions (arguments as the ScarfEmulator methods of the same name; see ACTIONS):
+       fail_next, reset_next, throttle_next, delay_next,
+       start_outage {"only", "status": 503 | "reset", "seconds": null | s}, end_outage,
+       flaky {"every", "status", "only", "count"},
+       hold_slots, release_slots, abort_import, set_rate, clear_faults, clear_requests
 POST /_emulator/rate                   {"events_per_second": 100 | null}
 POST /_emulator/wait_idle              {"timeout": 10} -> {"idle": bool}
 """
@@ -29,6 +34,9 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "reset_next": ("n", "only", "after_processing"),
     "throttle_next": ("n", "retry_after", "only"),
     "delay_next": ("n", "seconds", "only"),
+    "start_outage": ("only", "status", "seconds"),
+    "end_outage": (),
+    "flaky": ("every", "status", "only", "count"),
     "hold_slots": ("owner", "k"),
     "release_slots": ("owner",),
     "abort_import": ("owner", "import_id"),

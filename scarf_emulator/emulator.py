@@ -156,10 +156,32 @@ class ScarfEmulator:
         """Hold back the answers to the next ``n`` matching requests by ``seconds``."""
         self._faults.delay_next(n, seconds, only)
 
+    def start_outage(self, only: str = "any", status: int | str = 503, seconds: float | None = None) -> None:
+        """Answer every matching request with ``status`` (500-599, or "reset" to drop the connection)
+        until :meth:`end_outage` or, when ``seconds`` is given, until that many seconds have passed.
+
+        During an outage no other fault is consumed: queued faults and flaky counts wait behind it.
+        """
+        self._faults.start_outage(only, status, seconds)
+
+    def end_outage(self) -> int:
+        """End every outage now; return how many were active."""
+        return self._faults.end_outage()
+
+    def flaky(self, every: int = 2, status: int | str = 503, only: str = "any", count: int | None = None) -> None:
+        """Fail every ``every``-th matching request (the 2nd, 4th, ... for every=2), deterministically,
+        for the next ``count`` matching requests (None: until :meth:`clear_faults`).
+
+        ``status`` is 400-599 or "reset".  Requests answered by an outage or a queued fault are not counted.
+        """
+        self._faults.flaky(every, status, only, count)
+
     def clear_faults(self) -> None:
+        """Forget every pending fault, end outages and flaky rules, lift token revocations."""
         self._faults.clear()
 
     def pending_faults(self) -> list[dict]:
+        """Faults not used up yet, each a dict with a ``kind`` (see faults.FaultPlan.pending)."""
         return self._faults.pending()
 
     def hold_slots(self, owner: str, k: int) -> list[str]:

@@ -155,13 +155,20 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
 
     def _answer(self, context: ServerContext, route: Route | None, params: dict[str, str],
                 allowed: list[str], category: str, req: ApiRequest) -> Response | None:
-        """Apply queued faults around the real answer; None means "drop the connection"."""
+        """Apply faults around the real answer, in the order faults.py documents;
+        None means "drop the connection"."""
+        outage = context.faults.outage_status(category)
+        if outage is not None:
+            return _failure_response(outage, "outage")
         delay = context.faults.take_delay(category)
         if delay:
             time.sleep(delay)
         fault = context.faults.take(category, after_processing=False)
         if fault is not None:
             return _fault_response(fault)
+        flaky = context.faults.flaky_status(category)
+        if flaky is not None:
+            return _failure_response(flaky, "flaky failure")
         response = self._call(context, route, params, allowed, req)
         fault = context.faults.take(category, after_processing=True)
         return response if fault is None else _fault_response(fault)
@@ -252,6 +259,13 @@ def _fault_response(fault: Fault) -> Response | None:
     if fault.kind == THROTTLE:
         return error(429, "rate limited (injected)", {"Retry-After": str(fault.retry_after)})
     return error(fault.status, f"injected failure {fault.status}")
+
+
+def _failure_response(status: int | str, what: str) -> Response | None:
+    """An outage's or flaky rule's answer: an error status, or None for RESET (drop the connection)."""
+    if status == RESET:
+        return None
+    return error(int(status), f"injected {what} {status}")
 
 
 class EmulatorHTTPServer(ThreadingHTTPServer):
