@@ -13,7 +13,9 @@ from http.client import HTTPConnection
 import json
 import selectors
 import signal
+import socket
 import subprocess
+import threading
 import sys
 import time
 import uuid
@@ -650,6 +652,50 @@ def list_statuses(http: requests.Session, emu: ScarfEmulator, times: int) -> lis
     return [http.get(f"{emu.url}/v2/imports/{OWNER}", headers=auth(), timeout=10).status_code for _ in range(times)]
 
 
+def raw_request(emu: ScarfEmulator, method: str, path: str, body: bytes = b"",
+                headers: dict[str, str] | None = None) -> socket.socket:
+    """Send one request on a plain socket, to watch exactly which bytes come back and when."""
+    host, port = emu.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=DEADLINE)
+    head = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {len(body)}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items()) + "\r\n"
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+def read_to_end(sock: socket.socket) -> bytes:
+    """Everything until the server closes (DEADLINE per read is only a hang guard)."""
+    sock.settimeout(DEADLINE)
+    parts = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+
+
+def assert_quiet(sock: socket.socket, seconds: float = 0.2) -> None:
+    """Nothing arrives for a moment (the one kind of check that has to wait)."""
+    sock.settimeout(seconds)
+    with pytest.raises(socket.timeout):
+        sock.recv(1)
+
+
+def stop_with_guard(emu: ScarfEmulator) -> None:
+    """stop() in a thread, so a regression fails the test instead of hanging it."""
+    stopper = threading.Thread(target=emu.stop, daemon=True)
+    stopper.start()
+    stopper.join(DEADLINE)
+    assert not stopper.is_alive(), "stop() hung"
+
+
+def summary(emu: ScarfEmulator, key: str) -> int:
+    return emu.fault_summary()[key]
+
+
 def test_outage_answers_matching_requests_until_it_is_ended(emu, http):
     emu.start_outage(only="import-post", status=502)
     assert [post_import(http, emu, ndjson([event()])).status_code for _ in range(3)] == [502] * 3
@@ -721,6 +767,44 @@ def test_flaky_combines_with_queued_faults_and_can_reset(emu, http):
             statuses.append(None)
     # the queued fault answers first and is not counted by the flaky rule
     assert statuses == [500, 200, None, 200, None]
+
+
+def test_silence_next_sends_nothing_until_released_and_processes_nothing(emu, http):
+    emu.silence_next(1, only="import-post")
+    sock = raw_request(emu, "POST", f"/v2/packages/{OWNER}/pkg-1/import", ndjson([event()]),
+                       {**auth(), "Content-Type": NDJSON})
+    try:
+        wait_for(lambda: summary(emu, "silenced_connections") == 1, "the request to be silenced")
+        assert_quiet(sock)
+        assert emu.requests[-1].status is None and emu.imports(OWNER) == []
+        assert emu.release_silenced() == 1
+        assert read_to_end(sock) == b""  # closed without a byte
+    finally:
+        sock.close()
+    wait_for(lambda: summary(emu, "silenced_connections") == 0, "the handler to let go")
+    assert post_import(http, emu, ndjson([event()])).status_code == 200
+
+
+def test_a_silenced_connection_is_let_go_when_the_client_gives_up(emu, http):
+    control_action(http, emu, "silence_next", n=1, only="import-get")
+    with pytest.raises(requests.ReadTimeout):
+        requests.get(f"{emu.url}/v2/imports/{OWNER}", headers=auth(), timeout=(DEADLINE, 0.2))
+    wait_for(lambda: summary(emu, "silenced_connections") == 0, "the hung-up connection to be noticed")
+    assert control_action(http, emu, "release_silenced") == 0
+    assert list_statuses(http, emu, 1) == [200]
+
+
+def test_stop_releases_silenced_connections(emu):
+    emu.silence_next(2)
+    socks = [raw_request(emu, "GET", f"/v2/imports/{OWNER}", headers=auth()) for _ in range(2)]
+    try:
+        wait_for(lambda: summary(emu, "silenced_connections") == 2, "both requests to be silenced")
+        stop_with_guard(emu)
+        assert [read_to_end(sock) for sock in socks] == [b"", b""]
+        wait_for(lambda: summary(emu, "silenced_connections") == 0, "the handlers to let go")
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 # --------------------------------------------------------------------------------------

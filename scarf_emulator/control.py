@@ -10,11 +10,13 @@ GET  /_emulator/stats[?owner=O]        counters (all owners when owner is omitte
 GET  /_emulator/imports?owner=O        EventImport dicts, oldest first
 GET  /_emulator/requests               recorded API requests (without tokens)
 GET  /_emulator/faults                 pending faults
+GET  /_emulator/fault_summary          pending faults by kind, answers held/trickling/streaming now
 POST /_emulator/faults                 {"action": "fail_next", "n": 2, "status": 503, "only": "any"} ...
        actions (arguments as the ScarfEmulator methods of the same name; see ACTIONS):
        fail_next, reset_next, throttle_next, delay_next,
        start_outage {"only", "status": 503 | "reset", "seconds": null | s}, end_outage,
        flaky {"every", "status", "only", "count"},
+       silence_next {"n", "only"}, release_silenced (-> number released),
        hold_slots, release_slots, abort_import, set_rate, clear_faults, clear_requests
 POST /_emulator/rate                   {"events_per_second": 100 | null}
 POST /_emulator/wait_idle              {"timeout": 10} -> {"idle": bool}
@@ -37,6 +39,8 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "start_outage": ("only", "status", "seconds"),
     "end_outage": (),
     "flaky": ("every", "status", "only", "count"),
+    "silence_next": ("n", "only"),
+    "release_silenced": (),
     "hold_slots": ("owner", "k"),
     "release_slots": ("owner",),
     "abort_import": ("owner", "import_id"),
@@ -94,6 +98,9 @@ class ControlApi:
 
     def _get_faults(self, query, payload) -> Response:
         return json_response(200, self._emu.pending_faults())
+
+    def _get_fault_summary(self, query, payload) -> Response:
+        return json_response(200, self._emu.fault_summary())
 
     # -- POST ----------------------------------------------------------------------
     def _post_faults(self, query, payload) -> Response:

@@ -60,6 +60,7 @@ class ScarfEmulator:
         self._faults = FaultPlan()
         self._requests = RequestLog()
         self._server: EmulatorHTTPServer | None = None
+        self._context: ServerContext | None = None
         self._thread: threading.Thread | None = None
         self._configure(tokens or {}, packages or {}, tracking_pixels or {})
 
@@ -81,7 +82,7 @@ class ScarfEmulator:
         if self._server is not None:
             return self.url  # type: ignore[return-value]
         self._processor.restart()
-        context = ServerContext(
+        self._context = context = ServerContext(
             ScarfApi(self._directory, self._registry, self._processor), ControlApi(self), self._faults, self._requests
         )
         self._server = EmulatorHTTPServer(self.host, self.port, context)
@@ -95,10 +96,14 @@ class ScarfEmulator:
         return self.url
 
     def stop(self) -> None:
-        """Stop serving, drop open connections and stop the import workers."""
+        """Stop serving, release silenced connections, end delays and slow answers,
+        drop open connections and stop the import workers."""
         server, self._server = self._server, None
         if server is None:
             return
+        if self._context is not None:
+            self._context.stopping.set()
+        self._faults.release_silenced()
         server.shutdown()
         server.server_close()
         server.drop_connections()
@@ -176,6 +181,18 @@ class ScarfEmulator:
         """
         self._faults.flaky(every, status, only, count)
 
+    def silence_next(self, n: int, only: str = "any") -> None:
+        """Read the next ``n`` matching requests and never answer: the connection stays open without a
+        byte until :meth:`release_silenced`, :meth:`stop` or the client hanging up, then it is closed.
+
+        Nothing is processed (an import POST creates no import).
+        """
+        self._faults.silence_next(n, only)
+
+    def release_silenced(self) -> int:
+        """Close every connection held by :meth:`silence_next`; return how many there were."""
+        return self._faults.release_silenced()
+
     def clear_faults(self) -> None:
         """Forget every pending fault, end outages and flaky rules, lift token revocations."""
         self._faults.clear()
@@ -183,6 +200,11 @@ class ScarfEmulator:
     def pending_faults(self) -> list[dict]:
         """Faults not used up yet, each a dict with a ``kind`` (see faults.FaultPlan.pending)."""
         return self._faults.pending()
+
+    def fault_summary(self) -> dict:
+        """Pending faults counted by kind, and the answers in progress right now: connections held
+        silent, answers trickling, huge bodies streaming."""
+        return self._faults.summary()
 
     def hold_slots(self, owner: str, k: int) -> list[str]:
         """Occupy ``k`` import slots of ``owner`` with real, never-progressing imports.

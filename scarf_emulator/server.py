@@ -8,18 +8,19 @@ Content-Length so clients can keep connections alive).
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import socketserver
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import __version__
-from .faults import RESET, THROTTLE, Fault, FaultPlan
+from .faults import RESET, SILENCE, THROTTLE, Fault, FaultPlan, QueuedFault
 from .recording import RequestLog, RequestRecord, bearer_token, pick_headers
 from .responses import ApiRequest, Response, error
 
@@ -29,6 +30,9 @@ logger = logging.getLogger(__name__)
 KEEPALIVE_TIMEOUT = 60
 
 CONTROL_PREFIX = "/_emulator"
+
+#: How often a silenced connection checks whether it was released or the client hung up.
+SILENCE_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ class ServerContext:
     control: Any  # ControlApi
     faults: FaultPlan
     requests: RequestLog
+    #: Set by ScarfEmulator.stop(): anything holding a connection (silence, delays) lets go.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
 
 class _BadBody(Exception):
@@ -140,32 +146,36 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             return
         route, params, allowed = match_route(self.command, split.path)
         category = route.category if route else "other"
-        response = self._answer(context, route, params, allowed, category, ApiRequest(
+        answer = self._answer(context, route, params, allowed, category, ApiRequest(
             self.command, split.path, query, self.headers, body))
         context.requests.append(RequestRecord(
             self.command, split.path, query, pick_headers(self.headers), len(body),
-            status=response.status if response else None,
+            status=answer.status if isinstance(answer, Response) else None,
             auth_present=self.headers.get("Authorization") is not None,
             category=category, received_at=received_at, token=bearer_token(self.headers),
         ))
-        if response is None:
+        if answer is None:
             self._drop_connection()
+        elif isinstance(answer, Response):
+            self._send(answer)
         else:
-            self._send(response)
+            self._hold_silent(context)
 
     def _answer(self, context: ServerContext, route: Route | None, params: dict[str, str],
-                allowed: list[str], category: str, req: ApiRequest) -> Response | None:
-        """Apply faults around the real answer, in the order faults.py documents;
-        None means "drop the connection"."""
+                allowed: list[str], category: str, req: ApiRequest) -> Response | QueuedFault | None:
+        """Apply faults around the real answer, in the order faults.py documents.
+
+        None means "drop the connection"; a SILENCE fault means "hold it without answering".
+        """
         outage = context.faults.outage_status(category)
         if outage is not None:
             return _failure_response(outage, "outage")
         delay = context.faults.take_delay(category)
         if delay:
-            time.sleep(delay)
+            context.stopping.wait(delay)
         fault = context.faults.take(category, after_processing=False)
         if fault is not None:
-            return _fault_response(fault)
+            return fault if fault.kind == SILENCE else _fault_response(fault)  # type: ignore[arg-type]
         flaky = context.faults.flaky_status(category)
         if flaky is not None:
             return _failure_response(flaky, "flaky failure")
@@ -243,6 +253,26 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if not bodiless and self.command != "HEAD":
             self.wfile.write(response.body)
+
+    def _hold_silent(self, context: ServerContext) -> None:
+        """Send not a byte until released, the emulator stops or the client hangs up; then close."""
+        gate = context.faults.hold_silenced()
+        try:
+            with context.faults.busy(SILENCE):
+                while not gate.wait(SILENCE_POLL_SECONDS):
+                    if context.stopping.is_set() or self._peer_closed():
+                        break
+        finally:
+            context.faults.forget_silenced(gate)
+        self._drop_connection()
+
+    def _peer_closed(self) -> bool:
+        """True once the client has closed its side (a readable socket with nothing to read)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
 
     def _drop_connection(self) -> None:
         """Close without a single byte of answer, as a crashing proxy would."""
