@@ -807,6 +807,78 @@ def test_stop_releases_silenced_connections(emu):
             sock.close()
 
 
+def read_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    """Read until the blank line after the headers; return (head, body bytes read with it)."""
+    sock.settimeout(DEADLINE)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before the headers ended: {data!r}"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def head_field(head: bytes, name: str) -> str | None:
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    return None
+
+
+def test_trickled_body_comes_after_headers_sent_at_once_and_stop_cuts_it_off(emu):
+    emu.trickle_next(1, only="artifact-get", bytes_per_second=1, part="body")
+    sock = raw_request(emu, "GET", f"/v2/packages/{OWNER}/pkg-1", headers=auth())
+    try:
+        head, body = read_head(sock)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        length = int(head_field(head, "Content-Length"))
+        assert len(body) < length  # at 1 byte/s, a second or so per byte
+        wait_for(lambda: summary(emu, "trickling_answers") == 1, "the body to trickle")
+        stop_with_guard(emu)
+        assert len(body + read_to_end(sock)) < length
+        wait_for(lambda: summary(emu, "trickling_answers") == 0, "the trickle to stop")
+    finally:
+        sock.close()
+
+
+def test_trickled_headers_come_byte_by_byte_and_stop_cuts_them_off(emu, http):
+    control_action(http, emu, "trickle_next", n=1, only="import-get", bytes_per_second=1, part="headers")
+    sock = raw_request(emu, "GET", f"/v2/imports/{OWNER}", headers=auth())
+    try:
+        sock.settimeout(DEADLINE)
+        first = sock.recv(65536)
+        assert first and b"HTTP/1.1 200".startswith(first)
+        stop_with_guard(emu)
+        assert b"\r\n\r\n" not in first + read_to_end(sock)
+        wait_for(lambda: summary(emu, "trickling_answers") == 0, "the trickle to stop")
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_a_trickled_answer_arrives_whole_and_slowly(emu, http, part):
+    url = f"{emu.url}/v2/packages/{OWNER}/pkg-1"
+    expected = http.get(url, headers=auth())
+    emu.trickle_next(1, only="artifact-get", bytes_per_second=1000, part=part)  # 50 bytes per 0.05 s
+    started = time.monotonic()
+    trickled = http.get(url, headers=auth(), timeout=DEADLINE)
+    elapsed = time.monotonic() - started
+    assert (trickled.status_code, trickled.json()) == (200, expected.json())
+    size = len(trickled.content) if part == "body" else 100  # the head is well over 100 bytes
+    assert elapsed >= 0.9 * ((size - 1) // 50) * 0.05  # a lower bound: the pauses really happen
+    assert list_statuses(http, emu, 1) == [200] and emu.pending_faults() == []
+
+
+def test_injected_errors_can_trickle_too(emu, http):
+    emu.fail_next(1, status=503)
+    emu.trickle_next(1, bytes_per_second=10_000)
+    response = http.get(f"{emu.url}/v2/imports/{OWNER}", headers=auth(), timeout=DEADLINE)
+    assert response.status_code == 503 and "message" in response.json()
+    assert emu.pending_faults() == []
+
+
 # --------------------------------------------------------------------------------------
 # Transport, observability, modes
 # --------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ POST /_emulator/faults                 {"action": "fail_next", "n": 2, "status":
        start_outage {"only", "status": 503 | "reset", "seconds": null | s}, end_outage,
        flaky {"every", "status", "only", "count"},
        silence_next {"n", "only"}, release_silenced (-> number released),
+       trickle_next {"n", "only", "bytes_per_second", "part": "headers" | "body"},
        hold_slots, release_slots, abort_import, set_rate, clear_faults, clear_requests
 POST /_emulator/rate                   {"events_per_second": 100 | null}
 POST /_emulator/wait_idle              {"timeout": 10} -> {"idle": bool}
@@ -41,6 +42,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "flaky": ("every", "status", "only", "count"),
     "silence_next": ("n", "only"),
     "release_silenced": (),
+    "trickle_next": ("n", "only", "bytes_per_second", "part"),
     "hold_slots": ("owner", "k"),
     "release_slots": ("owner",),
     "abort_import": ("owner", "import_id"),

@@ -189,6 +189,13 @@ class ScarfEmulator:
         """
         self._faults.silence_next(n, only)
 
+    def trickle_next(self, n: int, only: str = "any", bytes_per_second: float = 1.0, part: str = "body") -> None:
+        """Send the real answers to the next ``n`` matching requests at ``bytes_per_second``:
+        part="headers" trickles the status line and headers (the body follows at once),
+        part="body" sends the headers at once and trickles the body.  :meth:`stop` cuts them off.
+        """
+        self._faults.trickle_next(n, only, bytes_per_second, part)
+
     def release_silenced(self) -> int:
         """Close every connection held by :meth:`silence_next`; return how many there were."""
         return self._faults.release_silenced()

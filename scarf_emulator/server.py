@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import __version__
-from .faults import RESET, SILENCE, THROTTLE, Fault, FaultPlan, QueuedFault
+from .faults import RESET, SILENCE, THROTTLE, TRICKLE, Fault, FaultPlan, QueuedFault, Trickle
 from .recording import RequestLog, RequestRecord, bearer_token, pick_headers
 from .responses import ApiRequest, Response, error
 
@@ -33,6 +33,9 @@ CONTROL_PREFIX = "/_emulator"
 
 #: How often a silenced connection checks whether it was released or the client hung up.
 SILENCE_POLL_SECONDS = 0.05
+
+#: A trickling answer writes at most this often (fewer, bigger writes at high rates).
+TRICKLE_TICK_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         if answer is None:
             self._drop_connection()
         elif isinstance(answer, Response):
-            self._send(answer)
+            self._send(answer, context, context.faults.take_trickle(category))
         else:
             self._hold_silent(context)
 
@@ -239,7 +242,8 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
                 return
 
     # -- response ------------------------------------------------------------------
-    def _send(self, response: Response) -> None:
+    def _send(self, response: Response, context: ServerContext | None = None, trickle: Trickle | None = None) -> None:
+        """Send the answer; with ``trickle``, send its headers or its body slowly (see faults.py)."""
         self.send_response(response.status)
         bodiless = response.status == 204 or response.status == 304 or response.status < 200
         if not bodiless:  # RFC 9110: no Content-Length on 204
@@ -250,9 +254,39 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
-        if not bodiless and self.command != "HEAD":
-            self.wfile.write(response.body)
+        body = response.body if not bodiless and self.command != "HEAD" else b""
+        if trickle is None or context is None:
+            self.end_headers()
+            if body:
+                self.wfile.write(body)
+            return
+        head = self._take_head()
+        with context.faults.busy(TRICKLE):
+            if trickle.part == "headers":
+                sent = self._trickle(head, trickle.bytes_per_second, context.stopping)
+                if sent and body:
+                    self.wfile.write(body)
+            else:
+                self.wfile.write(head)
+                sent = self._trickle(body, trickle.bytes_per_second, context.stopping)
+        if not sent:
+            self._drop_connection()
+
+    def _take_head(self) -> bytes:
+        """The buffered status line and headers, which end_headers() would have flushed in one write."""
+        self._headers_buffer.append(b"\r\n")  # type: ignore[attr-defined]  # BaseHTTPRequestHandler's buffer
+        head = b"".join(self._headers_buffer)  # type: ignore[attr-defined]
+        self._headers_buffer = []  # type: ignore[attr-defined]
+        return head
+
+    def _trickle(self, data: bytes, bytes_per_second: float, stopping: threading.Event) -> bool:
+        """Write ``data`` at about ``bytes_per_second``; False if the emulator stopped first."""
+        step = max(1, int(bytes_per_second * TRICKLE_TICK_SECONDS))
+        for start in range(0, len(data), step):
+            if start and stopping.wait(step / bytes_per_second):
+                return False
+            self.wfile.write(data[start:start + step])
+        return True
 
     def _hold_silent(self, context: ServerContext) -> None:
         """Send not a byte until released, the emulator stops or the client hangs up; then close."""
