@@ -879,6 +879,65 @@ def test_injected_errors_can_trickle_too(emu, http):
     assert emu.pending_faults() == []
 
 
+def test_huge_json_answer_is_one_valid_event_import_of_the_announced_size(emu, http):
+    emu.huge_next(1, only="import-post", megabytes=2, shape="json")
+    response = post_import(http, emu, ndjson([event()]))
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
+    assert int(response.headers["Content-Length"]) == len(response.content) == 2_000_000
+    assert response.content.startswith(b'{"id":"')
+    payload = response.json()
+    assert_event_import(payload)
+    assert payload["status"] == "importing" and set(payload["padding"]) == {"x"}
+    assert emu.imports(OWNER) == [] and emu.requests[-1].status == 200  # nothing was processed
+
+
+def test_huge_ndjson_answer_is_many_import_log_lines(emu, http):
+    created = post_import(http, emu, ndjson([event()])).json()
+    control_action(http, emu, "huge_next", n=1, only="log", megabytes=0.5, shape="ndjson")
+    response = http.get(f"{emu.url}/v2/imports/{OWNER}/{created['id']}/log", headers=auth(), timeout=DEADLINE)
+    assert response.status_code == 200 and response.headers["Content-Type"] == NDJSON
+    assert int(response.headers["Content-Length"]) == len(response.content) == 500_000
+    assert response.content.endswith(b"\n")
+    entries = [json.loads(line) for line in response.content.splitlines()]
+    assert len(entries) > 1000
+    for entry in entries[:3] + entries[-1:]:
+        assert_log_entry(entry)
+    assert [e["line"] for e in entries[:-1]] == list(range(1, len(entries)))
+    assert entries[-1]["type"] == "progress" and entries[-1]["events_count"] == len(entries) - 1
+
+
+def test_huge_line_answer_has_no_newline(emu, http):
+    emu.huge_next(1, megabytes=0.5, shape="line")
+    response = http.get(f"{emu.url}/v2/imports/{OWNER}", headers=auth(), timeout=DEADLINE)
+    assert int(response.headers["Content-Length"]) == len(response.content) == 500_000
+    assert b"\n" not in response.content
+    assert_log_entry(json.loads(response.content))
+    assert list_statuses(http, emu, 1) == [200]
+
+
+def test_default_huge_answer_is_streamed_not_built(emu, http):
+    emu.huge_next(1)
+    with http.get(f"{emu.url}/v2/imports/{OWNER}", headers=auth(), stream=True, timeout=DEADLINE) as response:
+        assert response.headers["Content-Length"] == "300000000"
+        start = next(response.iter_content(1 << 20))
+        assert start.startswith(b'{"id":"') and b'"status":"importing"' in start
+    wait_for(lambda: summary(emu, "huge_answers") == 0, "the emulator to notice the client left")
+    assert list_statuses(http, emu, 1) == [200]
+
+
+def test_stop_cuts_a_huge_answer_off(emu):
+    emu.huge_next(1, megabytes=300)
+    sock = raw_request(emu, "GET", f"/v2/imports/{OWNER}", headers=auth())
+    try:
+        head, _ = read_head(sock)
+        assert head_field(head, "Content-Length") == "300000000"
+        wait_for(lambda: summary(emu, "huge_answers") == 1, "the body to stream")
+        stop_with_guard(emu)  # the client reads nothing meanwhile: the server is blocked on a full socket
+        wait_for(lambda: summary(emu, "huge_answers") == 0, "the stream to stop")
+    finally:
+        sock.close()
+
+
 # --------------------------------------------------------------------------------------
 # Transport, observability, modes
 # --------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ POST /_emulator/faults                 {"action": "fail_next", "n": 2, "status":
        flaky {"every", "status", "only", "count"},
        silence_next {"n", "only"}, release_silenced (-> number released),
        trickle_next {"n", "only", "bytes_per_second", "part": "headers" | "body"},
+       huge_next {"n", "only", "megabytes", "shape": "json" | "ndjson" | "line"},
        hold_slots, release_slots, abort_import, set_rate, clear_faults, clear_requests
 POST /_emulator/rate                   {"events_per_second": 100 | null}
 POST /_emulator/wait_idle              {"timeout": 10} -> {"idle": bool}
@@ -43,6 +44,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "silence_next": ("n", "only"),
     "release_silenced": (),
     "trickle_next": ("n", "only", "bytes_per_second", "part"),
+    "huge_next": ("n", "only", "megabytes", "shape"),
     "hold_slots": ("owner", "k"),
     "release_slots": ("owner",),
     "abort_import": ("owner", "import_id"),

@@ -196,6 +196,15 @@ class ScarfEmulator:
         """
         self._faults.trickle_next(n, only, bytes_per_second, part)
 
+    def huge_next(self, n: int, only: str = "any", megabytes: float = 300, shape: str = "json") -> None:
+        """Answer the next ``n`` matching requests 200 with a body of ``megabytes`` (10**6 bytes) made on
+        the fly, with a correct Content-Length: shape "json" (an EventImport with a giant padding field),
+        "ndjson" (ImportLog lines, as from /log) or "line" (one giant line, no newline).
+
+        Nothing is processed; :meth:`stop` cuts the body off.
+        """
+        self._faults.huge_next(n, only, megabytes, shape)
+
     def release_silenced(self) -> int:
         """Close every connection held by :meth:`silence_next`; return how many there were."""
         return self._faults.release_silenced()

@@ -20,7 +20,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import __version__
-from .faults import RESET, SILENCE, THROTTLE, TRICKLE, Fault, FaultPlan, QueuedFault, Trickle
+from .faults import HUGE, RESET, SILENCE, THROTTLE, TRICKLE, Fault, FaultPlan, Huge, QueuedFault, Trickle
+from .huge import huge_body
 from .recording import RequestLog, RequestRecord, bearer_token, pick_headers
 from .responses import ApiRequest, Response, error
 
@@ -153,7 +154,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             self.command, split.path, query, self.headers, body))
         context.requests.append(RequestRecord(
             self.command, split.path, query, pick_headers(self.headers), len(body),
-            status=answer.status if isinstance(answer, Response) else None,
+            status=answer.status if isinstance(answer, Response) else 200 if isinstance(answer, Huge) else None,
             auth_present=self.headers.get("Authorization") is not None,
             category=category, received_at=received_at, token=bearer_token(self.headers),
         ))
@@ -161,6 +162,8 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             self._drop_connection()
         elif isinstance(answer, Response):
             self._send(answer, context, context.faults.take_trickle(category))
+        elif isinstance(answer, Huge):
+            self._send_huge(answer, params, context)
         else:
             self._hold_silent(context)
 
@@ -168,7 +171,8 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
                 allowed: list[str], category: str, req: ApiRequest) -> Response | QueuedFault | None:
         """Apply faults around the real answer, in the order faults.py documents.
 
-        None means "drop the connection"; a SILENCE fault means "hold it without answering".
+        None means "drop the connection"; a SILENCE fault means "hold it without answering",
+        a Huge fault "stream a huge body instead of the answer".
         """
         outage = context.faults.outage_status(category)
         if outage is not None:
@@ -178,7 +182,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             context.stopping.wait(delay)
         fault = context.faults.take(category, after_processing=False)
         if fault is not None:
-            return fault if fault.kind == SILENCE else _fault_response(fault)  # type: ignore[arg-type]
+            return fault if fault.kind in (SILENCE, HUGE) else _fault_response(fault)  # type: ignore[arg-type]
         flaky = context.faults.flaky_status(category)
         if flaky is not None:
             return _failure_response(flaky, "flaky failure")
@@ -287,6 +291,22 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
                 return False
             self.wfile.write(data[start:start + step])
         return True
+
+    def _send_huge(self, fault: Huge, params: dict[str, str], context: ServerContext) -> None:
+        """200 with a huge body made chunk by chunk (see huge.py); stop() cuts it off."""
+        content_type, length, chunks = huge_body(fault.shape, fault.size, params.get("owner", ""), params.get("import_id"))
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        with context.faults.busy(HUGE):
+            for chunk in chunks:
+                if context.stopping.is_set():
+                    self._drop_connection()
+                    return
+                self.wfile.write(chunk)
 
     def _hold_silent(self, context: ServerContext) -> None:
         """Send not a byte until released, the emulator stops or the client hangs up; then close."""
