@@ -938,6 +938,40 @@ def test_stop_cuts_a_huge_answer_off(emu):
         sock.close()
 
 
+def test_redirect_to_a_base_url_keeps_path_and_query_and_processes_nothing(emu, http):
+    emu.redirect_next(1, only="import-post", status=307, location=emu.url)
+    path = f"/v2/packages/{OWNER}/pkg-1/import"
+    response = http.post(f"{emu.url}{path}?dry=1", data=ndjson([event()] * 20),
+                         headers={**auth(), "Content-Type": NDJSON}, allow_redirects=False, timeout=DEADLINE)
+    assert response.status_code == 307 and response.headers["Location"] == f"{emu.url}{path}?dry=1"
+    assert emu.imports(OWNER) == [] and emu.requests[-1].status == 307
+    assert list_statuses(http, emu, 1) == [200]  # the body was read: the connection is still in step
+
+
+def test_a_followed_redirect_lands_on_the_real_answer(emu, http):
+    control_action(http, emu, "redirect_next", n=1, only="import-post", status=308)  # to this emulator itself
+    response = post_import(http, emu, ndjson([event(_unique_id="once")]))
+    assert response.status_code == 200 and response.history[0].status_code == 308
+    assert response.history[0].headers["Location"] == f"{emu.url}/v2/packages/{OWNER}/pkg-1/import"
+    assert [r.status for r in emu.requests] == [308, 200]
+    assert emu.wait_idle() and len(emu.imports(OWNER)) == 1 and emu.event_count(OWNER) == 1
+
+
+@pytest.mark.parametrize("status", [301, 302, 303])
+def test_redirect_with_a_path_is_sent_as_given(emu, http, status):
+    emu.redirect_next(1, status=status, location="http://127.0.0.1:9/elsewhere/")
+    response = http.get(f"{emu.url}/v2/imports/{OWNER}?per_page=2", headers=auth(), allow_redirects=False)
+    assert response.status_code == status and response.headers["Location"] == "http://127.0.0.1:9/elsewhere/"
+
+
+def test_redirect_arguments_are_checked(emu, http):
+    for bad in ({"status": 200}, {"status": 304}, {"location": "/relative"}, {"only": "elsewhere"}):
+        with pytest.raises(ValueError):
+            emu.redirect_next(1, **bad)
+    refused = http.post(f"{emu.url}/_emulator/faults", json={"action": "redirect_next", "n": 1, "status": 399})
+    assert refused.status_code == 400 and emu.pending_faults() == []
+
+
 # --------------------------------------------------------------------------------------
 # Transport, observability, modes
 # --------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ POST /_emulator/faults                 {"action": "fail_next", "n": 2, "status":
        silence_next {"n", "only"}, release_silenced (-> number released),
        trickle_next {"n", "only", "bytes_per_second", "part": "headers" | "body"},
        huge_next {"n", "only", "megabytes", "shape": "json" | "ndjson" | "line"},
+       redirect_next {"n", "only", "status": 301 | 302 | 303 | 307 | 308, "location": URL | null},
        hold_slots, release_slots, abort_import, set_rate, clear_faults, clear_requests
 POST /_emulator/rate                   {"events_per_second": 100 | null}
 POST /_emulator/wait_idle              {"timeout": 10} -> {"idle": bool}
@@ -45,6 +46,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "release_silenced": (),
     "trickle_next": ("n", "only", "bytes_per_second", "part"),
     "huge_next": ("n", "only", "megabytes", "shape"),
+    "redirect_next": ("n", "only", "status", "location"),
     "hold_slots": ("owner", "k"),
     "release_slots": ("owner",),
     "abort_import": ("owner", "import_id"),

@@ -205,6 +205,15 @@ class ScarfEmulator:
         """
         self._faults.huge_next(n, only, megabytes, shape)
 
+    def redirect_next(self, n: int, only: str = "any", status: int = 307, location: str | None = None) -> None:
+        """Answer the next ``n`` matching requests with ``status`` (301, 302, 303, 307 or 308) and a
+        Location header: ``location`` as given, with the request's path and query appended when it is a
+        base URL without path; None means this emulator (as the client addressed it).
+
+        The request body is read and discarded; nothing is processed.
+        """
+        self._faults.redirect_next(n, only, status, location)
+
     def release_silenced(self) -> int:
         """Close every connection held by :meth:`silence_next`; return how many there were."""
         return self._faults.release_silenced()

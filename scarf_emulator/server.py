@@ -20,7 +20,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import __version__
-from .faults import HUGE, RESET, SILENCE, THROTTLE, TRICKLE, Fault, FaultPlan, Huge, QueuedFault, Trickle
+from .faults import (
+    HUGE, REDIRECT, RESET, SILENCE, THROTTLE, TRICKLE, Fault, FaultPlan, Huge, QueuedFault, Redirect, Trickle,
+)
 from .huge import huge_body
 from .recording import RequestLog, RequestRecord, bearer_token, pick_headers
 from .responses import ApiRequest, Response, error
@@ -182,7 +184,11 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             context.stopping.wait(delay)
         fault = context.faults.take(category, after_processing=False)
         if fault is not None:
-            return fault if fault.kind in (SILENCE, HUGE) else _fault_response(fault)  # type: ignore[arg-type]
+            if fault.kind in (SILENCE, HUGE):
+                return fault
+            if fault.kind == REDIRECT:
+                return self._redirect(fault)  # type: ignore[arg-type]
+            return _fault_response(fault)  # type: ignore[arg-type]
         flaky = context.faults.flaky_status(category)
         if flaky is not None:
             return _failure_response(flaky, "flaky failure")
@@ -291,6 +297,18 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
                 return False
             self.wfile.write(data[start:start + step])
         return True
+
+    def _redirect(self, fault: Redirect) -> Response:
+        """The injected 3xx; a Location without a path gets this request's path and query."""
+        location = fault.location or f"http://{self.headers.get('Host') or self._own_address()}"
+        split = urlsplit(location)
+        if split.path in ("", "/") and not split.query and not split.fragment:
+            location = location.rstrip("/") + self.path  # the raw path and query, as the client sent them
+        return error(fault.status, "moved (injected redirect)", {"Location": location})
+
+    def _own_address(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def _send_huge(self, fault: Huge, params: dict[str, str], context: ServerContext) -> None:
         """200 with a huge body made chunk by chunk (see huge.py); stop() cuts it off."""
