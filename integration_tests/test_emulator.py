@@ -972,6 +972,105 @@ def test_redirect_arguments_are_checked(emu, http):
     assert refused.status_code == 400 and emu.pending_faults() == []
 
 
+@pytest.mark.parametrize("mode, total", [("processed", 5), ("total", 3)])
+def test_short_count_leaves_the_last_lines_out_and_ends_done(emu, http, mode, total):
+    emu.short_count_next(1, missing=2, mode=mode)
+    created = post_import(http, emu, ndjson(event(_unique_id=f"e{i}") for i in range(5))).json()
+    assert created["events_total"] == total
+    final = wait_final(http, emu, created["id"])
+    counts = (final["events_total"], final["events_successfully_imported"], final["events_failed_to_import"])
+    assert final["status"] == "done" and counts == (total, 3, 0)
+    assert [e["$unique_id"] for e in emu.events(OWNER)] == ["e0", "e1", "e2"]
+    assert get_log(http, emu, created["id"])[-1]["events_count"] == 3
+    whole = wait_final(http, emu, post_import(http, emu, ndjson([event(), event()])).json()["id"])
+    assert (whole["events_total"], whole["events_successfully_imported"]) == (2, 2)
+
+
+def test_short_count_counts_failed_lines_it_keeps_and_caps_missing(emu, http):
+    control_action(http, emu, "short_count_next", n=2, missing=1, mode="processed")
+    first = post_import(http, emu, ndjson([event(k=1), "junk", event(k=3)])).json()
+    final = wait_final(http, emu, first["id"])
+    assert (final["events_total"], final["events_successfully_imported"], final["events_failed_to_import"]) == (3, 1, 1)
+    emu.clear_faults()
+    emu.short_count_next(1, missing=10, mode="total")
+    emptied = wait_final(http, emu, post_import(http, emu, ndjson([event(), event()])).json()["id"])
+    assert (emptied["status"], emptied["events_total"], emptied["events_successfully_imported"]) == ("done", 0, 0)
+    assert [e["k"] for e in emu.events(OWNER)] == [1]
+
+
+def get_import_any_status(http: requests.Session, emu: ScarfEmulator, import_id: str) -> dict:
+    """GET an import whose status word may be outside the spec's enum (injected on purpose)."""
+    response = http.get(f"{emu.url}/v2/imports/{OWNER}/{import_id}", headers=auth(), timeout=DEADLINE)
+    assert response.status_code == 200, response.text
+    payload = response.json()
+    assert_event_import({**payload, "status": "done"})  # everything but the word is as usual
+    return payload
+
+
+def listed(http: requests.Session, emu: ScarfEmulator, *statuses: str) -> list[tuple[str, str]]:
+    response = http.get(f"{emu.url}/v2/imports/{OWNER}", params=[("status", s) for s in statuses], headers=auth())
+    assert response.status_code == 200, response.text
+    return [(i["id"], i["status"]) for i in response.json()["event_imports"]]
+
+
+def test_final_status_replaces_done_after_normal_processing(emu, http):
+    emu.final_status_next(1, status="failed")
+    created = post_import(http, emu, ndjson([event(k=1), "junk"])).json()
+    assert created["status"] == "importing"
+    assert emu.wait_idle()
+    failed = get_import_any_status(http, emu, created["id"])
+    assert (failed["status"], failed["events_successfully_imported"], failed["events_failed_to_import"]) == ("failed", 1, 1)
+    assert emu.event_count(OWNER) == 1  # processed before it "failed": its events are stored
+    assert listed(http, emu) == [(created["id"], "failed")]
+    assert listed(http, emu, "failed") == [(created["id"], "failed")] and listed(http, emu, "done") == []
+    assert emu.stats(OWNER)["active_imports"] == 0
+    assert wait_final(http, emu, post_import(http, emu, ndjson([event()])).json()["id"])["status"] == "done"
+
+
+def test_interim_status_shows_while_processing_and_still_holds_the_slot(http):
+    with make_emulator(max_active_imports=1) as emu:
+        emu.set_rate(2)  # 20 s for 40 events: it is still processing while the test looks
+        control_action(http, emu, "interim_status_next", n=1, status="queued")
+        control_action(http, emu, "final_status_next", n=1, status="finished-ish")
+        created = post_import(http, emu, ndjson([event()] * 40)).json()
+        assert created["status"] == "queued"
+        assert get_import_any_status(http, emu, created["id"])["status"] == "queued"
+        assert listed(http, emu, "queued") == [(created["id"], "queued")] and listed(http, emu, "importing") == []
+        assert post_import(http, emu, ndjson([event()])).status_code == 422  # active, whatever it says
+        assert emu.stats(OWNER)["active_imports"] == 1
+        emu.set_rate(None)
+        assert emu.wait_idle()
+        final = get_import_any_status(http, emu, created["id"])
+        assert (final["status"], final["events_successfully_imported"]) == ("finished-ish", 40)
+        assert post_import(http, emu, ndjson([event()])).status_code == 200
+
+
+def test_an_aborted_import_says_aborted_whatever_its_injected_final_word(emu, http):
+    emu.set_rate(1)
+    emu.interim_status_next(1, status="uploading")
+    emu.final_status_next(1, status="failed")
+    created = post_import(http, emu, ndjson([event()] * 30)).json()
+    assert http.post(f"{emu.url}/v2/imports/{OWNER}/{created['id']}/abort", headers=auth()).status_code == 204
+    assert get_import(http, emu, created["id"])["status"] == "aborted"
+
+
+def test_import_fault_arguments_are_checked(emu, http):
+    for call in (lambda: emu.short_count_next(1, missing=0), lambda: emu.short_count_next(1, mode="half"),
+                 lambda: emu.final_status_next(1, status=""), lambda: emu.interim_status_next(-1)):
+        with pytest.raises(ValueError):
+            call()
+    refused = http.post(f"{emu.url}/_emulator/faults", json={"action": "final_status_next", "n": 1, "status": 7})
+    assert refused.status_code == 400 and emu.pending_faults() == []
+    emu.hold_slots(OWNER, 1)
+    emu.final_status_next(1)
+    assert [f["kind"] for f in emu.pending_faults()] == ["final_status"]  # held slots do not consume it
+    with make_emulator(max_active_imports=1) as busy:
+        busy.hold_slots(OWNER, 1)
+        busy.final_status_next(1)
+        assert post_import(http, busy, ndjson([event()])).status_code == 422
+        assert len(busy.pending_faults()) == 1  # nor do refused uploads
+
+
 # --------------------------------------------------------------------------------------
 # Transport, observability, modes
 # --------------------------------------------------------------------------------------

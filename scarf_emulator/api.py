@@ -14,6 +14,7 @@ import uuid
 import zlib
 
 from .accounts import Directory
+from .faults import FaultPlan
 from .imports import ABORT_FINISHED_IMPORT_STATUS, STATUSES, ImportRecord, ImportRegistry
 from .processing import Artifact, Processor, split_lines
 from .responses import ApiRequest, Response, error, json_response, ndjson_response
@@ -30,10 +31,12 @@ _BEARER = re.compile(r"^\s*bearer\s+(\S+)\s*$", re.IGNORECASE)
 class ScarfApi:
     """Endpoint logic; every public method returns a :class:`Response`."""
 
-    def __init__(self, directory: Directory, registry: ImportRegistry, processor: Processor) -> None:
+    def __init__(self, directory: Directory, registry: ImportRegistry, processor: Processor,
+                 faults: FaultPlan | None = None) -> None:
         self._directory = directory
         self._registry = registry
         self._processor = processor
+        self._faults = faults if faults is not None else FaultPlan()
 
     # -- access --------------------------------------------------------------------
     def authorize(self, req: ApiRequest, owner: str) -> Response | None:
@@ -78,9 +81,11 @@ class ScarfApi:
         if isinstance(body, Response):
             return body
         lines = split_lines(body)
-        record = self._registry.create(owner, len(lines))
+        record = self._registry.create(owner, len(lines), quirks=self._faults.take_import_quirks)
         if record is None:
             return error(422, TOO_MANY_ACTIVE_IMPORTS)
+        if record.left_out:  # short_count fault: the last lines are never processed
+            lines = lines[:len(lines) - record.left_out]
         snapshot = self._registry.snapshot(record)
         self._processor.launch(record, lines, artifact)
         return json_response(200, snapshot)
@@ -89,8 +94,8 @@ class ScarfApi:
         denied = self.authorize(req, owner)
         if denied:
             return denied
-        statuses = req.query.get("status", [])
-        unknown = [s for s in statuses if s not in STATUSES]
+        statuses = req.query.get("status", [])  # matched against the reported word (faults may change it)
+        unknown = [s for s in statuses if s not in STATUSES and not self._registry.reports_status(owner, s)]
         if unknown:
             return error(400, f"unknown status {unknown[0]!r}")
         per_page = _int_param(req.query, "per_page", DEFAULT_PER_PAGE)

@@ -20,6 +20,8 @@ POST /_emulator/faults                 {"action": "fail_next", "n": 2, "status":
        trickle_next {"n", "only", "bytes_per_second", "part": "headers" | "body"},
        huge_next {"n", "only", "megabytes", "shape": "json" | "ndjson" | "line"},
        redirect_next {"n", "only", "status": 301 | 302 | 303 | 307 | 308, "location": URL | null},
+       short_count_next {"n", "missing", "mode": "processed" | "total"},
+       final_status_next {"n", "status"}, interim_status_next {"n", "status"},
        hold_slots, release_slots, abort_import, set_rate, clear_faults, clear_requests
 POST /_emulator/rate                   {"events_per_second": 100 | null}
 POST /_emulator/wait_idle              {"timeout": 10} -> {"idle": bool}
@@ -47,6 +49,9 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "trickle_next": ("n", "only", "bytes_per_second", "part"),
     "huge_next": ("n", "only", "megabytes", "shape"),
     "redirect_next": ("n", "only", "status", "location"),
+    "short_count_next": ("n", "missing", "mode"),
+    "final_status_next": ("n", "status"),
+    "interim_status_next": ("n", "status"),
     "hold_slots": ("owner", "k"),
     "release_slots": ("owner",),
     "abort_import": ("owner", "import_id"),

@@ -83,7 +83,8 @@ class ScarfEmulator:
             return self.url  # type: ignore[return-value]
         self._processor.restart()
         self._context = context = ServerContext(
-            ScarfApi(self._directory, self._registry, self._processor), ControlApi(self), self._faults, self._requests
+            ScarfApi(self._directory, self._registry, self._processor, self._faults), ControlApi(self), self._faults,
+            self._requests,
         )
         self._server = EmulatorHTTPServer(self.host, self.port, context)
         port = self._server.server_address[1]
@@ -213,6 +214,27 @@ class ScarfEmulator:
         The request body is read and discarded; nothing is processed.
         """
         self._faults.redirect_next(n, only, status, location)
+
+    def short_count_next(self, n: int, missing: int = 1, mode: str = "processed") -> None:
+        """The next ``n`` imports created end ``done`` counting fewer events than they received: the
+        last ``missing`` lines of the body are neither imported nor failed nor stored.
+
+        mode="processed": events_total is what was received; mode="total": events_total itself
+        reports received - missing.
+        """
+        self._faults.short_count_next(n, missing, mode)
+
+    def final_status_next(self, n: int, status: str = "failed") -> None:
+        """The next ``n`` imports created end with ``status`` (any word) instead of ``done``.
+
+        They are processed normally first: their accepted events are stored and counted.
+        """
+        self._faults.final_status_next(n, status)
+
+    def interim_status_next(self, n: int, status: str = "queued") -> None:
+        """The next ``n`` imports created report ``status`` (any word) instead of ``importing`` while
+        they process, then end normally; they hold an active slot meanwhile."""
+        self._faults.interim_status_next(n, status)
 
     def release_silenced(self) -> int:
         """Close every connection held by :meth:`silence_next`; return how many there were."""

@@ -1,7 +1,11 @@
 """Import records and their lifecycle (importing -> done | aborted).
 
 The registry is the one place that decides which imports count as *active*, so the
-15-per-owner limit, ``wait_idle`` and the list endpoint all agree.  Two locks are used:
+15-per-owner limit, ``wait_idle`` and the list endpoint all agree.  Import faults (see
+faults.py) only change the word an import *reports* (``interim_status`` while importing,
+``final_status`` instead of done) and how many of its lines are left out: ``status`` stays
+the real lifecycle state, so an import counts as active while it processes whatever it says.
+Two locks are used:
 
 * the registry condition guards every record's fields (held only for quick updates);
 * each record's ``commit_lock`` orders a worker's "store chunk + count it" step against an
@@ -16,9 +20,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .clock import iso_z, utc_now
+from .faults import ImportQuirks
 
 IMPORTING = "importing"
 DONE = "done"
@@ -51,13 +56,24 @@ class ImportRecord:
     warnings: list[dict] = field(default_factory=list)
     progress: dict | None = None
     commit_lock: threading.Lock = field(default_factory=threading.Lock)
+    interim_status: str | None = None  # reported instead of "importing" (import fault)
+    final_status: str | None = None  # reported instead of "done" (import fault)
+    left_out: int = 0  # last lines of the body never processed (short_count import fault)
+
+    def reported_status(self) -> str:
+        """The status word the API shows; call with the registry lock held."""
+        if self.status == IMPORTING and self.interim_status:
+            return self.interim_status
+        if self.status == DONE and self.final_status:
+            return self.final_status
+        return self.status
 
     def to_dict(self) -> dict:
         """EventImport shape; call with the registry lock held."""
         return {
             "id": self.id,
             "owner": self.owner,
-            "status": self.status,
+            "status": self.reported_status(),
             "events_total": self.events_total,
             "events_successfully_imported": self.imported,
             "events_failed_to_import": self.failed,
@@ -92,13 +108,31 @@ class ImportRegistry:
         self._seq = 0
 
     # -- creation ------------------------------------------------------------------
-    def create(self, owner: str, events_total: int, *, held: bool = False, force: bool = False) -> ImportRecord | None:
-        """Create an importing record, or return None when the owner has no free slot."""
+    def create(
+        self,
+        owner: str,
+        events_total: int,
+        *,
+        held: bool = False,
+        force: bool = False,
+        quirks: Callable[[], ImportQuirks | None] | None = None,
+    ) -> ImportRecord | None:
+        """Create an importing record, or return None when the owner has no free slot.
+
+        ``quirks`` (FaultPlan.take_import_quirks) is asked only once a slot is granted, and its
+        answer is applied before the record becomes visible.
+        """
         with self._cond:
             if not force and self._active_count_locked(owner) >= self.max_active:
                 return None
             self._seq += 1
             record = ImportRecord(str(uuid.uuid4()), owner, self._seq, utc_now(), events_total, held=held)
+            found = quirks() if quirks is not None else None
+            if found is not None:
+                record.interim_status, record.final_status = found.interim_status, found.final_status
+                record.left_out = min(found.missing, events_total)
+                if found.mode == "total":
+                    record.events_total -= record.left_out
             self._by_owner.setdefault(owner, []).append(record)
             self._by_id[record.id] = record
             return record
@@ -132,8 +166,13 @@ class ImportRegistry:
             if after is not None:
                 ids = [r.id for r in newest_first]
                 newest_first = newest_first[ids.index(after) + 1:] if after in ids else []
-            chosen = [r for r in newest_first if not wanted or r.status in wanted]
+            chosen = [r for r in newest_first if not wanted or r.reported_status() in wanted]
             return [r.to_dict() for r in chosen[:per_page]]
+
+    def reports_status(self, owner: str, word: str) -> bool:
+        """Whether an import of the owner reports (or will report) ``word``, a status from a fault."""
+        with self._cond:
+            return any(word in (r.interim_status, r.final_status) for r in self._by_owner.get(owner, ()))
 
     def log(self, record: ImportRecord) -> list[dict]:
         """Full log: errors (in line order), warnings, then the final progress entry."""
