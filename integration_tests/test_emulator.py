@@ -1071,6 +1071,55 @@ def test_import_fault_arguments_are_checked(emu, http):
         assert len(busy.pending_faults()) == 1  # nor do refused uploads
 
 
+def test_a_token_stops_working_after_its_last_import_which_completes(emu, http):
+    emu.set_rate(50)
+    emu.revoke_token_after(TOKEN, imports=2)
+    ids = [post_import(http, emu, ndjson([event()] * 10)).json()["id"] for _ in range(2)]
+    unknown = http.get(f"{emu.url}/v2/imports/{OWNER}", headers=auth("no-such-token"))
+    for response in (http.get(f"{emu.url}/v2/imports/{OWNER}/{ids[0]}", headers=auth()),
+                     http.get(f"{emu.url}/v2/packages/{OWNER}/pkg-1", headers=auth()),
+                     post_import(http, emu, ndjson([event()]))):
+        assert (response.status_code, response.json()) == (403, unknown.json()) == (403, {"message": "invalid token"})
+    emu.set_rate(None)
+    assert emu.wait_idle()
+    assert [(i["status"], i["events_successfully_imported"]) for i in emu.imports(OWNER)] == [("done", 10)] * 2
+    assert http.get(f"{emu.url}/v2/imports/{OTHER_OWNER}", headers=auth(OTHER_TOKEN)).status_code == 200
+    [entry] = emu.pending_faults()
+    assert entry == {"kind": "revoke_token", "imports": 2, "created": 2, "revoked": True}  # no token shown
+    emu.clear_faults()
+    assert list_statuses(http, emu, 1) == [200]
+
+
+def test_concurrent_uploads_never_create_more_imports_than_the_token_may(emu, http):
+    control_action(http, emu, "revoke_token_after", token=TOKEN, imports=3)
+    start = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def upload() -> None:
+        with requests.Session() as own:
+            start.wait(DEADLINE)
+            statuses.append(post_import(own, emu, ndjson([event()])).status_code)
+
+    threads = [threading.Thread(target=upload) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(DEADLINE)
+    assert sorted(statuses) == [200] * 3 + [403] * 5
+    assert len(emu.imports(OWNER)) == 3
+
+
+def test_revocation_arguments_are_checked(emu, http):
+    with pytest.raises(KeyError):
+        emu.revoke_token_after("no-such-token", imports=1)
+    with pytest.raises(ValueError):
+        emu.revoke_token_after(TOKEN, imports=-1)
+    assert http.post(f"{emu.url}/_emulator/faults",
+                     json={"action": "revoke_token_after", "token": "nope", "imports": 1}).status_code == 400
+    emu.revoke_token_after(TOKEN, imports=0)
+    assert list_statuses(http, emu, 1) == [403]
+
+
 # --------------------------------------------------------------------------------------
 # Transport, observability, modes
 # --------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Scarf's import API: authorisation, artifacts, import creation, listing, logs and abort.
 
 Check order for every endpoint (documented because Scarf's own order is not):
-401 (no/malformed bearer header) -> 403 (unknown token) -> 404 (unknown owner)
+401 (no/malformed bearer header) -> 403 (unknown or revoked token) -> 404 (unknown owner)
 -> 403 (token without access to the owner) -> 404 (unknown package/pixel/import)
 -> 415/400 (body) -> 422 (no free import slot).
 """
@@ -24,6 +24,7 @@ ACCEPTED_CONTENT_TYPES = frozenset({"application/x-ndjson", "application/ndjson"
 
 DEFAULT_PER_PAGE = 10
 TOO_MANY_ACTIVE_IMPORTS = "too many active imports"
+INVALID_TOKEN = "invalid token"
 
 _BEARER = re.compile(r"^\s*bearer\s+(\S+)\s*$", re.IGNORECASE)
 
@@ -45,8 +46,8 @@ class ScarfApi:
         if match is None:
             return error(401, "missing or malformed bearer token", {"WWW-Authenticate": "Bearer"})
         owners = self._directory.token_owners(match.group(1))
-        if owners is None:
-            return error(403, "invalid token")
+        if owners is None or self._faults.token_revoked(match.group(1)):
+            return error(403, INVALID_TOKEN)
         if not self._directory.has_owner(owner):
             return error(404, f"owner not found: {owner}")
         if owner not in owners:
@@ -81,7 +82,12 @@ class ScarfApi:
         if isinstance(body, Response):
             return body
         lines = split_lines(body)
-        record = self._registry.create(owner, len(lines), quirks=self._faults.take_import_quirks)
+        token = _BEARER.match(req.headers.get("Authorization") or "").group(1)  # authorize() checked it
+        admitted, record = self._faults.admit_import(
+            token, lambda: self._registry.create(owner, len(lines), quirks=self._faults.take_import_quirks)
+        )
+        if not admitted:  # the token was revoked by an upload running alongside this one
+            return error(403, INVALID_TOKEN)
         if record is None:
             return error(422, TOO_MANY_ACTIVE_IMPORTS)
         if record.left_out:  # short_count fault: the last lines are never processed

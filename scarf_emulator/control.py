@@ -22,6 +22,7 @@ POST /_emulator/faults                 {"action": "fail_next", "n": 2, "status":
        redirect_next {"n", "only", "status": 301 | 302 | 303 | 307 | 308, "location": URL | null},
        short_count_next {"n", "missing", "mode": "processed" | "total"},
        final_status_next {"n", "status"}, interim_status_next {"n", "status"},
+       revoke_token_after {"token", "imports"},
        hold_slots, release_slots, abort_import, set_rate, clear_faults, clear_requests
 POST /_emulator/rate                   {"events_per_second": 100 | null}
 POST /_emulator/wait_idle              {"timeout": 10} -> {"idle": bool}
@@ -52,6 +53,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "short_count_next": ("n", "missing", "mode"),
     "final_status_next": ("n", "status"),
     "interim_status_next": ("n", "status"),
+    "revoke_token_after": ("token", "imports"),
     "hold_slots": ("owner", "k"),
     "release_slots": ("owner",),
     "abort_import": ("owner", "import_id"),

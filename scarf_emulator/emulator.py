@@ -236,6 +236,13 @@ class ScarfEmulator:
         they process, then end normally; they hold an active slot meanwhile."""
         self._faults.interim_status_next(n, status)
 
+    def revoke_token_after(self, token: str, imports: int) -> None:
+        """Once ``token`` has created ``imports`` more imports, refuse it on every request as an unknown
+        token (403 "invalid token"); those imports complete normally.  :meth:`clear_faults` lifts it."""
+        if self._directory.token_owners(token) is None:
+            raise KeyError("unknown token")
+        self._faults.revoke_token_after(token, imports)
+
     def release_silenced(self) -> int:
         """Close every connection held by :meth:`silence_next`; return how many there were."""
         return self._faults.release_silenced()
