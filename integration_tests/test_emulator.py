@@ -629,6 +629,17 @@ def test_delay_next_holds_the_answer_back(emu, http):
     assert time.monotonic() - started < 0.3
 
 
+def test_a_new_import_can_look_not_yet_visible(emu, http):
+    """Eventual consistency needs no knob of its own: a 404 on the first GETs of a new import."""
+    created = post_import(http, emu, ndjson([event()])).json()
+    emu.fail_next(2, status=404, only="import-get")
+    url = f"{emu.url}/v2/imports/{OWNER}/{created['id']}"
+    first, second = (http.get(url, headers=auth()) for _ in range(2))
+    assert (first.status_code, second.status_code) == (404, 404) and "message" in first.json()
+    assert wait_final(http, emu, created["id"])["status"] == "done"
+    assert http.get(f"{url}/log", headers=auth()).status_code == 200  # only import-get was faulted
+
+
 def test_fault_arguments_are_checked(emu):
     with pytest.raises(ValueError):
         emu.fail_next(1, only="everything")
