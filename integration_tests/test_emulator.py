@@ -1131,6 +1131,31 @@ def test_revocation_arguments_are_checked(emu, http):
     assert list_statuses(http, emu, 1) == [403]
 
 
+def test_clear_faults_clears_every_knob_and_the_summary_counts_them(emu, http):
+    emu.fail_next(1)
+    emu.start_outage(only="abort")
+    emu.flaky(every=1)
+    emu.silence_next(1, only="log")
+    emu.trickle_next(1)
+    emu.huge_next(1, only="log")
+    emu.redirect_next(1, only="log")
+    emu.short_count_next(1)
+    emu.final_status_next(1)
+    emu.interim_status_next(1)
+    emu.revoke_token_after(TOKEN, imports=0)
+    counted = http.get(f"{emu.url}/_emulator/fault_summary").json()
+    assert counted == emu.fault_summary()
+    assert counted["pending"] == 11 and counted["outages"] == 1
+    assert set(counted["pending_by_kind"]) == {
+        "fail", "outage", "flaky", "silence", "trickle", "huge", "redirect",
+        "short_count", "final_status", "interim_status", "revoke_token"}
+    assert control_action(http, emu, "clear_faults") is None
+    assert emu.pending_faults() == [] and emu.fault_summary()["pending"] == 0
+    created = post_import(http, emu, ndjson([event(), event()])).json()
+    assert created["status"] == "importing" and created["events_total"] == 2
+    assert wait_final(http, emu, created["id"])["events_successfully_imported"] == 2
+
+
 # --------------------------------------------------------------------------------------
 # Transport, observability, modes
 # --------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 It speaks the endpoints of Scarf's OpenAPI spec over real HTTP, processes imports
 asynchronously with Scarf's per-line rules, stores accepted events in SQLite keyed by
 ``$unique_id``, and can misbehave on request (5xx, 429, dropped connections, full slots,
-slowness).  Standard library only.
+slowness, outages, flaky answers, silent or trickling servers, huge bodies, redirects, short
+``done`` counts, odd status words, revoked tokens; see faults.py).  Standard library only.
 
     from scarf_emulator import ScarfEmulator
     with ScarfEmulator(tokens={"t": {"acme"}}, packages={"acme": ["pkg-1"]}) as emu:

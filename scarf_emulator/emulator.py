@@ -146,6 +146,8 @@ class ScarfEmulator:
         self._registry.max_active = value
 
     # -- faults and slots ----------------------------------------------------------
+    # Request faults, import faults and token faults; faults.py documents how they combine
+    # (outages first, then delays, queued faults in queue order, flaky rules, the API, ...).
     def fail_next(self, n: int, status: int = 503, only: str = "any", after_processing: bool = False) -> None:
         """Answer the next ``n`` matching requests with ``status`` (after_processing: do the work first)."""
         self._faults.fail_next(n, status, only, after_processing)
@@ -189,6 +191,10 @@ class ScarfEmulator:
         Nothing is processed (an import POST creates no import).
         """
         self._faults.silence_next(n, only)
+
+    def release_silenced(self) -> int:
+        """Close every connection held by :meth:`silence_next`; return how many there were."""
+        return self._faults.release_silenced()
 
     def trickle_next(self, n: int, only: str = "any", bytes_per_second: float = 1.0, part: str = "body") -> None:
         """Send the real answers to the next ``n`` matching requests at ``bytes_per_second``:
@@ -243,12 +249,11 @@ class ScarfEmulator:
             raise KeyError("unknown token")
         self._faults.revoke_token_after(token, imports)
 
-    def release_silenced(self) -> int:
-        """Close every connection held by :meth:`silence_next`; return how many there were."""
-        return self._faults.release_silenced()
-
     def clear_faults(self) -> None:
-        """Forget every pending fault, end outages and flaky rules, lift token revocations."""
+        """Forget every pending fault, end outages and flaky rules, lift token revocations.
+
+        Connections already silenced stay held (:meth:`release_silenced`); answers already
+        trickling or streaming go on."""
         self._faults.clear()
 
     def pending_faults(self) -> list[dict]:
