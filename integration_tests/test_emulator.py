@@ -708,10 +708,11 @@ def summary(emu: ScarfEmulator, key: str) -> int:
 
 
 def test_outage_answers_matching_requests_until_it_is_ended(emu, http):
+    emu.trickle_next(1, only="import-post", bytes_per_second=100_000)
     emu.start_outage(only="import-post", status=502)
     assert [post_import(http, emu, ndjson([event()])).status_code for _ in range(3)] == [502] * 3
     assert list_statuses(http, emu, 1) == [200]
-    assert [f["kind"] for f in emu.pending_faults()] == ["outage"]
+    assert [f["kind"] for f in emu.pending_faults()] == ["trickle", "outage"]  # the outage used nothing up
     assert emu.end_outage() == 1
     assert post_import(http, emu, ndjson([event()])).status_code == 200
     assert len(emu.imports(OWNER)) == 1 and emu.pending_faults() == []

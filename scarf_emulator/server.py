@@ -103,7 +103,7 @@ class ServerContext:
     control: Any  # ControlApi
     faults: FaultPlan
     requests: RequestLog
-    #: Set by ScarfEmulator.stop(): anything holding a connection (silence, delays) lets go.
+    #: Set by ScarfEmulator.stop(): whatever holds a connection (silence, delay, trickle, huge body) lets go.
     stopping: threading.Event = field(default_factory=threading.Event)
 
 
@@ -152,8 +152,12 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             return
         route, params, allowed = match_route(self.command, split.path)
         category = route.category if route else "other"
-        answer = self._answer(context, route, params, allowed, category, ApiRequest(
-            self.command, split.path, query, self.headers, body))
+        outage = context.faults.outage_status(category)  # first: during an outage no fault is used up
+        if outage is not None:
+            answer: Response | QueuedFault | None = _failure_response(outage, "outage")
+        else:
+            answer = self._answer(context, route, params, allowed, category, ApiRequest(
+                self.command, split.path, query, self.headers, body))
         context.requests.append(RequestRecord(
             self.command, split.path, query, pick_headers(self.headers), len(body),
             status=answer.status if isinstance(answer, Response) else 200 if isinstance(answer, Huge) else None,
@@ -163,7 +167,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         if answer is None:
             self._drop_connection()
         elif isinstance(answer, Response):
-            self._send(answer, context, context.faults.take_trickle(category))
+            self._send(answer, context, None if outage is not None else context.faults.take_trickle(category))
         elif isinstance(answer, Huge):
             self._send_huge(answer, params, context)
         else:
@@ -171,14 +175,11 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
 
     def _answer(self, context: ServerContext, route: Route | None, params: dict[str, str],
                 allowed: list[str], category: str, req: ApiRequest) -> Response | QueuedFault | None:
-        """Apply faults around the real answer, in the order faults.py documents.
+        """Apply faults around the real answer, in the order faults.py documents (outages aside).
 
         None means "drop the connection"; a SILENCE fault means "hold it without answering",
         a Huge fault "stream a huge body instead of the answer".
         """
-        outage = context.faults.outage_status(category)
-        if outage is not None:
-            return _failure_response(outage, "outage")
         delay = context.faults.take_delay(category)
         if delay:
             context.stopping.wait(delay)
