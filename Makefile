@@ -4,12 +4,31 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test unit integration demo bench pyairbyte-demo clean
+# The locks: exact versions with their hashes, resolved for the image's and CI's platform. The image
+# installs requirements.lock; the virtualenv installs requirements-tests.lock, which is the same
+# versions plus the test extras, so the suite runs exactly what the image ships.
+LOCK := requirements.lock
+TESTS_LOCK := requirements-tests.lock
+LOCK_PYTHON := 3.11
+LOCK_PLATFORM := x86_64-unknown-linux-gnu
+# uv only resolves the locks: it lives in a virtualenv of its own, never in .venv or the image.
+UV_VERSION := 0.13.9
+LOCK_VENV := .venv-lock
 
-$(STAMP): setup.py pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[tests]'
+.PHONY: install test unit integration demo bench pyairbyte-demo lock clean
+
+# The venv is made anew (--clear) whenever a lock or the package metadata changes, so it holds the
+# locked versions and nothing left over from an earlier install. The package goes in without its
+# dependencies and without build isolation (setuptools is in the lock); `pip check` then fails if
+# setup.py asks for something the lock does not provide.
+$(STAMP): setup.py pyproject.toml $(LOCK) $(TESTS_LOCK)
+	@$(PYTHON) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(0 if v == "$(LOCK_PYTHON)" else \
+		f"$(TESTS_LOCK) is resolved for Python $(LOCK_PYTHON), and $(PYTHON) is Python {v}: run make with PYTHON=python$(LOCK_PYTHON)")'
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r $(TESTS_LOCK)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@$(BIN)/python -m pip check --disable-pip-version-check >/dev/null || { $(BIN)/python -m pip check; \
+		echo "setup.py and $(TESTS_LOCK) disagree: run make lock"; exit 1; }
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,6 +48,19 @@ demo: install
 bench: install
 	$(BIN)/python -m bench
 
+# Regenerates both locks from setup.py's ranges plus pyproject.toml's build requirements (the image
+# builds the wheel without isolation, so the build backend must be locked too). Versions already in
+# a lock are kept while they still satisfy the ranges; `make lock UPGRADE=1` moves all to the newest.
+# The test lock is constrained by the runtime lock, so the two agree on every shared package.
+BUILD_REQUIRES = $(PYTHON) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")'
+UV_COMPILE = $(LOCK_VENV)/bin/uv pip compile --quiet --generate-hashes --python-version $(LOCK_PYTHON) \
+	--python-platform $(LOCK_PLATFORM) $(if $(UPGRADE),--upgrade)
+lock:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BUILD_REQUIRES) | $(UV_COMPILE) setup.py - -o $(LOCK)
+	$(BUILD_REQUIRES) | $(UV_COMPILE) --extra tests -c $(LOCK) setup.py - -o $(TESTS_LOCK)
+
 # PyAirbyte is not a dependency: it gets a virtualenv of its own, with this package installed beside it.
 PYAB := .venv-pyairbyte
 pyairbyte-demo:
@@ -41,4 +73,4 @@ pyairbyte-demo:
 	AIRBYTE_OFFLINE_MODE=1 DO_NOT_TRACK=1 $(PYAB)/bin/python demo/pyairbyte_demo.py
 
 clean:
-	rm -rf $(VENV) $(PYAB) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(PYAB) $(LOCK_VENV) build *.egg-info .pytest_cache
