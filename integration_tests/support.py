@@ -5,13 +5,16 @@ from __future__ import annotations
 import datetime
 import itertools
 import os
+import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import orjson
+from packaging.utils import canonicalize_name
 
 from destination_scarf.client import ScarfClient
 from destination_scarf.config import parse_config
@@ -185,3 +188,37 @@ def messages_of(stdout: bytes) -> list[dict[str, Any]]:
 def write_json(path: Path, data: Any) -> str:
     path.write_bytes(orjson.dumps(data))
     return str(path)
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    version: str
+    hashes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Lock:
+    packages: dict[str, LockedPackage]  # by canonical name
+    python_version: str  # the --python-version the lock was resolved for (from uv's header)
+
+
+def parse_lock(path: Path) -> Lock:
+    """A requirements lock as `make lock` writes it: `name==version \\` lines, each followed by hashes."""
+    text = path.read_text()
+    header = re.search(r"--python-version (\S+)", text)
+    assert header, f"{path.name} does not say which Python it was resolved for"
+    packages: dict[str, LockedPackage] = {}
+    logical = re.sub(r"\\\n", " ", text)  # join the continuation lines
+    for line in logical.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):  # uv's header and its "# via" annotations
+            continue
+        spec, *options = line.split(" --")
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", spec.strip())
+        assert match, f"{path.name}: not an exact pin: {line[:120]}"
+        hashes = tuple(option.removeprefix("hash=").strip() for option in options if option.startswith("hash="))
+        assert len(hashes) == len(options), f"{path.name}: an option other than --hash: {line[:120]}"
+        name = canonicalize_name(match.group(1))
+        assert name not in packages, f"{path.name} pins {name} twice"
+        packages[name] = LockedPackage(match.group(2), hashes)
+    return Lock(packages, header.group(1))
