@@ -1,10 +1,12 @@
 """Packaging: metadata.yaml, the Dockerfile, setup.py and the icon agree, and the image's install works.
 
-There is no Docker engine here, so the image's install is reproduced outside Docker: the files the
-Dockerfile's COPY lines name are copied (and nothing else) into a temporary "image" tree, a fresh
-virtualenv stands in for the base image's Python, the Dockerfile's `pip install` runs in it from the
-WORKDIR, and the installed entry point is run from elsewhere. That venv is built once per session
-(about a minute: airbyte-cdk and its dependencies are downloaded).
+There is no Docker engine here, so the image's install is reproduced outside Docker: a fresh
+virtualenv stands in for the base image's Python (the same 3.11, see test_locks.py), the build
+context is what .dockerignore lets through, each RUN step's bind mounts are laid out from that
+context under a temporary "image" root and removed after the step (as BuildKit does), the
+Dockerfile's `pip install` commands run in the venv from the WORKDIR with the base image's
+PIP_CACHE_DIR, and the installed entry point is run from elsewhere. That venv is built once per
+session (about a minute: airbyte-cdk and its dependencies are downloaded).
 """
 
 from __future__ import annotations
@@ -28,14 +30,22 @@ import orjson
 import pytest
 import yaml
 from airbyte_cdk.models.connector_metadata import ConnectorLanguage, MetadataFile
+from packaging.utils import canonicalize_name
 
 from destination_scarf.config import DEFAULT_API_URL
-from support import OWNER, PACKAGE, TOKEN, ROOT, messages_of
+from support import OWNER, PACKAGE, TOKEN, ROOT, messages_of, parse_lock
 
 SPEC = orjson.loads((ROOT / "spec.json").read_bytes())
 ENTRYPOINT_NAME = "destination-scarf"
 #: Paths of this repo that must never reach the image (README: "not shipped in the image").
 NOT_SHIPPED = ("scarf_emulator", "unit_tests", "integration_tests", "tests", "demo", "bench")
+#: Facts about Airbyte's Python connector base image that the Dockerfile relies on; its definition is
+#: docker-images/Dockerfile.python-connector-base in airbytehq/airbyte. It creates the user `airbyte`
+#: (uid 1000) and sets PIP_CACHE_DIR, which the image's pip installs must leave empty.
+BASE_IMAGE_REPOSITORY = "docker.io/airbyte/python-connector-base"
+BASE_IMAGE_USER = "airbyte"
+BASE_IMAGE_ENV = {"PIP_CACHE_DIR": "/pip_cache"}
+RUNTIME_LOCK = parse_lock(ROOT / "requirements.lock")
 
 
 # --- parsing the three files ------------------------------------------------------------------------
@@ -194,22 +204,24 @@ def test_entrypoints_run_the_console_script_setup_installs():
     assert scripts[0].split("=")[1].strip() == "destination_scarf.run:run"
 
 
-def test_image_runs_as_a_non_root_user_that_it_creates():
+def test_image_runs_as_the_base_images_non_root_user():
     users = DOCKERFILE.all("USER")
     assert users, "the image must not run as root"
-    user = users[-1].split(":")[0]
-    assert user not in ("root", "0")
-    created = [args for args in DOCKERFILE.all("RUN") if re.search(rf"\b(useradd|adduser)\b[^&;]*\b{user}\b", args)]
-    assert created, f"no RUN step creates the user {user}"
+    assert users[-1].split(":")[0] == BASE_IMAGE_USER
+    # The base image already has that user, and useradd/adduser of an existing user fails the build.
+    assert DOCKERFILE.one("FROM").startswith(BASE_IMAGE_REPOSITORY + ":")
+    creating = [args for args in DOCKERFILE.all("RUN") if re.search(r"\b(useradd|adduser|groupadd|addgroup)\b", args)]
+    assert not creating, f"the base image already creates {BASE_IMAGE_USER}: {creating}"
     # The user is switched to after the install, so pip ran as root and the user cannot change the code.
     names = [instruction for instruction, _ in DOCKERFILE.instructions]
     assert names.index("USER") > max(i for i, name in enumerate(names) if name == "RUN")
 
 
-def test_base_image_is_the_one_metadata_names():
-    base = DOCKERFILE.one("FROM").split()[0]
+def test_base_image_is_the_one_metadata_names_pinned_by_digest():
+    """Airbyte's metadata validator wants `image:tag@sha256:digest`; the Dockerfile builds on the same."""
     declared = DATA["connectorBuildOptions"]["baseImage"]
-    assert declared.removeprefix("docker.io/").removeprefix("library/") == base
+    assert re.fullmatch(re.escape(BASE_IMAGE_REPOSITORY) + r":\d+\.\d+\.\d+@sha256:[0-9a-f]{64}", declared), declared
+    assert DOCKERFILE.one("FROM") == declared
 
 
 # --- the image's install, reproduced in a fresh virtualenv ------------------------------------------
@@ -220,7 +232,8 @@ class ImageInstall:
     image_root: Path
     workdir: Path
     venv: Path
-    copied: list[str]
+    context: list[str]
+    mounts: list[str]
     pip_commands: list[list[str]]
     env: dict[str, str]
     scratch: Path
@@ -236,58 +249,174 @@ def container_path(image_root: Path, workdir: PurePosixPath, target: str) -> Pat
     return image_root / str(path).lstrip("/")
 
 
+def dockerignore_pattern(pattern: str) -> re.Pattern:
+    """A .dockerignore pattern as a regex: `*` and `?` stay within a path segment, `**` spans segments."""
+    regex = ""
+    for part in re.split(r"(\*\*/?|\*|\?)", pattern.strip("/")):
+        regex += {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(part, re.escape(part))
+    return re.compile(regex)
+
+
+def build_context(root: Path) -> list[str]:
+    """The files (relative paths) Docker sends as the build context, after .dockerignore.
+
+    As Docker does: the last pattern that matches decides, `!` re-includes, and a pattern that
+    matches a directory applies to everything under it.
+    """
+    rules = []
+    ignore = root / ".dockerignore"
+    for line in (ignore.read_text().splitlines() if ignore.exists() else []):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            rules.append((line.startswith("!"), dockerignore_pattern(line.lstrip("!"))))
+
+    def included(relative: str) -> bool:
+        parts = relative.split("/")
+        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        verdict = True
+        for negated, pattern in rules:
+            if any(pattern.fullmatch(prefix) for prefix in prefixes):
+                verdict = negated
+        return verdict
+
+    reincluding = any(negated and "*" in pattern.pattern for negated, pattern in rules)
+    files = []
+    for directory, subdirectories, names in os.walk(root):
+        relative_dir = Path(directory).relative_to(root).as_posix()
+        prefix = "" if relative_dir == "." else relative_dir + "/"
+        # Prune what is excluded and that no `!` pattern could bring back (.git, .venv, ...).
+        subdirectories[:] = [d for d in subdirectories if included(prefix + d) or reincluding
+                             or any(negated and pattern.pattern.startswith(re.escape(prefix + d) + "/")
+                                    for negated, pattern in rules)]
+        files += [prefix + name for name in names if included(prefix + name)]
+    return sorted(files)
+
+
+@dataclass
+class BindMount:
+    source: str  # relative to the build context
+    target: str
+    writable: bool
+
+
+def split_run_mounts(args: str) -> tuple[list[BindMount], str]:
+    """RUN's leading --mount=type=bind,... flags, and the command after them."""
+    mounts = []
+    while match := re.match(r"--mount=(\S+)\s+", args):
+        options = dict(option.partition("=")[::2] for option in match.group(1).split(","))
+        assert options.pop("type", "bind") == "bind", f"only bind mounts are reproduced here: {match.group(1)}"
+        source = options.get("source", options.get("src", "."))
+        target = options.get("target", options.get("dst", options.get("destination")))
+        assert target, f"a mount without a target: {match.group(1)}"
+        mounts.append(BindMount(source, target, "rw" in options or options.get("readwrite") == "true"))
+        args = args[match.end():]
+    return mounts, args
+
+
+def locate(word: str, mounts: list[tuple[PurePosixPath, Path]]) -> str:
+    """A command word that is a path into a mount, pointed at where that mount is laid out here."""
+    if word.startswith("/"):
+        path = PurePosixPath(word)
+        for inside, local in mounts:
+            if path == inside or inside in path.parents:
+                return str(local / path.relative_to(inside))
+    return word
+
+
 @pytest.fixture(scope="module")
 def image_install(tmp_path_factory) -> ImageInstall:
     tmp = tmp_path_factory.mktemp("image")
     image_root, scratch, venv = tmp / "root", tmp / "scratch", tmp / "venv"
     scratch.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env.update({key: str(container_path(image_root, PurePosixPath("/"), value)) for key, value in BASE_IMAGE_ENV.items()})
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300, env=env)
     assert "include-system-site-packages = false" in (venv / "pyvenv.cfg").read_text()
 
+    context = build_context(ROOT)
     workdir = PurePosixPath("/")
-    copied: list[str] = []
+    mounted: list[str] = []
     pip_commands: list[list[str]] = []
     for instruction, args in DOCKERFILE.instructions:
         if instruction == "WORKDIR":
             workdir = workdir / args
             container_path(image_root, workdir, ".").mkdir(parents=True, exist_ok=True)
-        elif instruction == "COPY":
-            *sources, target = [token for token in shlex.split(args) if not token.startswith("--")]
-            for source in sources:
-                origin = ROOT / source
-                assert origin.exists(), f"COPY names {source}, which is not in the repository"
-                destination = container_path(image_root, workdir, target)
-                if origin.is_dir():
-                    shutil.copytree(origin, destination, dirs_exist_ok=True)
-                else:
-                    if target.endswith("/"):
-                        destination.mkdir(parents=True, exist_ok=True)
-                        destination = destination / origin.name
-                    destination.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(origin, destination)
-                copied.append(source)
+        elif instruction in ("COPY", "ADD"):
+            raise AssertionError(f"{instruction} {args}: the context reaches the image through RUN's bind mounts")
         elif instruction == "RUN":
-            for step in args.split("&&"):
+            mounts, command = split_run_mounts(args)
+            targets = []
+            for mount in mounts:
+                source = PurePosixPath(mount.source)
+                files = [f for f in context if PurePosixPath(f) == source or source in PurePosixPath(f).parents]
+                assert files, f"the mount's source {mount.source} is not in the build context"
+                target = container_path(image_root, workdir, mount.target)
+                for name in files:
+                    destination = target / PurePosixPath(name).relative_to(source)
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(ROOT / name, destination)
+                targets.append((PurePosixPath(mount.target) if mount.target.startswith("/")
+                                else workdir / mount.target, target))
+                mounted.append(mount.target)
+            for step in command.split("&&"):
                 words = shlex.split(step)
+                located = [locate(word, targets) for word in words]
                 if words[:2] in (["pip", "install"], ["pip3", "install"]):
-                    command = [str(venv / "bin" / "python"), "-m", "pip", *words[1:]]
+                    run = [str(venv / "bin" / "python"), "-m", "pip", *located[1:]]
                 elif words[:4] in (["python", "-m", "pip", "install"], ["python3", "-m", "pip", "install"]):
-                    command = [str(venv / "bin" / "python"), *words[1:]]
+                    run = [str(venv / "bin" / "python"), *located[1:]]
                 else:
-                    continue  # user creation and the like: nothing to reproduce outside Docker
-                result = subprocess.run(command, cwd=container_path(image_root, workdir, "."), capture_output=True,
+                    continue  # nothing else to reproduce outside Docker
+                result = subprocess.run(run, cwd=container_path(image_root, workdir, "."), capture_output=True,
                                         timeout=900, env=env)
                 assert result.returncode == 0, (result.stdout + result.stderr).decode()[-4000:]
                 pip_commands.append(words)
+            for _, local in targets:  # what was written into a mount goes with it
+                shutil.rmtree(local) if local.is_dir() else local.unlink()
     assert pip_commands, "the Dockerfile installs nothing with pip"
-    return ImageInstall(image_root, container_path(image_root, workdir, "."), venv, copied, pip_commands, env,
-                        scratch)
+    return ImageInstall(image_root, container_path(image_root, workdir, "."), venv, context, mounted, pip_commands,
+                        env, scratch)
 
 
-def test_the_dockerfile_copies_only_what_the_install_needs(image_install):
-    assert sorted(image_install.copied) == ["destination_scarf", "pyproject.toml", "setup.py"]
-    assert image_install.pip_commands == [["pip", "install", "--no-cache-dir", "."]]
+def test_the_build_context_is_only_what_the_install_needs(image_install):
+    package_files = [f for f in image_install.context if f.startswith("destination_scarf/")]
+    assert sorted(set(image_install.context) - set(package_files)) == ["pyproject.toml", "requirements.lock", "setup.py"]
+    assert "destination_scarf/spec.json" in package_files and "destination_scarf/__init__.py" in package_files
+    assert not [f for f in image_install.context if "__pycache__" in f or f.endswith(".pyc")]
+
+
+def test_the_image_installs_the_lock_with_hashes_then_the_package_alone(image_install):
+    assert image_install.mounts == ["/tmp/requirements.lock", "/tmp/destination-scarf"]
+    assert image_install.pip_commands == [
+        ["pip", "install", "--no-cache-dir", "--require-hashes", "-r", "/tmp/requirements.lock"],
+        ["pip", "install", "--no-cache-dir", "--no-deps", "--no-build-isolation", "/tmp/destination-scarf"],
+    ]
+
+
+def test_the_image_has_exactly_the_locked_versions(image_install):
+    probe = ("import importlib.metadata as m, json\n"
+             "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))")
+    result = image_install.run("python", "-c", probe)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    installed = {canonicalize_name(name): version for name, version in json.loads(result.stdout).items()}
+
+    assert installed.pop("destination-scarf") == SETUP.version
+    installed.pop("pip")  # the venv's own; in the image, the base image's
+    assert installed == {name: package.version for name, package in RUNTIME_LOCK.packages.items()}
+
+
+def test_the_image_keeps_no_build_leftovers(image_install):
+    """No lock, sources, build/ or *.egg-info, no pip cache, and no lock tool in the image.
+
+    Whether pip would fill its cache depends on where it finds each file (this machine serves many
+    from a local index, which pip does not cache), so --no-cache-dir is also checked on the commands.
+    """
+    left = [p.relative_to(image_install.image_root).as_posix() for p in image_install.image_root.rglob("*")
+            if not p.is_dir()]
+    assert left == []
+    assert list(image_install.workdir.iterdir()) == []
+    assert not (image_install.venv / "bin" / "uv").exists()
+    assert not list((image_install.venv / "bin").glob("pip-compile*"))
 
 
 def test_the_installed_entrypoint_prints_spec_json(image_install):
