@@ -15,7 +15,8 @@ from destination_scarf.config import (
     ScarfConfig,
     parse_config,
 )
-from destination_scarf.errors import ScarfError
+from destination_scarf.errors import ScarfConfigError, ScarfError
+from destination_scarf.rejects import rejects_path_problem
 from destination_scarf.retry import RetryPolicy
 
 #: `check` runs while a user waits in the UI: a few quick retries, then a clear answer.
@@ -26,8 +27,10 @@ def run_check(raw_config: Mapping[str, Any], *, logger: logging.Logger, retry: R
     """Validate the config, then ask the API about token, owner, target and free import slots."""
     try:
         config = parse_config(raw_config)
-        with ScarfClient(api_url=config.api_url, api_token=config.api_token, owner=config.owner, retry=retry,
-                         read_timeout=10.0) as client:
+        problem = rejects_path_problem(config.rejected_records_path) if config.rejected_records_path else None
+        if problem:
+            raise ScarfConfigError(f"The destination's configuration is not valid: {problem}.")
+        with ScarfClient.from_config(config, retry=retry, read_timeout=10.0, exchange_timeout=10.0) as client:
             busy = _probe(client, config)
     except ScarfError as error:
         return AirbyteConnectionStatus(status=Status.FAILED, message=str(error))

@@ -236,8 +236,11 @@ class ScarfClient:
         )
         return EventImport.from_json(self._json(answer))
 
-    def get_import(self, import_id: str, *, deadline: float | None = None) -> EventImport:
-        """One import by id. With `deadline` (a clock time), transient failures are retried until then."""
+    def get_import(self, import_id: str, *, deadline: float | None = None, cancellable: bool = True) -> EventImport:
+        """One import by id. With `deadline` (a clock time), transient failures are retried until then.
+
+        `cancellable=False` is for a cancelled sync's last look at its imports (see `ImportJob`).
+        """
         self._check_import_id(import_id)
         answer = self._request(
             "GET",
@@ -245,6 +248,7 @@ class ScarfClient:
             context=f"reading import {import_id}",
             not_found=f"import {import_id} was not found under owner '{self._owner}'",
             deadline=deadline,
+            cancellable=cancellable,
         )
         return EventImport.from_json(self._json(answer))
 

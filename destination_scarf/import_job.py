@@ -168,13 +168,32 @@ class ImportJob:
             self.phase = stop.phase
             return self._outcome(error=stop.error)
         except SyncCancelled as cancelled:
-            if self.phase is Phase.IMPORTING and self.import_id and self.import_id not in self._aborted:
-                self._abort(self.import_id)  # each job aborts its own import: the aborts run in parallel
-            self.phase = Phase.CANCELLED
-            return self._outcome(error=cancelled)
+            return self._after_cancel(cancelled)
         except ScarfError as error:
             self.phase = Phase.FAILED
             return self._outcome(error=error)
+
+    def _after_cancel(self, cancelled: SyncCancelled) -> Outcome:
+        """The sync is stopping: an import Scarf has finished meanwhile still counts; any other is aborted.
+
+        One last look (bounded, not cancellable) keeps the states of imports that are done but not yet
+        polled; each job aborts its own import, so the aborts of a sync run in parallel.
+        """
+        import_id = self.import_id
+        if self.phase is Phase.IMPORTING and import_id and import_id not in self._aborted:
+            try:
+                final = self.client.get_import(import_id, cancellable=False,
+                                               deadline=self.clock() + self.settings.abort_budget_seconds / 2)
+            except ScarfError:
+                final = None
+            if final is not None and final.outcome == "done" and not final.events_failed_to_import \
+                    and not self._shortfall(final):
+                self.batch.delete_spool()
+                self.phase = Phase.DONE
+                return self._outcome(result=final)
+            self._abort(import_id)
+        self.phase = Phase.CANCELLED
+        return self._outcome(error=cancelled)
 
     def _outcome(self, **kwargs: object) -> Outcome:
         return Outcome(batch=self.batch, phase=self.phase, imports=tuple(self._imports),
@@ -321,7 +340,9 @@ class ImportJob:
         return max(0, self.batch.events - counted)
 
     def _failed_lines(self, final: EventImport) -> list[FailedLine]:
-        entries = self.client.import_log(final.id, max_entries=self.batch.events + 1000)
+        # The log is read with the upload's patience: an outage here must not fail a sync whose events are in.
+        entries = self.client.import_log(final.id, max_entries=self.batch.events + 1000,
+                                         deadline=self.clock() + self.settings.upload_budget_seconds)
         lines: dict[int, FailedLine] = {}
         for entry in entries:
             line = entry.get("line")

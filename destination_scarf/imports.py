@@ -146,27 +146,30 @@ class ImportPipeline:
         # Each job wakes up and aborts its own import; what is still running after half the time is a job
         # stuck in a call to Scarf, whose import is aborted from here instead.
         self._pool.join(seconds / 2)
-        importing = [(job, job.import_id) for job in self._pool.running()
-                     if job.phase is Phase.IMPORTING and job.import_id and not job.aborting]
+        stuck = [job.import_id for job in self._pool.running()
+                 if job.phase is Phase.IMPORTING and job.import_id and not job.aborting]
         results: dict[str, str | None] = {}
         threads = [threading.Thread(target=self._abort, args=(import_id, results), daemon=True,
-                                    name=f"scarf-abort-{import_id[:8]}") for _, import_id in importing]
+                                    name=f"scarf-abort-{import_id[:8]}") for import_id in stuck]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(max(0.0, deadline - self._clock()))
         self._pool.join(max(0.0, deadline - self._clock()))
-        aborted, not_aborted = [], []
-        for _, import_id in importing:
-            why = results.get(import_id, "no answer in time")
-            if why is None:
-                aborted.append(import_id)
-            else:
-                not_aborted.append((import_id, why))
+        aborted: list[str] = []
+        not_aborted: list[tuple[str, str]] = []
         outcomes = self.take_finished()
         for outcome in outcomes:
-            aborted.extend(i for i in outcome.aborted if i not in aborted)
+            aborted.extend(outcome.aborted)
             not_aborted.extend(outcome.not_aborted)
+        for job in self._pool.running():  # still stuck: in a call to Scarf, or in its own abort
+            import_id = job.import_id
+            if job.phase is not Phase.IMPORTING or not import_id or import_id in aborted:
+                continue
+            if import_id in results and results[import_id] is None:
+                aborted.append(import_id)
+            else:
+                not_aborted.append((import_id, results.get(import_id) or f"no answer within {seconds:g} s"))
         unanswered = sum(1 for job in self._pool.running() if job.phase is Phase.UPLOADING)
         return CancelReport(aborted=tuple(aborted), not_aborted=tuple(not_aborted), unanswered_uploads=unanswered,
                             outcomes=tuple(outcomes))

@@ -245,7 +245,6 @@ class Transport:
 
     def __post_init__(self) -> None:
         self._session = requests.Session()
-        self._session.max_redirects = 0
         # Pool size above Scarf's 15-slot limit so concurrent polls and uploads never queue for a socket.
         adapter = _WatchedAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
         self._session.mount("https://", adapter)
