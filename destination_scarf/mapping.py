@@ -478,6 +478,22 @@ class EventMapper:
             event["$unique_id"] = key_id
         return _dumps(event, option=_NEWLINE)
 
+    def describe_plan(self) -> str:
+        """Where each Scarf field comes from, for the log at the start of a sync (names only, no values)."""
+        parts = [f"{field} <- {where}" for field, where in self.sources.items() if field != "$unique_id"]
+        if not self._unique_ids:
+            parts.append("$unique_id: not sent (unique_id_mode off)")
+        else:
+            material = [self.sources["$unique_id"]]
+            if self._pk_paths:
+                material.append("the primary key " + ", ".join(".".join(p) for p in self._pk_paths))
+            material.append("a hash of the event's content, numbered for repeats")
+            parts.append("$unique_id <- " + ", else ".join(material))
+        variables = {"all": "every other field", "listed": ", ".join(p for p, _ in self._listed) or "none listed",
+                     "none": "none"}[self._custom_mode]
+        parts.append(f"custom variables: {variables}")
+        return "; ".join(parts)
+
     def _content_id(self, canonical: bytes) -> str:
         """The id of an event without key or mapped id: a hash of its content, numbered by occurrence.
 

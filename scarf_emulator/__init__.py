@@ -16,7 +16,7 @@ Run ``python -m scarf_emulator --help`` for the subprocess form.
 __version__ = "0.1.0"
 
 from .emulator import DEFAULT_MAX_ACTIVE_IMPORTS, DEFAULT_TIME_WINDOW, ScarfEmulator  # noqa: E402
-from .imports import ABORT_FINISHED_IMPORT_STATUS  # noqa: E402
+from .import_registry import ABORT_FINISHED_IMPORT_STATUS  # noqa: E402
 from .recording import RequestRecord  # noqa: E402
 
 __all__ = [

@@ -15,7 +15,7 @@ import zlib
 
 from .accounts import Directory
 from .faults import FaultPlan
-from .imports import ABORT_FINISHED_IMPORT_STATUS, STATUSES, ImportRecord, ImportRegistry
+from .import_registry import ABORT_FINISHED_IMPORT_STATUS, STATUSES, ImportRecord, ImportRegistry
 from .processing import Artifact, Processor, split_lines
 from .responses import ApiRequest, Response, error, json_response, ndjson_response
 

@@ -15,7 +15,7 @@ from .accounts import Directory
 from .api import ScarfApi
 from .control import ControlApi
 from .faults import FaultPlan
-from .imports import ImportRegistry
+from .import_registry import ImportRegistry
 from .processing import Processor, ProcessingSettings
 from .recording import RequestLog, RequestRecord
 from .server import EmulatorHTTPServer, ServerContext

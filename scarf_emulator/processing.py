@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Mapping
 
-from .imports import IMPORTING, ImportRecord, ImportRegistry
+from .import_registry import IMPORTING, ImportRecord, ImportRegistry
 from .store import EventRow, EventStore
 
 logger = logging.getLogger(__name__)

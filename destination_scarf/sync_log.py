@@ -1,0 +1,83 @@
+"""What a sync says about itself in the logs: its mapping plan, its progress, its warnings, its summary.
+
+Only names and counts, never record values. Logged once where once is enough (the plan at the start,
+per-stream warnings at the end), and progress at most every `interval` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:  # for the annotations only
+    from destination_scarf.catalog import StreamInfo
+    from destination_scarf.checkpoints import Checkpoints
+    from destination_scarf.imports import ImportPipeline
+    from destination_scarf.mapping import EventMapper
+    from destination_scarf.rejects import RejectLog
+
+logger = logging.getLogger("airbyte")
+
+
+class SyncLog:
+    def __init__(self, *, streams: Sequence[StreamInfo], mappers: Sequence[EventMapper], interval: float,
+                 clock: Callable[[], float]) -> None:
+        self._streams = streams
+        self._mappers = mappers
+        self._interval = interval
+        self._clock = clock
+        self._started = clock()
+        self._last_progress = self._started
+        self._warned_ignored: set[int] = set()
+
+    def plan(self) -> None:
+        """Once at the start: where each Scarf field of each stream comes from (what to look at when a
+        mapping is wrong)."""
+        for stream, mapper in zip(self._streams, self._mappers):
+            logger.info("Stream '%s' maps to Scarf as: %s", stream.label, mapper.describe_plan())
+
+    def progress(self, *, records: int, pipeline: ImportPipeline, checkpoints: Checkpoints) -> None:
+        now = self._clock()
+        if now - self._last_progress < self._interval:
+            return
+        self._last_progress = now
+        self._warn_ignored_fields()
+        stats = pipeline.stats
+        logger.info(
+            "Progress: %d records read, %d events sent, %d imports in flight, %d done, %d events imported, "
+            "%d failed, %d states waiting", records, pipeline.events_uploaded, pipeline.in_flight, stats.imports_done,
+            stats.events_imported, stats.events_failed, checkpoints.pending_states,
+        )
+
+    def summary(self, *, records: int, pipeline: ImportPipeline, checkpoints: Checkpoints, rejects: RejectLog,
+                stopped_early: bool) -> None:
+        self._warn_ignored_fields()
+        self._warn_repeated_content()
+        stats = pipeline.stats
+        duration = max(self._clock() - self._started, 1e-9)
+        logger.info(
+            "Sync summary%s: %d records read, %d events sent in %d imports, %d imported, %d failed, %d rejected "
+            "before upload, %d states echoed, %.1f s (%.0f records/s), %.1f MB sent",
+            " (the sync stopped early)" if stopped_early else "", records, pipeline.events_uploaded,
+            stats.imports_started, stats.events_imported, stats.events_failed, rejects.count, checkpoints.echoed,
+            duration, records / duration, stats.wire_bytes / 1e6,
+        )
+
+    def _warn_ignored_fields(self) -> None:
+        """Once per stream: name the `$` keys that are not Scarf fields and were dropped (names, not values)."""
+        for index, mapper in enumerate(self._mappers):
+            if mapper.ignored_fields and index not in self._warned_ignored:
+                self._warned_ignored.add(index)
+                logger.warning("Stream '%s': dropped %d `$` field(s) that are not Scarf fields: %s",
+                               self._streams[index].label, len(mapper.ignored_fields),
+                               ", ".join(sorted(mapper.ignored_fields)[:10]))
+
+    def _warn_repeated_content(self) -> None:
+        """Once per stream, at the end: how many records repeated another record's content (numbered ids)."""
+        for stream, mapper in zip(self._streams, self._mappers):
+            if mapper.repeated:
+                logger.warning(
+                    "Stream '%s': %d record(s) had the same content as an earlier record between the same two "
+                    "states; each was kept as its own event, with a $unique_id numbered by occurrence. Such ids "
+                    "depend on the order of the records: map a $unique_id field (field_mappings) or sync with a "
+                    "primary key (append_dedup) to make them independent of it.", stream.label, mapper.repeated)
