@@ -27,6 +27,24 @@ class StreamInfo:
         return f"{self.namespace}.{self.name}" if self.namespace else self.name
 
 
+SUPPORTED_SYNC_MODES = ("append", "append_dedup")
+
+
+def unsupported_sync_mode_message(stream: str, sync_mode: str) -> str:
+    """Why a destination sync mode is refused, and the fix where people meet it: Airbyte's UI, PyAirbyte.
+
+    PyAirbyte's default write strategy asks for `overwrite` on every stream that has neither a primary
+    key nor a cursor (a file, a log), so that is where most users see this message.
+    """
+    return (
+        f"Stream '{stream}' asks for destination sync mode '{sync_mode}', which Scarf cannot do: Scarf "
+        "events cannot be deleted or overwritten, so this destination only appends (append, append_dedup). "
+        "In the Airbyte UI, choose the Append or Append + Deduped sync mode for this stream. "
+        "Under PyAirbyte, whose default write strategy asks for overwrite when a stream has neither a "
+        'primary key nor a cursor, write with destination.write(source, write_strategy="append").'
+    )
+
+
 def parse_catalog(raw: Mapping[str, Any]) -> list[StreamInfo]:
     """The configured streams in catalog order; raises a config error for a malformed catalog."""
     streams = raw.get("streams") if isinstance(raw, Mapping) else None
@@ -38,11 +56,8 @@ def parse_catalog(raw: Mapping[str, Any]) -> list[StreamInfo]:
         if not isinstance(stream, Mapping) or not isinstance(stream.get("name"), str):
             raise ScarfConfigError(f"Stream #{index + 1} of the configured catalog has no name.")
         sync_mode = configured.get("destination_sync_mode") or "append"
-        if sync_mode not in ("append", "append_dedup"):
-            raise ScarfConfigError(
-                f"Stream '{stream['name']}' asks for destination sync mode '{sync_mode}'; Scarf imports only "
-                "support append and append_dedup (events cannot be deleted or overwritten in bulk)."
-            )
+        if sync_mode not in SUPPORTED_SYNC_MODES:
+            raise ScarfConfigError(unsupported_sync_mode_message(stream["name"], sync_mode))
         primary_key = configured.get("primary_key") or stream.get("source_defined_primary_key") or None
         result.append(
             StreamInfo(

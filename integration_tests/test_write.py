@@ -213,3 +213,22 @@ def test_cli_write_with_an_invalid_config_fails_naming_the_field_and_sends_nothi
     assert len(traces) == 1 and traces[0]["trace"]["error"]["failure_type"] == "config_error"
     assert "target.package_id" in traces[0]["trace"]["error"]["message"]
     assert not [m for m in out if m["type"] == "STATE"] and emulator.requests == []
+
+
+def test_cli_write_refuses_overwrite_naming_the_fix_for_airbyte_and_pyairbyte_and_sends_nothing(emulator, tmp_path):
+    # What PyAirbyte's default write strategy sends for a stream with no primary key and no cursor.
+    config = write_json(tmp_path / "config.json", make_config(emulator))
+    cat = write_json(tmp_path / "catalog.json", catalog("access_log", sync_mode="overwrite"))
+    stdin = b"".join(lines([record("access_log", download(1)), stream_state("access_log", 1)]))
+    result = run_connector(["write", "--config", config, "--catalog", cat], stdin=stdin)
+
+    assert result.returncode == 1
+    out = messages_of(result.stdout)
+    traces = [m for m in out if m["type"] == "TRACE"]
+    assert len(traces) == 1 and traces[0]["trace"]["error"]["failure_type"] == "config_error"
+    message = traces[0]["trace"]["error"]["message"]
+    assert "'access_log' asks for destination sync mode 'overwrite'" in message
+    assert "cannot be deleted or overwritten" in message
+    assert "choose the Append or Append + Deduped sync mode" in message
+    assert 'write_strategy="append"' in message
+    assert not [m for m in out if m["type"] == "STATE"] and emulator.requests == []
