@@ -238,7 +238,7 @@ class Transport:
     connect_timeout: float
     read_timeout: float
     exchange_timeout: float
-    headers: Mapping[str, str]
+    headers: Mapping[str, str] = field(repr=False)  # carries the Authorization header: never in a repr
     clock: Callable[[], float] = time.monotonic
     _session: requests.Session = field(init=False, repr=False)
     _watchdog: _Watchdog = field(init=False, repr=False)

@@ -531,3 +531,9 @@ def test_progress_and_errors_never_log_record_values(emulator, caplog):
     states, error = run(make_writer(emulator, make_config(emulator), catalog(STREAM)), messages)
     assert error is None
     assert secret not in caplog.text and TOKEN not in caplog.text
+
+
+def test_no_repr_of_the_client_or_its_parts_shows_the_token(emulator):
+    client = fast_client(emulator)
+    parts = [client, client._calls, client._transport, *(v for v in vars(client._calls).values() if v != TOKEN)]
+    assert all(TOKEN not in repr(part) for part in parts)

@@ -1,0 +1,376 @@
+"""The per-stream encoder: one record's `data` in, one Scarf event's NDJSON line out.
+
+The mapping is compiled once per stream (`compile_mapper`) into an `EventMapper`: every decision that depends only
+on the config and the stream (which rule wins for each Scarf field, which record keys are consumed, the unique-id
+namespace) is made up front, and each record shape (its key names, in order) is planned once, so the per-record
+call is a handful of dict lookups. It is the hot path: no per-record rule lookups, regexes or schema checks.
+
+Every top-level key no Scarf field uses becomes a custom variable (mode "all"): nested objects as dotted keys,
+nulls dropped, values as text. `$` keys that are not Scarf fields are dropped and reported in
+`EventMapper.ignored_fields`, and Airbyte's own "_airbyte_*" keys are skipped. Each event gets a deterministic
+`$unique_id` (see unique_ids.py).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import orjson
+
+from destination_scarf.mapping.rules import (
+    _ARTIFACT_FIELDS,
+    _SCARF_FIELD_SET,
+    _STRING_FIELDS,
+    SCARF_FIELDS,
+    MappingConfig,
+    _choose_rules,
+    _Source,
+    _source_for,
+    validate_rules,
+)
+from destination_scarf.mapping.unique_ids import UniqueIds
+from destination_scarf.mapping.values import (
+    _JSON_SCALARS,
+    InvalidRecord,
+    _canonical_json,
+    _field_text,
+    _flatten_into,
+    _float_text,
+    _headers_from_text,
+    _headers_from_value,
+    _read_path,
+    _variable_text,
+)
+from destination_scarf.timeparse import to_scarf_time
+
+_dumps = orjson.dumps
+_SORTED = orjson.OPT_SORT_KEYS
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
+
+# Key classes for custom-variable handling, cached per key name (record key sets repeat across a stream).
+_CUSTOM, _SKIP, _IGNORED = 0, 1, 2
+_KEY_CACHE_LIMIT = 10_000  # streams with unbounded key names must not grow the cache forever
+_SHAPE_CACHE_LIMIT = 256  # record shapes (key tuples) remembered per stream; more are planned each time
+
+
+@dataclass(frozen=True)
+class _ShapePlan:
+    """For one record shape: the present candidate keys of each Scarf string field, and the custom keys."""
+
+    fields: tuple[tuple[str, tuple[str, ...]], ...]
+    custom: tuple[str, ...]
+    headers: bool  # whether $headers may have a value in this shape (a candidate key is there, or a path rule)
+    unique_source: bool  # likewise for a mapped $unique_id source
+
+
+_R_TIME_MISSING = "missing (map a source field to $time, or name a field `time`)"
+_R_TIME_FORMAT = "not an ISO 8601 date-time or epoch timestamp"
+_R_NO_ARTIFACT = (
+    "multi-artifact imports need $package or $tracking_pixel on every event; "
+    "map one, or choose a single package/pixel target"
+)
+
+
+def compile_mapper(
+    *,
+    config: MappingConfig,
+    stream: str,
+    namespace: str | None,
+    primary_key: list[list[str]] | None,
+    now: Callable[[], _dt.datetime],
+) -> EventMapper:
+    """Compile the mapping for one stream. Raises ValueError if `validate_rules(config)` finds problems.
+
+    `now` must return an aware datetime; it is called once per record when a time window is set, so the window is
+    measured against the time of mapping (the import itself is triggered a little later: keep the window a bit
+    shorter than Scarf's limit if events close to it matter).
+    """
+    problems = validate_rules(config)
+    if problems:
+        raise ValueError("invalid mapping config: " + "; ".join(problems))
+    if config.time_window is not None and now().tzinfo is None:
+        # Caught here rather than as a TypeError on the first record.
+        raise ValueError("now() must return an aware datetime")
+    return EventMapper(config=config, stream=stream, namespace=namespace, primary_key=primary_key, now=now)
+
+
+def _window_text(window: _dt.timedelta) -> str:
+    """"7 days", "36 hours", ...: the largest unit that divides the window evenly."""
+    seconds = int(window.total_seconds())
+    if window.microseconds or not seconds:
+        return f"{window.total_seconds():g} seconds"  # sub-second windows: not useful, but say something true
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds % size == 0:
+            break
+    count = seconds // size
+    return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
+class EventMapper:
+    """Maps one stream's records to Scarf events. Build it with `compile_mapper`; call it once per record.
+
+    `ignored_fields` collects `$`-prefixed record keys that are not Scarf fields (typos such as "$referer", or
+    "$pixel" when a rule maps $tracking_pixel) and were dropped; the caller warns about them once.
+    `sources` says where each Scarf field comes from, for logging the plan (no record values).
+    """
+
+    def __init__(
+        self,
+        *,
+        config: MappingConfig,
+        stream: str,
+        namespace: str | None,
+        primary_key: list[list[str]] | None,
+        now: Callable[[], _dt.datetime],
+    ) -> None:
+        self.ignored_fields: set[str] = set()
+        self.stream = stream
+        self.namespace = namespace
+        self._now = now
+        self._window = config.time_window
+        self._too_old = (
+            f"more than {_window_text(config.time_window)} before now; "
+            "Scarf no longer imports events older than one week"
+            if config.time_window is not None
+            else ""
+        )
+        rules = _choose_rules(config.field_rules, stream, namespace)
+        sources = {field: _source_for(field, rules.get(field)) for field in SCARF_FIELDS}
+        self.sources = {field: source.describe() for field, source in sources.items()}
+        self._compile_fields(sources, config.target_type)
+        self._compile_custom_variables(sources, config)
+        unique = sources["$unique_id"]
+        self._unique_keys = unique.keys if unique.constant is None and not unique.path else None
+        self.ids = UniqueIds(enabled=config.unique_ids, namespace=namespace, stream=stream,
+                             read_mapped=unique.reader(), primary_key=primary_key)
+        if not config.unique_ids:
+            self.sources["$unique_id"] = "not sent: unique ids are off"
+
+    # compile steps
+
+    def _compile_fields(self, sources: dict[str, _Source], target_type: str) -> None:
+        time, headers = sources["$time"], sources["$headers"]
+        self._read_time = time.reader()
+        self._time_constant = None if time.constant is None else to_scarf_time(time.constant)
+        self._read_headers_value = headers.reader()
+        self._headers_keys = headers.keys if not headers.path else None  # None: a path, look every time
+        self._headers_constant = None if headers.constant is None else _headers_from_text(headers.constant)
+        single_target = target_type != "multi_artifact"
+        self._need_artifact = not single_target
+        # With a single target the endpoint names the artifact: $package/$tracking_pixel are not sent at all.
+        emitted = [f for f in _STRING_FIELDS if not (single_target and f in _ARTIFACT_FIELDS)]
+        self._constants = {f: sources[f].constant for f in emitted if sources[f].constant is not None}
+        self._keyed = tuple((f, sources[f].keys) for f in emitted if sources[f].keys)
+        self._pathed = tuple((f, ".".join(sources[f].path), sources[f].path) for f in emitted if sources[f].path)
+        if single_target:
+            for field in _ARTIFACT_FIELDS:
+                self.sources[field] = "not sent: the import target names the artifact"
+
+    def _compile_custom_variables(self, sources: dict[str, _Source], config: MappingConfig) -> None:
+        self._custom_mode = config.custom_variables
+        # Every key a Scarf field uses, including unused convention keys and the artifact fields' sources in
+        # single-target mode: none of them is a custom variable.
+        self._consumed = frozenset(key for source in sources.values() for key in source.consumed)
+        # Only dotted paths matter inside nested objects; usually there are none, which skips the check entirely.
+        self._consumed_nested = frozenset(key for key in self._consumed if "." in key)
+        self._key_class: dict[str, int] = {}
+        self._plans: dict[tuple[Any, ...], _ShapePlan] = {}
+        self._listed = tuple(
+            (path, tuple(path.split(".")) if "." in path else ()) for path in config.custom_variable_fields
+        )
+
+    # per record
+
+    def __call__(self, data: dict) -> dict:
+        """Map one record's data to a Scarf event, or raise InvalidRecord (or InexactNumber).
+
+        Pure: a content-hash id is the one the first record of that content in its window gets (`encode`
+        numbers the repeats).
+        """
+        event, plan = self._event(data)
+        if self.ids.enabled:
+            event["$unique_id"] = self.ids.key_id(data, may_have_mapped=plan.unique_source) or \
+                self.ids.first_content_id(_canonical_json(event))
+        return event
+
+    def encode(self, data: dict) -> bytes:
+        """One record's event as the NDJSON line that is sent, or raise InvalidRecord (or InexactNumber).
+
+        When the id is a hash of the event, the line is built from the very bytes that were hashed (sorted keys,
+        then the id spliced in before the closing brace), so the hot path serializes each event once, not twice.
+        A record whose content repeats an earlier one of the same window gets an id numbered by its occurrence
+        (see `UniqueIds.content_id`); otherwise the line is JSON equal to `self(data)`.
+        """
+        event, plan = self._event(data)
+        ids = self.ids
+        if ids.enabled:
+            key_id = ids.key_id(data, may_have_mapped=plan.unique_source)
+            if key_id is None:
+                canonical = _dumps(event, option=_SORTED)  # events hold only text: orjson never refuses them
+                return canonical[:-1] + b',"$unique_id":"' + ids.content_id(canonical).encode() + b'"}\n'
+            event["$unique_id"] = key_id
+        return _dumps(event, option=_NEWLINE)
+
+    @property
+    def repeated(self) -> int:
+        """Records whose content repeated an earlier record of their window (see `UniqueIds.content_id`)."""
+        return self.ids.repeated
+
+    def new_window(self) -> None:
+        self.ids.new_window()
+
+    def describe_plan(self) -> str:
+        """Where each Scarf field comes from, for the log at the start of a sync (names only, no values)."""
+        parts = [f"{field} <- {where}" for field, where in self.sources.items() if field != "$unique_id"]
+        if not self.ids.enabled:
+            parts.append("$unique_id: not sent (unique_id_mode off)")
+        else:
+            material = [self.sources["$unique_id"]]
+            if self.ids.pk_paths:
+                material.append("the primary key " + ", ".join(".".join(p) for p in self.ids.pk_paths))
+            material.append("a hash of the event's content, numbered for repeats")
+            parts.append("$unique_id <- " + ", else ".join(material))
+        variables = {"all": "every other field", "listed": ", ".join(p for p, _ in self._listed) or "none listed",
+                     "none": "none"}[self._custom_mode]
+        parts.append(f"custom variables: {variables}")
+        return "; ".join(parts)
+
+    def _event(self, data: dict) -> tuple[dict[str, Any], _ShapePlan]:
+        """The event without its $unique_id, and the record's shape plan."""
+        event: dict[str, Any] = {"$time": self._event_time(data)}
+        shape = tuple(data)
+        plan = self._plans.get(shape)
+        if plan is None:
+            plan = self._plan_for(shape)
+        self._put_string_fields(data, event, plan)
+        if self._headers_constant is not None:
+            headers = [dict(header) for header in self._headers_constant]  # a copy: events must not share state
+        else:
+            headers = self._read_headers(data) if plan.headers else None
+        if headers:
+            event["$headers"] = headers
+        if self._need_artifact and "$package" not in event and "$tracking_pixel" not in event:
+            raise InvalidRecord("$package", _R_NO_ARTIFACT)
+        if plan.custom:
+            self._put_custom_variables(data, event, plan)
+        elif self._custom_mode == "listed":
+            self._put_listed_variables(data, event)
+        return event, plan
+
+    def _event_time(self, data: Mapping[str, Any]) -> str:
+        if self._time_constant is not None:
+            moment, text = self._time_constant
+        else:
+            raw = self._read_time(data)
+            if raw is None:
+                raise InvalidRecord("$time", _R_TIME_MISSING)
+            if type(raw) is float:
+                _float_text(raw)  # a huge integral float may have lost digits: InexactNumber
+            try:
+                moment, text = to_scarf_time(raw)
+            except ValueError as exc:  # the parser's reasons never contain the value
+                raise InvalidRecord("$time", f"{_R_TIME_FORMAT} ({exc})") from None
+        if self._window is not None and moment < self._now() - self._window:
+            raise InvalidRecord("$time", self._too_old)
+        return text
+
+    def _put_string_fields(self, data: Mapping[str, Any], event: dict[str, Any], plan: _ShapePlan) -> None:
+        # Inlined loops rather than one reader call per field: this runs for every record. The plan lists,
+        # per field, only the candidate keys this record shape has, so absent keys cost nothing.
+        for field, keys in plan.fields:
+            for key in keys:
+                value = data[key]
+                if value is not None:
+                    break
+            else:
+                continue
+            if type(value) is not str:
+                value = _field_text(field, value)
+            if value:
+                event[field] = value
+        for field, dotted, path in self._pathed:
+            value = _read_path(data, dotted, path)
+            if value is not None:
+                if type(value) is not str:
+                    value = _field_text(field, value)
+                if value:
+                    event[field] = value
+        if self._constants:
+            event.update(self._constants)
+
+    def _read_headers(self, data: Mapping[str, Any]) -> list[dict[str, str]]:
+        value = self._read_headers_value(data)
+        return [] if value is None else _headers_from_value(value)
+
+    def _put_custom_variables(self, data: Mapping[str, Any], event: dict[str, Any], plan: _ShapePlan) -> None:
+        if self._custom_mode == "listed":
+            self._put_listed_variables(data, event)
+        for key in plan.custom:
+            value = data[key]
+            if value is None:
+                continue
+            value_type = type(value)
+            if value_type is str:
+                event[key] = value
+            elif value_type is int:  # bool is not: it is spelled the JSON way below
+                event[key] = str(value)
+            elif value_type is float:
+                event[key] = _float_text(value)
+            elif value_type is dict:
+                _flatten_into(event, key, value, self._consumed_nested)
+            elif value_type in _JSON_SCALARS or not isinstance(value, Mapping):  # ABC checks are slow
+                event[key] = _variable_text(value)
+            else:
+                _flatten_into(event, key, value, self._consumed_nested)
+
+    def _plan_for(self, shape: tuple[Any, ...]) -> _ShapePlan:
+        """Work out, once per record shape (its key names, in order), which keys feed which field.
+
+        A stream's records nearly always share one shape, so this runs a handful of times per sync;
+        the per-record work is then only the lookups of keys that are there.
+        """
+        present = set(shape)
+        fields = tuple(
+            (field, found) for field, keys in self._keyed if (found := tuple(k for k in keys if k in present))
+        )
+        kinds = [(key, self._key_class.get(key)) for key in shape]
+        kinds = [(key, kind if kind is not None else self._classify_key(key)) for key, kind in kinds]
+        self.ignored_fields.update(key for key, kind in kinds if kind == _IGNORED)
+        custom = tuple(key for key, kind in kinds if kind == _CUSTOM) if self._custom_mode == "all" else ()
+        plan = _ShapePlan(
+            fields=fields,
+            custom=custom,
+            headers=self._headers_keys is None or any(k in present for k in self._headers_keys),
+            unique_source=self._unique_keys is None or any(k in present for k in self._unique_keys),
+        )
+        if len(self._plans) < _SHAPE_CACHE_LIMIT:
+            self._plans[shape] = plan
+        return plan
+
+    def _put_listed_variables(self, data: Mapping[str, Any], event: dict[str, Any]) -> None:
+        """Listed fields are sent as listed, even if a Scarf field also uses them: the user asked for them."""
+        for name, path in self._listed:
+            value = _read_path(data, name, path) if path else data.get(name)
+            if value is None:
+                continue
+            if type(value) is str:
+                event[name] = value
+            elif isinstance(value, Mapping):
+                _flatten_into(event, name, value, frozenset())
+            else:
+                event[name] = _variable_text(value)
+
+    def _classify_key(self, key: Any) -> int:
+        """Custom variable, skipped, or an ignored `$` key; cached, since a stream repeats its key names."""
+        if not isinstance(key, str) or key in self._consumed or key.startswith("_airbyte_"):
+            kind = _SKIP
+        elif key.startswith("$"):
+            # A Scarf field's own key that a rule overrides is dropped silently: the user chose another source.
+            kind = _SKIP if key in _SCARF_FIELD_SET else _IGNORED
+        else:
+            kind = _CUSTOM
+        if len(self._key_class) < _KEY_CACHE_LIMIT:
+            self._key_class[key] = kind
+        return kind

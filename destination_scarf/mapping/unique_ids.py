@@ -1,0 +1,117 @@
+"""Deterministic `$unique_id`s: the same record always gets the same id, so a re-sent event overrides itself.
+
+Every id is a UUID (version 5 layout) from SHA-256 over a prefix naming (namespace, stream, material kind),
+then the material. Material, first available: the mapped $unique_id ("i"); the primary-key values ("k");
+the whole event as canonical JSON without the id ("e"), and for the n-th copy of the same content within
+a window, n and that content ("r"). The same input always gives the same id (no Python hash(), which is
+salted per process), and the prefixes keep the same material in two streams, or of two kinds, apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable, Mapping
+
+import orjson
+
+from destination_scarf.mapping.values import _canonical_json, _check_exact, _field_text, _read_path_exact
+
+# Hex digit of the variant nibble: keep its low two bits, set the top two to 10 (RFC 4122 variant).
+_VARIANT_DIGIT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def _uid_prefix(namespace: str | None, stream: str, kind: str) -> bytes:
+    """Prefix naming what the id belongs to. JSON never contains a raw NUL, so prefix and material cannot blur."""
+    return b"destination-scarf/unique-id/v1\0" + orjson.dumps([namespace, stream, kind]) + b"\0"
+
+
+def _uuid_from(prefixed: Any, material: bytes) -> str:
+    """Finish a pre-fed SHA-256 with `material` and lay out the first 128 bits as a version-5-style UUID string."""
+    return _uuid_text(_digest_hex(prefixed, material))
+
+
+def _digest_hex(prefixed: Any, material: bytes) -> str:
+    hasher = prefixed.copy()
+    hasher.update(material)
+    return hasher.hexdigest()
+
+
+def _uuid_text(x: str) -> str:
+    # String surgery on the hex is cheaper than uuid.UUID(bytes=..., version=5) (~2 µs) and gives the same text.
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT_DIGIT[x[16]]}{x[17:20]}-{x[20:32]}"
+
+
+
+class UniqueIds:
+    """The ids of one stream's events: from the mapped field, the primary key, or the content."""
+
+    def __init__(self, *, enabled: bool, namespace: str | None, stream: str,
+                 read_mapped: Callable[[Mapping[str, Any]], Any], primary_key: list[list[str]] | None) -> None:
+        self.enabled = enabled
+        self._read_mapped = read_mapped
+        self.pk_paths = tuple(tuple(path) for path in (primary_key or ()) if path)
+        # One hasher per kind of material, pre-fed with a prefix naming the stream: the same material in another
+        # stream, or a mapped id equal to some event's hash input, can never give the same id.
+        self._hashers = {kind: hashlib.sha256(_uid_prefix(namespace, stream, kind)) for kind in "iker"}
+        self._seen: set[int] = set()
+        self._repeats: dict[int, int] = {}
+        #: Records whose content repeated an earlier record of their window (they got numbered ids).
+        self.repeated = 0
+
+    def key_id(self, data: Mapping[str, Any], *, may_have_mapped: bool) -> str | None:
+        """The id from the record's mapped field or primary key, or None when it must be a hash of the event."""
+        mapped = self._mapped_value(data) if may_have_mapped else None
+        if mapped is not None:
+            return _uuid_from(self._hashers["i"], mapped.encode("utf-8", "surrogatepass"))
+        if self.pk_paths:
+            values = self._primary_key_values(data)
+            if values is not None:
+                return _uuid_from(self._hashers["k"], _canonical_json(values))
+        return None
+
+    def first_content_id(self, canonical: bytes) -> str:
+        """The content id the first record of that content in a window gets (pure)."""
+        return _uuid_from(self._hashers["e"], canonical)
+
+    def content_id(self, canonical: bytes) -> str:
+        """The id of an event without key or mapped id: a hash of its content, numbered by occurrence.
+
+        Two distinct records with the same content (two downloads of one file by one CI runner in the same
+        second) must stay two events, yet a re-run must reproduce the very same ids. So repeats are counted
+        per window, the records between two states of the stream's scope (`new_window`): a re-run from a state
+        sees the same records in the same windows and numbers them the same way. The first occurrence keeps
+        the plain content hash, the id 0.1.0 gave every copy.
+        """
+        hexdigest = _digest_hex(self._hashers["e"], canonical)
+        key = int(hexdigest[:16], 16)  # 64 bits of the hash: a smaller set entry than the text
+        if key not in self._seen:
+            self._seen.add(key)
+            return _uuid_text(hexdigest)
+        occurrence = self._repeats.get(key, 1) + 1
+        self._repeats[key] = occurrence
+        self.repeated += 1
+        return _uuid_text(_digest_hex(self._hashers["r"], b"%d\0" % occurrence + canonical))
+
+    def new_window(self) -> None:
+        """A state of this stream's scope arrived: occurrences are counted afresh from here."""
+        if self._seen:
+            self._seen.clear()
+            self._repeats.clear()
+
+    def _mapped_value(self, data: Mapping[str, Any]) -> str | None:
+        value = self._read_mapped(data)
+        if value is None:
+            return None
+        text = value if type(value) is str else _field_text("$unique_id", value)
+        return text or None
+
+    def _primary_key_values(self, data: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        values = []
+        for path in self.pk_paths:
+            value = data.get(path[0]) if len(path) == 1 else _read_path_exact(data, path)
+            if value is None:
+                return None
+            if type(value) is not str and type(value) is not int:
+                _check_exact(value, ".".join(path), 1)
+            values.append(value)
+        return tuple(values)
