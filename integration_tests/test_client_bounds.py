@@ -1,0 +1,492 @@
+"""The client's bounds against a misbehaving server: silence, trickles, huge answers, outages,
+revoked tokens, cancellation, and `check` against a server that never answers.
+
+Everything is real HTTP on loopback, no mocks: the emulator, plus a tiny scripted server of the tests' own
+for answers the emulator does not make. Time limits asserted here are hang guards with generous margins, never
+speed tests: each says "this ended by its deadline instead of running for minutes". Memory is measured
+with tracemalloc, as the peak of what Python allocated during the call.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import threading
+import time
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import pytest
+from airbyte_cdk.models import FailureType, Status
+
+from destination_scarf.check import CHECK_RETRY, run_check
+from destination_scarf.client import ScarfClient
+from destination_scarf.errors import (
+    ScarfAuthError,
+    ScarfTransientError,
+    SyncCancelled,
+    UncertainImport,
+)
+from destination_scarf.retry import RetryPolicy
+from destination_scarf.transport import MAX_ANSWER_BYTES
+from integration_tests.test_client import TO_PACKAGE, Sleeps, events, ndjson_gz, requests_of, wait_final
+from support import OWNER, PACKAGE, TOKEN, make_config, messages_of, new_emulator, run_connector, wait_for, write_json
+
+#: Slack on top of a deadline before a test calls it a hang.
+MARGIN = 5.0
+MiB = 1024 * 1024
+
+
+# ----- helpers -------------------------------------------------------------------------------------
+
+
+def policy(total: float, *, attempts: int | None = None, backoff: float = 0.01, cap: float = 0.05) -> RetryPolicy:
+    return RetryPolicy(max_attempts=attempts, backoff_initial_seconds=backoff, backoff_max_seconds=cap,
+                       max_total_seconds=total, retry_after_max_seconds=0.2)
+
+
+def client_for(emu, *, retry: RetryPolicy, sleep: Callable[[float], None] | None = None, **kwargs: Any) -> ScarfClient:
+    """A client with fixed jitter (every wait is its ceiling); `sleep` None keeps the real, cancellable wait."""
+    return ScarfClient(api_url=emu.url, api_token=TOKEN, owner=OWNER, retry=retry, sleep=sleep,
+                       rand=lambda: 1.0, **kwargs)
+
+
+@contextmanager
+def timed() -> Iterator[list[float]]:
+    """`with timed() as took:` ... `took[0]` is the seconds the block ran (also when it raised)."""
+    took: list[float] = []
+    started = time.monotonic()
+    try:
+        yield took
+    finally:
+        took.append(time.monotonic() - started)
+
+
+@contextmanager
+def peak_allocation() -> Iterator[list[int]]:
+    """`peak[0]`: the most memory Python allocated above what was in use when the block started."""
+    peak: list[int] = []
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base, _ = tracemalloc.get_traced_memory()
+        yield peak
+    finally:
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        peak.append(top - base)
+
+
+def answer_wait(message: str) -> float:
+    """The N of "no answer within N s" (a socket timeout) or "no complete answer within N s" (the deadline)."""
+    match = re.search(r"no (?:complete )?answer within (\d+(?:\.\d+)?) s", message)
+    assert match, f"the message does not say that the server did not answer: {message}"
+    return float(match.group(1))
+
+
+def failed(emu, category: str) -> list:
+    return [r for r in requests_of(emu, category=category) if r.status is None or r.status >= 500]
+
+
+def end_outage_after(emu, n: int, category: str) -> threading.Thread:
+    """A helper thread that ends the outage once `n` failed requests of `category` were seen (never by a timer)."""
+    def run() -> None:
+        try:
+            wait_for(lambda: len(failed(emu, category)) >= n, what=f"{n} failed {category} requests", timeout=20)
+        finally:
+            emu.end_outage()  # also when the wait failed: the client under test must not spin forever
+
+    thread = threading.Thread(target=run, name="end-outage", daemon=True)
+    thread.start()
+    return thread
+
+
+def set_after(event: threading.Event, predicate: Callable[[], Any]) -> tuple[threading.Thread, list[float]]:
+    """A helper thread that sets `event` once `predicate` holds; the list gets the moment it was set."""
+    when: list[float] = []
+
+    def run() -> None:
+        try:
+            wait_for(predicate, what="the moment to cancel", timeout=20)
+        finally:
+            when.append(time.monotonic())
+            event.set()
+
+    thread = threading.Thread(target=run, name="cancel", daemon=True)
+    thread.start()
+    return thread, when
+
+
+class ScriptedServer:
+    """A loopback HTTP server that reads each request's head and answers with `head`, then `body`, then
+    `filler` bytes of "x" written as fast as the client reads them (until it hangs up)."""
+
+    def __init__(self, head: bytes, body: bytes = b"", filler: int = 0) -> None:
+        self._answer_head = head + body  # made here, so that it is not counted in a test's allocations
+        self._filler = filler
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.requests = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="scripted-server", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        filler = b"x" * 65536
+        with conn:
+            try:
+                conn.settimeout(5)
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    head += chunk
+                self.requests += 1
+                conn.sendall(self._answer_head)
+                left = self._filler
+                while left > 0 and not self._stop.is_set():
+                    conn.sendall(filler[:min(left, len(filler))])
+                    left -= len(filler)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._listener.close()
+
+
+# ----- 1. a server that never answers --------------------------------------------------------------
+
+
+def test_silent_server_get_fails_within_the_budget_saying_it_did_not_answer(emulator):
+    [held] = emulator.hold_slots(OWNER, 1)
+    emulator.silence_next(100, only="import-get")
+    budget = 1.2
+    with client_for(emulator, retry=policy(budget), read_timeout=0.3) as client, timed() as took, \
+            pytest.raises(ScarfTransientError) as caught:
+        client.get_import(held)
+    message = str(caught.value)
+    assert caught.value.failure_type == FailureType.transient_error
+    assert not isinstance(caught.value, UncertainImport)
+    assert answer_wait(message) <= 0.3
+    assert f"reading import {held}" in message
+    attempts = requests_of(emulator, "GET")
+    assert len(attempts) >= 2, "a GET to a silent server is retried"
+    assert f"after {len(attempts)} attempt(s)" in message
+    assert all(r.status is None for r in attempts)  # not one byte of answer came back
+    assert took[0] < budget + MARGIN
+
+
+# ----- 2. a trickling answer -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("part", ["body", "headers"])
+def test_trickling_answer_ends_at_the_exchange_timeout_and_get_is_retried(emulator, part):
+    [held] = emulator.hold_slots(OWNER, 1)
+    emulator.trickle_next(1, only="import-get", bytes_per_second=1, part=part)
+    sleeps = Sleeps()
+    # Each byte arrives well within the read timeout, so only the exchange's own deadline can end it.
+    with client_for(emulator, retry=policy(20), sleep=sleeps, read_timeout=5, exchange_timeout=0.5) as client, \
+            timed() as took:
+        found = client.get_import(held)
+    assert found.id == held
+    assert len(requests_of(emulator, "GET")) == 2
+    assert len(sleeps.waits) == 1
+    assert took[0] < 0.5 + MARGIN
+
+
+@pytest.mark.parametrize("part", ["body", "headers"])
+def test_trickling_answers_fail_saying_no_complete_answer_within_the_exchange_timeout(emulator, part):
+    [held] = emulator.hold_slots(OWNER, 1)
+    emulator.trickle_next(10, only="import-get", bytes_per_second=1, part=part)
+    with client_for(emulator, retry=policy(20, attempts=2), sleep=Sleeps(), read_timeout=5,
+                    exchange_timeout=0.5) as client, timed() as took, pytest.raises(ScarfTransientError) as caught:
+        client.get_import(held)
+    message = str(caught.value)
+    assert "no complete answer within 0.5 s" in message, message
+    assert "after 2 attempt(s)" in message
+    assert len(requests_of(emulator, "GET")) == 2
+    assert took[0] < 2 * 0.5 + MARGIN
+
+
+@pytest.mark.parametrize("part", ["body", "headers"])
+def test_trickling_answer_ends_when_the_budget_runs_out_first(emulator, part):
+    [held] = emulator.hold_slots(OWNER, 1)
+    emulator.trickle_next(10, only="import-get", bytes_per_second=1, part=part)
+    budget = 1.0
+    with client_for(emulator, retry=policy(budget), sleep=Sleeps(), read_timeout=5) as client, timed() as took, \
+            pytest.raises(ScarfTransientError) as caught:
+        client.get_import(held)  # exchange_timeout is its default 300 s: the budget is what ends it
+    assert "no complete answer within" in str(caught.value), str(caught.value)
+    assert budget - 0.1 <= answer_wait(str(caught.value)) <= budget
+    assert len(requests_of(emulator, "GET")) == 1  # no time left for a second attempt
+    assert took[0] < budget + MARGIN
+
+
+# ----- 3. huge answers -----------------------------------------------------------------------------
+
+
+def test_huge_json_answer_is_not_read_into_memory_and_get_is_retried(emulator):
+    [held] = emulator.hold_slots(OWNER, 1)
+    emulator.huge_next(1, only="import-get", megabytes=300, shape="json")
+    sleeps = Sleeps()
+    with client_for(emulator, retry=policy(20), sleep=sleeps) as client, peak_allocation() as peak, timed() as took:
+        found = client.get_import(held)
+    assert found.id == held and found.status == "importing"
+    assert [r.status for r in requests_of(emulator, "GET")] == [200, 200]  # the huge one, then the real one
+    assert len(sleeps.waits) == 1
+    assert peak[0] < 2 * MAX_ANSWER_BYTES, f"{peak[0] / MiB:.1f} MiB allocated for a 300 MB answer"
+    assert took[0] < 30  # reading all 300 MB would not be a memory problem alone; it is not read at all
+
+
+def test_huge_json_answers_fail_with_a_clear_message(emulator):
+    [held] = emulator.hold_slots(OWNER, 1)
+    emulator.huge_next(10, only="import-get", megabytes=300, shape="json")
+    with client_for(emulator, retry=policy(20, attempts=3), sleep=Sleeps()) as client, peak_allocation() as peak, \
+            pytest.raises(ScarfTransientError) as caught:
+        client.get_import(held)
+    message = str(caught.value)
+    assert "an answer larger than 4 MiB" in message and "after 3 attempt(s)" in message, message
+    assert len(requests_of(emulator, "GET")) == 3
+    assert peak[0] < 2 * MAX_ANSWER_BYTES, f"{peak[0] / MiB:.1f} MiB allocated"
+
+
+def test_huge_ndjson_log_is_streamed_and_capped_at_max_entries(emulator):
+    [held] = emulator.hold_slots(OWNER, 1)
+    emulator.huge_next(1, only="log", megabytes=300, shape="ndjson")
+    with client_for(emulator, retry=policy(20), sleep=Sleeps()) as client, peak_allocation() as peak, \
+            timed() as took:
+        entries = client.import_log(held, max_entries=50)
+    assert len(entries) == 50
+    assert [e["line"] for e in entries] == list(range(1, 51))
+    assert all(e["type"] == "failed-to-decode" and e["class"] == "error" for e in entries)
+    assert len(requests_of(emulator, category="log")) == 1  # one streamed answer, not retried
+    assert peak[0] < MAX_ANSWER_BYTES, f"{peak[0] / MiB:.1f} MiB allocated for 50 log entries"
+    assert took[0] < 30
+
+
+def test_an_overlong_log_line_is_skipped_without_filling_memory(emulator):
+    [held] = emulator.hold_slots(OWNER, 1)
+    # One 300 MB line without a newline: the cap is per line, so the whole answer is read and dropped.
+    emulator.huge_next(1, only="log", megabytes=300, shape="line")
+    with client_for(emulator, retry=policy(20), sleep=Sleeps()) as client, peak_allocation() as peak, \
+            timed() as took:
+        entries = client.import_log(held, max_entries=50)
+    assert entries == []
+    assert len(requests_of(emulator, category="log")) == 1
+    assert peak[0] < MAX_ANSWER_BYTES, f"{peak[0] / MiB:.1f} MiB allocated for a skipped line"
+    assert took[0] < 30
+
+
+def test_an_overlong_log_line_between_good_ones_is_skipped_and_the_others_kept():
+    def entry(n: int) -> bytes:
+        return b'{"type":"failed-to-decode","class":"error","line":%d,"human_friendly_message":"bad"}\n' % n
+
+    overlong = b'{"type":"progress","class":"info","human_friendly_message":"' + b"y" * (3 * MiB) + b'"}\n'
+    body = entry(1) + overlong + entry(2) + b"not json\n" + b"\n" + entry(3)
+    head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nContent-Length: {len(body)}\r\n"
+            "\r\n").encode()
+    server = ScriptedServer(head, body)
+    try:
+        client = ScarfClient(api_url=server.url, api_token=TOKEN, owner=OWNER, retry=policy(20), sleep=Sleeps())
+        with client, peak_allocation() as peak:
+            entries = client.import_log("0c4f966c-b715-497a-83e2-467254c95e40")
+    finally:
+        server.close()
+    assert [e["line"] for e in entries] == [1, 2, 3]
+    assert server.requests == 1
+    assert peak[0] < MAX_ANSWER_BYTES, f"{peak[0] / MiB:.1f} MiB allocated for a log with a 3 MiB line"
+
+
+# ----- 5. outages and flakiness --------------------------------------------------------------------
+
+
+def test_get_rides_out_an_outage_once_it_ends(emulator):
+    [held] = emulator.hold_slots(OWNER, 1)
+    emulator.start_outage(only="import-get", status=503)
+    helper = end_outage_after(emulator, 4, "import-get")
+    with client_for(emulator, retry=policy(20)) as client:
+        found = client.get_import(held)
+    helper.join(5)
+    assert found.id == held
+    statuses = [r.status for r in requests_of(emulator, "GET")]
+    assert statuses[-1] == 200 and statuses.count(200) == 1
+    assert all(s == 503 for s in statuses[:-1]) and len(statuses) >= 5
+
+
+def test_get_with_a_deadline_that_passes_during_the_outage_says_how_long_it_tried(emulator):
+    [held] = emulator.hold_slots(OWNER, 1)
+    emulator.start_outage(only="import-get", status=503)  # never ended by the test: the deadline ends the call
+    deadline_in = 0.6
+    with client_for(emulator, retry=policy(60)) as client, timed() as took, \
+            pytest.raises(ScarfTransientError) as caught:
+        client.get_import(held, deadline=time.monotonic() + deadline_in)
+    message = str(caught.value)
+    match = re.search(r"HTTP 503 after (\d+) attempt\(s\) over (\d+\.\d) s", message)
+    assert match, message
+    assert int(match.group(1)) == len(requests_of(emulator, "GET")) >= 2
+    # It gives up once no wait plus attempt fits before the deadline: waits are at most 0.05 s here.
+    assert deadline_in - 0.2 <= float(match.group(2)) <= deadline_in + MARGIN
+    assert took[0] < deadline_in + MARGIN
+
+
+def test_flaky_server_twenty_gets_all_succeed(emulator):
+    [held] = emulator.hold_slots(OWNER, 1)
+    emulator.flaky(every=2, status=503, only="import-get")
+    with client_for(emulator, retry=policy(20, attempts=3), sleep=Sleeps()) as client:
+        found = [client.get_import(held).id for _ in range(20)]
+    assert found == [held] * 20
+    # Deterministic: every second request fails, so each GET after the first needs one retry.
+    assert [r.status for r in requests_of(emulator, "GET")] == [200] + [503, 200] * 19
+
+
+def test_import_post_safe_to_resend_rides_out_an_outage_and_creates_one_import(emulator):
+    body = ndjson_gz(events(5, "outage"))
+    emulator.start_outage(only="import-post", status=503)
+    helper = end_outage_after(emulator, 3, "import-post")
+    with client_for(emulator, retry=policy(20)) as client:
+        created = client.import_events(target=TO_PACKAGE, body=body, safe_to_resend=True)
+        final = wait_final(client, created.id)
+    helper.join(5)
+    statuses = [r.status for r in requests_of(emulator, "POST")]
+    assert statuses[-1] == 200 and statuses.count(200) == 1 and len(statuses) >= 4
+    assert [i["id"] for i in emulator.imports(OWNER)] == [created.id]
+    assert final.events_successfully_imported == 5 and emulator.event_count(OWNER) == 5
+
+
+def test_import_post_not_safe_to_resend_fails_at_once_on_5xx_after_one_post(emulator):
+    emulator.start_outage(only="import-post", status=503)
+    sleeps = Sleeps()
+    with client_for(emulator, retry=policy(20), sleep=sleeps) as client, pytest.raises(UncertainImport) as caught:
+        client.import_events(target=TO_PACKAGE, body=ndjson_gz(events(2, "once")), safe_to_resend=False)
+    assert "503" in str(caught.value) and "unique_id" in str(caught.value)
+    assert [r.status for r in requests_of(emulator, "POST")] == [503]
+    assert sleeps.waits == []
+    assert emulator.imports(OWNER) == []
+
+
+# ----- 6. a token revoked after N imports ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("next_call", ["import", "get"])
+def test_revoked_token_is_an_auth_error_and_not_retried(emulator, next_call):
+    emulator.revoke_token_after(TOKEN, 2)
+    sleeps = Sleeps()
+    with client_for(emulator, retry=policy(20), sleep=sleeps) as client:
+        created = [client.import_events(target=TO_PACKAGE, body=ndjson_gz(events(1, f"rev-{n}")), safe_to_resend=True)
+                   for n in range(2)]
+        before = len(emulator.requests)
+        with pytest.raises(ScarfAuthError) as caught:
+            if next_call == "import":
+                client.import_events(target=TO_PACKAGE, body=ndjson_gz(events(1, "rev-3")), safe_to_resend=True)
+            else:
+                client.get_import(created[0].id)
+    assert caught.value.failure_type == FailureType.config_error
+    assert "403" in str(caught.value) and "api_token" in str(caught.value)
+    after = emulator.requests[before:]
+    assert [r.status for r in after] == [403]
+    assert sleeps.waits == []
+    assert sorted(i["id"] for i in emulator.imports(OWNER)) == sorted(c.id for c in created)
+
+
+# ----- 7. cancellation -----------------------------------------------------------------------------
+
+
+def test_cancelling_wakes_a_retry_wait_at_once(emulator):
+    [held] = emulator.hold_slots(OWNER, 1)
+    emulator.start_outage(only="import-get", status=503)
+    cancelled = threading.Event()
+    # Every wait is 5 s (rand=1.0): a cancel that did not wake the wait would take that long at least.
+    slow = RetryPolicy(max_attempts=None, backoff_initial_seconds=5, backoff_factor=1, backoff_max_seconds=5,
+                       max_total_seconds=60)
+    helper, when = set_after(cancelled, lambda: len(failed(emulator, "import-get")) >= 1)
+    with client_for(emulator, retry=slow, cancelled=cancelled) as client, timed() as took, \
+            pytest.raises(SyncCancelled) as caught:
+        client.get_import(held)
+    ended = time.monotonic()
+    helper.join(5)
+    assert caught.value.failure_type == FailureType.transient_error
+    assert "cancelled" in str(caught.value)
+    assert ended - when[0] < 1.0
+    assert took[0] < 5.0
+    assert len(requests_of(emulator, "GET")) == 1  # no attempt after the cancel
+
+
+def test_abort_is_not_cancellable(emulator):
+    [held] = emulator.hold_slots(OWNER, 1)
+    cancelled = threading.Event()
+    cancelled.set()
+    with client_for(emulator, retry=policy(20), cancelled=cancelled) as client:
+        client.abort_import(held)
+        with pytest.raises(SyncCancelled):
+            client.get_import(held)  # a cancellable call on the same client does stop
+    assert emulator.get_import(OWNER, held)["status"] == "aborted"
+    assert [r.category for r in emulator.requests] == ["abort"]
+
+
+# ----- 8. the budget includes the attempt in flight ------------------------------------------------
+
+
+def test_budget_cuts_the_attempt_in_flight_short(emulator):
+    emulator.silence_next(100, only="artifact-get")
+    with client_for(emulator, retry=policy(2.0), sleep=Sleeps(), read_timeout=10) as client, timed() as took, \
+            pytest.raises(ScarfTransientError) as caught:
+        client.get_package(PACKAGE)
+    assert 1.9 <= answer_wait(str(caught.value)) <= 2.0  # the budget, not the 10 s read timeout
+    assert len(requests_of(emulator, "GET")) == 1
+    assert took[0] < 6.0  # about 2 s: the 10 s read timeout was capped at what was left of the budget
+
+
+# ----- 9. check against a silent server ------------------------------------------------------------
+
+
+def test_check_against_a_silent_server_fails_in_time_and_never_prints_the_token(tmp_path):
+    """The CLI and the in-process check run side by side (each waits out check's read timeout once)."""
+    def in_process(emu) -> tuple[Any, float]:
+        started = time.monotonic()
+        status = run_check(make_config(emu), logger=logging.getLogger("test-check-silent"))
+        return status, time.monotonic() - started
+
+    with new_emulator() as cli_emu, new_emulator() as local_emu, ThreadPoolExecutor(max_workers=1) as pool:
+        for emu in (cli_emu, local_emu):
+            emu.silence_next(1000, only="any")
+        config_path = tmp_path / "config.json"
+        write_json(config_path, make_config(cli_emu))
+        local_run = pool.submit(in_process, local_emu)
+        with timed() as took:
+            done = run_connector(["check", "--config", str(config_path)], timeout=60)
+        local, local_took = local_run.result(timeout=60)
+
+    limit = 30
+    assert CHECK_RETRY.max_total_seconds < limit
+    output = (done.stdout + done.stderr).decode("utf-8", "replace")
+    statuses = [m for m in messages_of(done.stdout) if m.get("type") == "CONNECTION_STATUS"]
+    assert len(statuses) == 1, output
+    status = statuses[0]["connectionStatus"]
+    assert done.returncode == 0
+    assert status["status"] == "FAILED"
+    assert answer_wait(status["message"]) <= CHECK_RETRY.max_total_seconds
+    assert TOKEN not in output
+    assert took[0] < limit
+    assert cli_emu.requests and all(r.status is None for r in cli_emu.requests)
+
+    assert local.status == Status.FAILED
+    assert answer_wait(local.message) <= CHECK_RETRY.max_total_seconds
+    assert TOKEN not in local.message
+    assert local_took < limit
