@@ -231,6 +231,19 @@ def iter_lines_bounded(response: requests.Response, *, max_line: int) -> Iterato
         yield bytes(pending)
 
 
+class _NeverRedirectSession(requests.Session):
+    """A session that never works out a redirect, not even one it does not follow.
+
+    With allow_redirects=False, `Session.send` still runs `resolve_redirects` once to prepare the
+    unfollowed request (`Response.next`). That reads the whole 3xx body into memory, past any bound
+    (and with `max_redirects` 0 it would raise TooManyRedirects, hiding the redirect behind a
+    "connection failed"). Here it yields nothing: a 3xx comes back as an answer like any other.
+    """
+
+    def resolve_redirects(self, *args: Any, **kwargs: Any) -> Iterator[Any]:  # type: ignore[override]
+        return iter(())
+
+
 @dataclass
 class Transport:
     """A `requests` session whose every exchange is bounded in time and size, and never redirected."""
@@ -244,7 +257,7 @@ class Transport:
     _watchdog: _Watchdog = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._session = requests.Session()
+        self._session = _NeverRedirectSession()
         # Pool size above Scarf's 15-slot limit so concurrent polls and uploads never queue for a socket.
         adapter = _WatchedAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
         self._session.mount("https://", adapter)

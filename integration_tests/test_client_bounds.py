@@ -1,8 +1,9 @@
-"""The client's bounds against a misbehaving server: silence, trickles, huge answers, outages,
+"""The client's bounds against a misbehaving server: silence, trickles, huge answers, redirects, outages,
 revoked tokens, cancellation, and `check` against a server that never answers.
 
-Everything is real HTTP on loopback, no mocks: the emulator, plus a tiny scripted server of the tests' own
-for answers the emulator does not make. Time limits asserted here are hang guards with generous margins, never
+Everything is real HTTP on loopback, no mocks: the emulator, plus two tiny servers of the tests' own, a
+capture server that counts every connection it accepts (where redirects point) and a scripted server for
+answers the emulator does not make. Time limits asserted here are hang guards with generous margins, never
 speed tests: each says "this ended by its deadline instead of running for minutes". Memory is measured
 with tracemalloc, as the peak of what Python allocated during the call.
 """
@@ -26,6 +27,7 @@ from destination_scarf.check import CHECK_RETRY, run_check
 from destination_scarf.client import ScarfClient
 from destination_scarf.errors import (
     ScarfAuthError,
+    ScarfConfigError,
     ScarfTransientError,
     SyncCancelled,
     UncertainImport,
@@ -120,6 +122,47 @@ def set_after(event: threading.Event, predicate: Callable[[], Any]) -> tuple[thr
     return thread, when
 
 
+class CaptureServer:
+    """A loopback TCP server that counts every connection it accepts and keeps every byte it receives.
+
+    It never answers: all it proves is whether anything reached it.
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.connections = 0
+        self.received = bytearray()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="capture-server", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            conn.settimeout(0.2)
+            try:
+                while chunk := conn.recv(65536):
+                    self.received += chunk
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._listener.close()
+
+
 class ScriptedServer:
     """A loopback HTTP server that reads each request's head and answers with `head`, then `body`, then
     `filler` bytes of "x" written as fast as the client reads them (until it hangs up)."""
@@ -169,6 +212,13 @@ class ScriptedServer:
         self._stop.set()
         self._thread.join(5)
         self._listener.close()
+
+
+@pytest.fixture
+def capture():
+    server = CaptureServer()
+    yield server
+    server.close()
 
 
 # ----- 1. a server that never answers --------------------------------------------------------------
@@ -312,6 +362,72 @@ def test_an_overlong_log_line_between_good_ones_is_skipped_and_the_others_kept()
     assert [e["line"] for e in entries] == [1, 2, 3]
     assert server.requests == 1
     assert peak[0] < MAX_ANSWER_BYTES, f"{peak[0] / MiB:.1f} MiB allocated for a log with a 3 MiB line"
+
+
+# ----- 4. redirects are never followed -------------------------------------------------------------
+
+REDIRECTS = [301, 302, 303, 307, 308]
+
+
+@pytest.mark.parametrize("status", REDIRECTS)
+def test_redirect_on_get_is_a_config_error_and_nothing_reaches_the_other_host(emulator, capture, status):
+    [held] = emulator.hold_slots(OWNER, 1)
+    emulator.redirect_next(1, only="import-get", status=status, location=capture.url)
+    with client_for(emulator, retry=policy(20), sleep=Sleeps()) as client, \
+            pytest.raises(ScarfConfigError) as caught:
+        client.get_import(held)
+    message = str(caught.value)
+    assert caught.value.failure_type == FailureType.config_error
+    assert f"HTTP {status}" in message and capture.url in message, message
+    assert "(the same host)" not in message
+    assert TOKEN not in message
+    assert [r.status for r in requests_of(emulator, "GET")] == [status]  # not retried either
+    assert capture.connections == 0 and not capture.received
+
+
+@pytest.mark.parametrize("status", REDIRECTS)
+def test_redirect_on_import_post_is_a_config_error_and_nothing_reaches_the_other_host(emulator, capture, status):
+    body = ndjson_gz(events(3, f"redirect-{status}"))
+    emulator.redirect_next(1, only="import-post", status=status, location=capture.url)
+    with client_for(emulator, retry=policy(20), sleep=Sleeps()) as client, \
+            pytest.raises(ScarfConfigError) as caught:
+        client.import_events(target=TO_PACKAGE, body=body, gzipped=True, safe_to_resend=True)
+    message = str(caught.value)
+    assert f"HTTP {status}" in message and capture.url in message, message
+    [post] = requests_of(emulator, "POST")
+    assert post.status == status and post.headers["Content-Encoding"] == "gzip"
+    assert post.body_bytes_len == len(body)
+    assert capture.connections == 0 and not capture.received
+    assert emulator.imports(OWNER) == []  # the emulator processed nothing either
+
+
+def test_redirect_with_a_huge_body_is_not_read(capture):
+    """A 3xx is answered like any error: only a short excerpt of its body is read, whatever its length."""
+    size = 200_000_000
+    head = (f"HTTP/1.1 302 Found\r\nLocation: {capture.url}/elsewhere\r\nContent-Type: text/html\r\n"
+            f"Content-Length: {size}\r\n\r\n").encode()
+    server = ScriptedServer(head, filler=size)
+    try:
+        client = ScarfClient(api_url=server.url, api_token=TOKEN, owner=OWNER, retry=policy(20), sleep=Sleeps())
+        with client, peak_allocation() as peak, timed() as took, pytest.raises(ScarfConfigError) as caught:
+            client.get_package(PACKAGE)
+    finally:
+        server.close()
+    assert "HTTP 302" in str(caught.value) and capture.url in str(caught.value), str(caught.value)
+    assert "/elsewhere" not in str(caught.value)
+    assert server.requests == 1
+    assert peak[0] < MAX_ANSWER_BYTES, f"{peak[0] / MiB:.1f} MiB allocated for a redirect"
+    assert took[0] < 30
+    assert capture.connections == 0
+
+
+def test_redirect_to_the_same_host_says_so(emulator):
+    emulator.redirect_next(1, only="artifact-get", status=301)  # Location: this emulator, same path
+    with client_for(emulator, retry=policy(20), sleep=Sleeps()) as client, \
+            pytest.raises(ScarfConfigError) as caught:
+        client.get_package(PACKAGE)
+    assert f"{emulator.url} (the same host)" in str(caught.value), str(caught.value)
+    assert len(requests_of(emulator, "GET")) == 1  # the redirect was not followed to the same host either
 
 
 # ----- 5. outages and flakiness --------------------------------------------------------------------
