@@ -10,7 +10,8 @@ becomes one of the connector's error types.
 - 422 is never retried here: it means "all 15 import slots are busy" and the import job waits for a
   slot with its own patience. A redirect is a configuration error naming the other host.
 - Waits between attempts wake up on cancellation (`cancelled`), which then raises `SyncCancelled`;
-  aborts are never cancellable, since they run while a cancelled sync stops.
+  aborts are never cancellable, since they run while a cancelled sync stops (so their waits are plain
+  sleeps: a wait on the cancelled event would return at once and leave no backoff between retries).
 - No message built here contains the token; error excerpts of response bodies are short and stripped
   of it just in case.
 """
@@ -52,7 +53,8 @@ class ApiCaller:
     token: str = field(repr=False)  # only to strip it from error excerpts; never in a repr or a message
     retry: RetryPolicy
     transport: Transport
-    sleep: Callable[[float], object]
+    sleep: Callable[[float], object]  # cancellable: wakes up when `cancelled` is set
+    steady_sleep: Callable[[float], object]  # for calls that are not cancellable
     cancelled: threading.Event
     clock: Callable[[], float]
     rand: Callable[[], float]
@@ -131,7 +133,9 @@ class ApiCaller:
                 )
             logger.warning("Scarf API %s %s: %s; retry %d in %.1f s (trying for %s so far)",
                            method, path, problem, attempt, wait, duration_text(elapsed))
-            self.sleep(wait)
+            # Calls that go through a cancellation (aborts) wait with a plain sleep: the cancellable wait returns
+            # at once once the sync is cancelled, which would turn their retries into a burst without backoff.
+            (self.sleep if cancellable else self.steady_sleep)(wait)
 
     def _raise_if_cancelled(self) -> None:
         if self.cancelled.is_set():
@@ -184,13 +188,21 @@ class ApiCaller:
 
 
 def _redirect_target(answer: Answer, base: str) -> str:
-    """The host a redirect points to (never its path or query, which may carry anything)."""
+    """The host a redirect points to (never its path, query or credentials, which may carry anything)."""
     location = answer.headers.get("Location") or ""
-    target = urllib.parse.urlsplit(urllib.parse.urljoin(base + "/", location))
     if not location:
         return "nowhere (no Location header)"
-    host = target.hostname or "?"
-    port = f":{target.port}" if target.port else ""
+    try:
+        target = urllib.parse.urlsplit(urllib.parse.urljoin(base + "/", location))
+        hostname, port_number = target.hostname, target.port
+    except ValueError:  # a port out of range or not a number, a broken IPv6 literal: still name the host
+        scheme, _, rest = location.partition("://")
+        hostport = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+        return f"{scheme[:20]}://{hostport[:100]} (a malformed address)" if rest else "a malformed Location header"
+    host = hostname or "?"
+    if ":" in host:  # an IPv6 literal, bracketed as in a URL
+        host = f"[{host}]"
+    port = f":{port_number}" if port_number else ""
     same = urllib.parse.urlsplit(base)
     where = f"{target.scheme}://{host}{port}"
-    return f"{where} (the same host)" if (target.hostname, target.port) == (same.hostname, same.port) else where
+    return f"{where} (the same host)" if (hostname, port_number) == (same.hostname, same.port) else where

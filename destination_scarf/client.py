@@ -142,6 +142,7 @@ class ScarfClient:
         )
         self._calls = ApiCaller(base=api_url.rstrip("/"), owner=owner, token=api_token, retry=retry,
                                 transport=self._transport, sleep=sleep if sleep is not None else cancelled.wait,
+                                steady_sleep=sleep if sleep is not None else time.sleep,
                                 cancelled=cancelled, clock=clock, rand=rand)
 
     @classmethod

@@ -421,6 +421,28 @@ def test_redirect_with_a_huge_body_is_not_read(capture):
     assert capture.connections == 0
 
 
+@pytest.mark.parametrize(
+    "location, named, hidden",
+    [
+        ("http://127.0.0.1:99999", "http://127.0.0.1:99999", []),  # a port out of range
+        ("http://evil.example:abc/x?y=1", "http://evil.example:abc", ["/x", "y=1"]),  # a port that is no number
+        ("http://[::1]:8080/v2", "http://[::1]:8080", ["/v2"]),  # an IPv6 literal, bracketed
+        ("https://user:s3cret@evil.example:8443/p?token=abc", "https://evil.example:8443", ["s3cret", "user", "abc"]),
+    ],
+    ids=["port-out-of-range", "port-not-a-number", "ipv6", "credentials-path-query"],
+)
+def test_redirect_message_names_only_the_other_host_whatever_the_location(emulator, location, named, hidden):
+    emulator.redirect_next(1, only="artifact-get", status=302, location=location)
+    with client_for(emulator, retry=policy(20), sleep=Sleeps()) as client, \
+            pytest.raises(ScarfConfigError) as caught:
+        client.get_package(PACKAGE)
+    message = str(caught.value)
+    assert f"to {named}" in message, message
+    for fragment in hidden:
+        assert fragment not in message, message
+    assert len(requests_of(emulator, "GET")) == 1
+
+
 def test_redirect_to_the_same_host_says_so(emulator):
     emulator.redirect_next(1, only="artifact-get", status=301)  # Location: this emulator, same path
     with client_for(emulator, retry=policy(20), sleep=Sleeps()) as client, \
@@ -554,6 +576,40 @@ def test_abort_is_not_cancellable(emulator):
             client.get_import(held)  # a cancellable call on the same client does stop
     assert emulator.get_import(OWNER, held)["status"] == "aborted"
     assert [r.category for r in emulator.requests] == ["abort"]
+
+
+def test_abort_while_cancelled_still_backs_off_between_retries(emulator):
+    """A cancelled sync aborts its imports with a few seconds' budget. Its cancellable wait returns at once
+    then, so without care the abort's retries would hammer a failing API with no pause at all."""
+    [held] = emulator.hold_slots(OWNER, 1)
+    emulator.fail_next(2, status=503, only="abort")
+    cancelled = threading.Event()
+    cancelled.set()
+    backoff = RetryPolicy(max_attempts=5, backoff_initial_seconds=0.2, backoff_factor=1, backoff_max_seconds=0.2,
+                          max_total_seconds=20)
+    with client_for(emulator, retry=backoff, cancelled=cancelled) as client:
+        client.abort_import(held)
+    attempts = requests_of(emulator, category="abort")
+    assert [r.status for r in attempts] == [503, 503, 204]
+    gaps = [b.received_at - a.received_at for a, b in zip(attempts, attempts[1:])]
+    assert min(gaps) >= 0.19, gaps  # each retry waited its backoff (a lower bound: no speed assumption)
+
+
+def test_abort_through_an_outage_while_cancelled_sends_a_bounded_number_of_requests(emulator):
+    [held] = emulator.hold_slots(OWNER, 1)
+    emulator.start_outage(only="abort", status=503)
+    cancelled = threading.Event()
+    cancelled.set()
+    backoff = RetryPolicy(backoff_initial_seconds=0.1, backoff_factor=2, backoff_max_seconds=0.4,
+                          max_total_seconds=60)
+    with client_for(emulator, retry=backoff, cancelled=cancelled) as client, timed() as took, \
+            pytest.raises(ScarfTransientError) as caught:
+        client.abort_import(held, budget_seconds=1.0)  # as a cancelled import job does (abort_budget_seconds)
+    assert not isinstance(caught.value, SyncCancelled)
+    assert "aborting import" in str(caught.value)
+    # 0.1 + 0.2 + 0.4 s of waits fit in 1 s: about 4 attempts, not hundreds.
+    assert len(requests_of(emulator, category="abort")) <= 6
+    assert took[0] < 1.0 + MARGIN
 
 
 # ----- 8. the budget includes the attempt in flight ------------------------------------------------
