@@ -10,10 +10,9 @@ for what Scarf or the network do, and it owns no thread: the pool (`pool.py`) ru
 it directly with a real client against the emulator and an injected clock. Every wait in it is
 bounded and wakes up at once when the sync is cancelled.
 
-What "done" means here, the core of "nothing lost": Scarf reports the import `done` AND its counts
-account for every event of the batch. Events Scarf failed are traced back to their records through
-the import's log; events it does not account for at all (a short count) are failures whose lines
-are unknown. Both follow `on_failed_events`: `fail` stops the sync, `warn` counts them as rejected.
+What "done" means, the core of "nothing lost", is in `settlement.py`: Scarf reports the import
+`done` AND its counts account for every event; failures follow `on_failed_events` (`fail` stops
+the sync, `warn` counts them as rejected).
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import logging
 import random
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -31,9 +29,7 @@ from destination_scarf.batching import Batch, LineOrigin
 from destination_scarf.client import EventImport, ScarfClient
 from destination_scarf.config import Target
 from destination_scarf.errors import (
-    FailedEvents,
     ImportFailed,
-    ImportIncomplete,
     ScarfError,
     ScarfNotFound,
     ScarfTransientError,
@@ -41,11 +37,9 @@ from destination_scarf.errors import (
     TooManyActiveImports,
 )
 from destination_scarf.retry import SlotWaitPolicy, backoff_delay, duration_text
+from destination_scarf.settlement import FailedLine, settle, shortfall
 
 logger = logging.getLogger("airbyte")
-
-#: How many failed lines to name in a message; the rest are counted.
-_SAMPLES = 5
 
 
 class Phase(enum.Enum):
@@ -99,15 +93,6 @@ class JobSettings:
     not_found_grace_seconds: float = 60.0
     #: Each abort gets this long; aborts happen on the way out, where time is short.
     abort_budget_seconds: float = 5.0
-
-
-@dataclass(frozen=True)
-class FailedLine:
-    """An event Scarf reported as failed, traced back to its record."""
-
-    kind: str  # the log entry's type, e.g. failed-to-decode, artifact-not-found
-    message: str
-    origin: LineOrigin | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,7 +172,7 @@ class ImportJob:
             except ScarfError:
                 final = None
             if final is not None and final.outcome == "done" and not final.events_failed_to_import \
-                    and not self._shortfall(final):
+                    and not shortfall(final, self.batch):
                 self.batch.delete_spool()
                 self.phase = Phase.DONE
                 return self._outcome(result=final)
@@ -315,76 +300,18 @@ class ImportJob:
     def _settle(self, final: EventImport) -> Outcome:
         """SETTLING: check Scarf's counts, trace failed events to records, apply `on_failed_events`."""
         self.phase = Phase.SETTLING
-        failed_lines: tuple[FailedLine, ...] = ()
-        if final.events_failed_to_import > 0:
-            failed_lines = tuple(self._failed_lines(final))
-        unlisted = max(0, final.events_failed_to_import - len(failed_lines))
-        shortfall = self._shortfall(final)
-        problems = self._describe_failures(final, failed_lines, unlisted, shortfall)
-        if problems:
+        # The log is read with the upload's patience: an outage here must not fail a sync whose events are in.
+        settled = settle(final, self.batch, describe_origin=self.settings.describe_origin,
+                         read_log=lambda: self.client.import_log(
+                             final.id, max_entries=self.batch.events + 1000,
+                             deadline=self.clock() + self.settings.upload_budget_seconds))
+        if settled.problems:
             if self.settings.on_failed_events == "fail":
-                error_type = FailedEvents if failed_lines and not shortfall else ImportIncomplete
-                raise _Stop(Phase.FAILED, error_type(
-                    f"{problems} No state past these records was saved. "
-                    + ("Fix the records (or the mapping) and re-run, " if failed_lines else "Re-run the sync, ")
-                    + "or set on_failed_events to warn to count such events as rejected and go on."))
-            logger.warning("%s Counted as rejected (on_failed_events: warn).", problems)
+                raise _Stop(Phase.FAILED, settled.error())
+            logger.warning("%s Counted as rejected (on_failed_events: warn).", settled.problems)
         self.batch.delete_spool()
         self.phase = Phase.DONE
-        return self._outcome(result=final, failed_lines=failed_lines, unattributed=unlisted + shortfall)
-
-    def _shortfall(self, final: EventImport) -> int:
-        """Events of the batch that Scarf's counts do not account for (neither imported nor failed)."""
-        counted = min(final.events_total,
-                      final.events_successfully_imported + final.events_failed_to_import)
-        return max(0, self.batch.events - counted)
-
-    def _failed_lines(self, final: EventImport) -> list[FailedLine]:
-        # The log is read with the upload's patience: an outage here must not fail a sync whose events are in.
-        entries = self.client.import_log(final.id, max_entries=self.batch.events + 1000,
-                                         deadline=self.clock() + self.settings.upload_budget_seconds)
-        lines: dict[int, FailedLine] = {}
-        for entry in entries:
-            line = entry.get("line")
-            if entry.get("class") != "error" or type(line) is not int or line in lines:
-                continue
-            lines[line] = FailedLine(
-                kind=str(entry.get("type") or "error")[:60],
-                message=_reason_without_values(entry.get("human_friendly_message")),
-                origin=self.batch.origin(line),
-            )
-        return list(lines.values())
-
-    def _describe_failures(self, final: EventImport, failed_lines: tuple[FailedLine, ...], unlisted: int,
-                           shortfall: int) -> str:
-        parts = []
-        if final.events_failed_to_import > 0:
-            by_kind = Counter(failed.kind for failed in failed_lines)
-            kinds = ", ".join(f"{kind}: {count}" for kind, count in by_kind.most_common())
-            samples = "; ".join(self._describe_failed(failed) for failed in failed_lines[:_SAMPLES])
-            more = len(failed_lines) - _SAMPLES
-            parts.append(
-                f"Scarf could not import {final.events_failed_to_import} of {final.events_total} events of import "
-                f"{final.id} (batch {self.batch.batch_id})"
-                + (f" [{kinds}]" if kinds else "")
-                + (f": {samples}" if samples else "")
-                + (f"; and {more} more" if more > 0 else "")
-                + ".")
-            if unlisted:
-                parts.append(f"{unlisted} failed event(s) were not listed in the import's log.")
-        if shortfall:
-            counted = self.batch.events - shortfall
-            parts.append(
-                f"Scarf counted {counted} of {self.batch.events} events of import {final.id} (batch "
-                f"{self.batch.batch_id}) although it reports the import done (events_total {final.events_total}, "
-                f"imported {final.events_successfully_imported}, failed {final.events_failed_to_import}): "
-                f"{shortfall} event(s) are not accounted for.")
-        return " ".join(parts)
-
-    def _describe_failed(self, failed: FailedLine) -> str:
-        where = self.settings.describe_origin(failed.origin) if failed.origin else "a line outside the batch"
-        reason = f" ({failed.message})" if failed.message else ""
-        return f"{where}: {failed.kind}{reason}"
+        return self._outcome(result=final, failed_lines=settled.failed_lines, unattributed=settled.unattributed)
 
     # ----- waiting and aborting ------------------------------------------------------------------
 
@@ -407,16 +334,6 @@ class ImportJob:
             self._not_aborted.append((import_id, error.message[:160]))
         finally:
             self.aborting = False
-
-
-def _reason_without_values(message: object) -> str:
-    """Scarf's message for a failed line, cut where it may start quoting the event's data.
-
-    Scarf's messages are undocumented; its own examples read "Package not found: <id>", a label, a colon,
-    then the value. Sync logs must not carry record values (IP addresses, user agents), so only the label is
-    kept. `destination-scarf import-log` shows the full messages to an operator who asks for them.
-    """
-    return str(message or "").split(":", 1)[0].strip()[:120]
 
 
 def _done_fraction(current: EventImport) -> float | None:

@@ -21,7 +21,6 @@ import orjson
 
 from destination_scarf.mapping.rules import (
     _ARTIFACT_FIELDS,
-    _SCARF_FIELD_SET,
     _STRING_FIELDS,
     SCARF_FIELDS,
     MappingConfig,
@@ -31,17 +30,15 @@ from destination_scarf.mapping.rules import (
     validate_rules,
 )
 from destination_scarf.mapping.unique_ids import UniqueIds
+from destination_scarf.mapping.variables import CustomVariables
 from destination_scarf.mapping.values import (
-    _JSON_SCALARS,
     InvalidRecord,
     _canonical_json,
     _field_text,
-    _flatten_into,
     _float_text,
     _headers_from_text,
     _headers_from_value,
     _read_path,
-    _variable_text,
 )
 from destination_scarf.timeparse import to_scarf_time
 
@@ -49,9 +46,6 @@ _dumps = orjson.dumps
 _SORTED = orjson.OPT_SORT_KEYS
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
 
-# Key classes for custom-variable handling, cached per key name (record key sets repeat across a stream).
-_CUSTOM, _SKIP, _IGNORED = 0, 1, 2
-_KEY_CACHE_LIMIT = 10_000  # streams with unbounded key names must not grow the cache forever
 _SHAPE_CACHE_LIMIT = 256  # record shapes (key tuples) remembered per stream; more are planned each time
 
 
@@ -61,6 +55,7 @@ class _ShapePlan:
 
     fields: tuple[tuple[str, tuple[str, ...]], ...]
     custom: tuple[str, ...]
+    variables: bool  # whether this shape has any custom variable to send (its custom keys, or listed fields)
     headers: bool  # whether $headers may have a value in this shape (a candidate key is there, or a path rule)
     unique_source: bool  # likewise for a mapped $unique_id source
 
@@ -169,17 +164,11 @@ class EventMapper:
                 self.sources[field] = "not sent: the import target names the artifact"
 
     def _compile_custom_variables(self, sources: dict[str, _Source], config: MappingConfig) -> None:
-        self._custom_mode = config.custom_variables
-        # Every key a Scarf field uses, including unused convention keys and the artifact fields' sources in
-        # single-target mode: none of them is a custom variable.
-        self._consumed = frozenset(key for source in sources.values() for key in source.consumed)
-        # Only dotted paths matter inside nested objects; usually there are none, which skips the check entirely.
-        self._consumed_nested = frozenset(key for key in self._consumed if "." in key)
-        self._key_class: dict[str, int] = {}
+        self.variables = CustomVariables(
+            mode=config.custom_variables, listed=config.custom_variable_fields,
+            consumed=(key for source in sources.values() for key in source.consumed))
+        self.ignored_fields = self.variables.ignored_fields
         self._plans: dict[tuple[Any, ...], _ShapePlan] = {}
-        self._listed = tuple(
-            (path, tuple(path.split(".")) if "." in path else ()) for path in config.custom_variable_fields
-        )
 
     # per record
 
@@ -232,9 +221,7 @@ class EventMapper:
                 material.append("the primary key " + ", ".join(".".join(p) for p in self.ids.pk_paths))
             material.append("a hash of the event's content, numbered for repeats")
             parts.append("$unique_id <- " + ", else ".join(material))
-        variables = {"all": "every other field", "listed": ", ".join(p for p, _ in self._listed) or "none listed",
-                     "none": "none"}[self._custom_mode]
-        parts.append(f"custom variables: {variables}")
+        parts.append(f"custom variables: {self.variables.describe()}")
         return "; ".join(parts)
 
     def _event(self, data: dict) -> tuple[dict[str, Any], _ShapePlan]:
@@ -253,10 +240,8 @@ class EventMapper:
             event["$headers"] = headers
         if self._need_artifact and "$package" not in event and "$tracking_pixel" not in event:
             raise InvalidRecord("$package", _R_NO_ARTIFACT)
-        if plan.custom:
-            self._put_custom_variables(data, event, plan)
-        elif self._custom_mode == "listed":
-            self._put_listed_variables(data, event)
+        if plan.variables:
+            self.variables.put(data, event, plan.custom)
         return event, plan
 
     def _event_time(self, data: Mapping[str, Any]) -> str:
@@ -304,27 +289,6 @@ class EventMapper:
         value = self._read_headers_value(data)
         return [] if value is None else _headers_from_value(value)
 
-    def _put_custom_variables(self, data: Mapping[str, Any], event: dict[str, Any], plan: _ShapePlan) -> None:
-        if self._custom_mode == "listed":
-            self._put_listed_variables(data, event)
-        for key in plan.custom:
-            value = data[key]
-            if value is None:
-                continue
-            value_type = type(value)
-            if value_type is str:
-                event[key] = value
-            elif value_type is int:  # bool is not: it is spelled the JSON way below
-                event[key] = str(value)
-            elif value_type is float:
-                event[key] = _float_text(value)
-            elif value_type is dict:
-                _flatten_into(event, key, value, self._consumed_nested)
-            elif value_type in _JSON_SCALARS or not isinstance(value, Mapping):  # ABC checks are slow
-                event[key] = _variable_text(value)
-            else:
-                _flatten_into(event, key, value, self._consumed_nested)
-
     def _plan_for(self, shape: tuple[Any, ...]) -> _ShapePlan:
         """Work out, once per record shape (its key names, in order), which keys feed which field.
 
@@ -335,42 +299,14 @@ class EventMapper:
         fields = tuple(
             (field, found) for field, keys in self._keyed if (found := tuple(k for k in keys if k in present))
         )
-        kinds = [(key, self._key_class.get(key)) for key in shape]
-        kinds = [(key, kind if kind is not None else self._classify_key(key)) for key, kind in kinds]
-        self.ignored_fields.update(key for key, kind in kinds if kind == _IGNORED)
-        custom = tuple(key for key, kind in kinds if kind == _CUSTOM) if self._custom_mode == "all" else ()
+        custom = self.variables.keys_of(shape)
         plan = _ShapePlan(
             fields=fields,
             custom=custom,
+            variables=bool(custom) or self.variables.mode == "listed",
             headers=self._headers_keys is None or any(k in present for k in self._headers_keys),
             unique_source=self._unique_keys is None or any(k in present for k in self._unique_keys),
         )
         if len(self._plans) < _SHAPE_CACHE_LIMIT:
             self._plans[shape] = plan
         return plan
-
-    def _put_listed_variables(self, data: Mapping[str, Any], event: dict[str, Any]) -> None:
-        """Listed fields are sent as listed, even if a Scarf field also uses them: the user asked for them."""
-        for name, path in self._listed:
-            value = _read_path(data, name, path) if path else data.get(name)
-            if value is None:
-                continue
-            if type(value) is str:
-                event[name] = value
-            elif isinstance(value, Mapping):
-                _flatten_into(event, name, value, frozenset())
-            else:
-                event[name] = _variable_text(value)
-
-    def _classify_key(self, key: Any) -> int:
-        """Custom variable, skipped, or an ignored `$` key; cached, since a stream repeats its key names."""
-        if not isinstance(key, str) or key in self._consumed or key.startswith("_airbyte_"):
-            kind = _SKIP
-        elif key.startswith("$"):
-            # A Scarf field's own key that a rule overrides is dropped silently: the user chose another source.
-            kind = _SKIP if key in _SCARF_FIELD_SET else _IGNORED
-        else:
-            kind = _CUSTOM
-        if len(self._key_class) < _KEY_CACHE_LIMIT:
-            self._key_class[key] = kind
-        return kind
