@@ -17,10 +17,16 @@ setup(
         "requests>=2.31",
         "jsonschema>=4.17",
         "orjson>=3.9",  # comes with airbyte-cdk; listed because the hot path uses it directly
+        # The optional S3 store of rejected records (object_storage_config). Imported only when one is
+        # configured, but shipped in the image so that users can configure one. 1.36 is the first
+        # release with the request_checksum_calculation setting the store relies on.
+        "boto3>=1.36",
     ],
     extras_require={
         # The emulator and the test suite live in this repo and are not shipped in the image.
-        "tests": ["pytest>=8", "pyyaml>=6"],
+        # moto's server mode is the real S3-compatible server the dead-letter store is tested against;
+        # ruff and mypy are the linters, locked with the rest so that everyone runs the same versions.
+        "tests": ["pytest>=8", "pyyaml>=6", "moto[server]>=5", "ruff>=0.6", "mypy>=1.10"],
     },
     entry_points={"console_scripts": ["destination-scarf=destination_scarf.run:run"]},
 )
