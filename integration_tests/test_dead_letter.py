@@ -1,0 +1,503 @@
+"""The S3 dead-letter store against a real S3-compatible server: moto's server mode, on loopback.
+
+Every S3 call goes over HTTP through boto3 to the server, which this module starts once on an ephemeral
+port. Access-denied cases turn on the server's own IAM checks (moto's /moto-api/reset-auth) for the test
+that needs them, and turn them off again.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import copy
+import gzip
+import json
+import logging
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from typing import Any
+
+import boto3
+import orjson
+import pytest
+from airbyte_cdk.models import ConnectorSpecificationSerializer
+from airbyte_cdk.test.standard_tests._spec_lint import assert_spec_is_valid
+from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets
+from moto.server import ThreadedMotoServer
+
+from destination_scarf.dead_letter import (
+    SPEC_FRAGMENT,
+    S3DeadLetterStore,
+    S3Settings,
+    S3Timeouts,
+    new_sync_id,
+    parse_object_storage,
+    probe,
+)
+from destination_scarf.errors import ScarfConfigError, ScarfError, ScarfTransientError
+from support import ROOT
+
+KEY_ID = "AKIAFAKEKEYID0123456"
+SECRET = "fake/Secret+Access+Key0123456789abcdefXYZ"
+#: Short bounds, so the failure tests take about a second each.
+FAST = S3Timeouts(connect_seconds=0.5, read_seconds=0.5, max_attempts=2)
+
+
+@pytest.fixture(autouse=True)
+def isolated_aws_environment(monkeypatch):
+    """No credentials, config files or instance metadata from this machine: only what a test sets."""
+    for name in list(__import__("os").environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+
+
+@pytest.fixture(scope="module")
+def server_url():
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3(server_url):
+    """A plain boto3 client for setting up buckets and reading back what the store wrote."""
+    return boto3.client("s3", endpoint_url=server_url, region_name="us-east-1",
+                        aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET)
+
+
+_buckets = iter(range(10_000))
+
+
+@pytest.fixture
+def bucket(s3):
+    name = f"rejects-{next(_buckets)}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def settings_for(server_url: str, bucket: str, **overrides) -> S3Settings:
+    values: dict[str, Any] = dict(bucket=bucket, region="us-east-1", bucket_path="team/scarf", endpoint=server_url,
+                  access_key_id=KEY_ID, secret_access_key=SECRET)
+    values.update(overrides)
+    return S3Settings(**values)
+
+
+def keys(s3, bucket: str, prefix: str = "") -> list[str]:
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def body(s3, bucket: str, key: str) -> bytes:
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def line(n: int, pad: int = 0) -> bytes:
+    return orjson.dumps({"n": n, "reason": "x" * pad, "message": {"type": "RECORD", "record": {"data": {"n": n}}}})
+
+
+def assert_no_credentials(error: BaseException) -> None:
+    texts = [str(error)]
+    if isinstance(error, ScarfError):
+        texts += [error.message or "", error.internal_message or ""]
+    for text in texts:
+        assert KEY_ID not in text and SECRET not in text, text
+
+
+# --- the store ------------------------------------------------------------------------------------
+
+
+def test_the_module_imports_boto3_only_when_a_store_is_created():
+    """boto3 is needed only when a store is configured; importing and parsing work without it.
+
+    (airbyte-cdk's requests-cache imports boto3 on its own whenever it is installed, so the check blocks
+    boto3 in a subprocess rather than looking for it in sys.modules of a normal import.)
+    """
+    tree = ast.parse((ROOT / "destination_scarf" / "dead_letter.py").read_text())
+    top_level = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    names = [alias.name for node in top_level for alias in node.names] + [
+        node.module or "" for node in top_level if isinstance(node, ast.ImportFrom)]
+    assert not [name for name in names if name.split(".")[0] in ("boto3", "botocore")]
+    code = """
+import sys
+for name in ("boto3", "botocore", "s3transfer"):
+    sys.modules[name] = None  # any import of them fails
+from destination_scarf.dead_letter import S3DeadLetterStore, S3Settings, parse_object_storage
+from destination_scarf.errors import ScarfConfigError
+assert parse_object_storage({"storage_type": "None"}) == (None, [])
+settings, problems = parse_object_storage({"storage_type": "S3", "s3_bucket_name": "b", "bucket_path": "p"})
+assert problems == [] and settings is not None
+try:
+    S3DeadLetterStore(settings, "sync")
+except ScarfConfigError as error:
+    print(error.message)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "needs the boto3 package" in result.stdout
+
+
+def test_lines_become_one_ndjson_object_per_batch_under_the_sync_folder(server_url, s3, bucket):
+    settings = settings_for(server_url, bucket)
+    lines = [line(n) for n in range(5)]
+    with S3DeadLetterStore(settings, "20260611T010203Z-ab12cd34") as store:
+        for item in lines:
+            store.add(item)
+        assert keys(s3, bucket) == []  # buffered until the batch is full, or flushed
+    assert store.location == f"s3://{bucket}/team/scarf/destination-scarf/20260611T010203Z-ab12cd34/"
+    key = "team/scarf/destination-scarf/20260611T010203Z-ab12cd34/rejected-00001.jsonl"
+    assert keys(s3, bucket) == [key] == store.keys_written
+    assert body(s3, bucket, key) == b"".join(item + b"\n" for item in lines)
+    assert s3.head_object(Bucket=bucket, Key=key)["ContentType"] == "application/x-ndjson"
+    assert store.lines_written == 5
+
+
+def test_a_batch_is_written_when_the_buffer_reaches_its_size(server_url, s3, bucket):
+    lines = [line(n, pad=30) for n in range(10)]  # about 90 bytes each
+    store = S3DeadLetterStore(settings_for(server_url, bucket, bucket_path=""), "sync-1", batch_bytes=250)
+    for item in lines:
+        store.add(item)
+    written = keys(s3, bucket)
+    assert written == ["destination-scarf/sync-1/rejected-00001.jsonl", "destination-scarf/sync-1/rejected-00002.jsonl",
+                       "destination-scarf/sync-1/rejected-00003.jsonl"]
+    for key in written:  # whole lines only, and a batch closes as soon as it reaches the size
+        content = body(s3, bucket, key)
+        assert content.endswith(b"\n") and 250 <= len(content) < 250 + len(lines[0]) + 1
+    store.close()
+    written = keys(s3, bucket)
+    assert written[-1] == "destination-scarf/sync-1/rejected-00004.jsonl"
+    assert b"".join(body(s3, bucket, key) for key in written) == b"".join(item + b"\n" for item in lines)
+    assert store.lines_written == 10
+
+
+def test_flush_writes_what_is_buffered_and_close_is_final(server_url, s3, bucket):
+    store = S3DeadLetterStore(settings_for(server_url, bucket), "sync-2")
+    store.flush()  # nothing buffered: no empty object
+    assert keys(s3, bucket) == []
+    store.add(line(1) + b"\n")  # a trailing newline is kept single
+    store.flush()
+    store.add(line(2))
+    store.close()
+    store.close()
+    assert [body(s3, bucket, key) for key in keys(s3, bucket)] == [line(1) + b"\n", line(2) + b"\n"]
+    with pytest.raises(ValueError):
+        store.add(line(3))
+    with pytest.raises(ValueError):
+        S3DeadLetterStore(settings_for(server_url, bucket), "sync-3").add(b'{"a":1}\n{"b":2}')
+
+
+def test_gzip_objects_are_named_jsonl_gz(server_url, s3, bucket):
+    with S3DeadLetterStore(settings_for(server_url, bucket, gzip=True), "sync-gz") as store:
+        store.add(line(1))
+        store.add(line(2))
+    [key] = keys(s3, bucket)
+    assert key.endswith("/sync-gz/rejected-00001.jsonl.gz")
+    assert gzip.decompress(body(s3, bucket, key)) == line(1) + b"\n" + line(2) + b"\n"
+
+
+def test_lines_added_from_many_threads_are_all_written(server_url, s3, bucket):
+    store = S3DeadLetterStore(settings_for(server_url, bucket), "sync-threads", batch_bytes=2000)
+
+    def add_many(start: int) -> None:
+        for n in range(start, start + 50):
+            store.add(line(n))
+
+    threads = [threading.Thread(target=add_many, args=(i * 1000,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store.close()
+    seen = [orjson.loads(row)["n"] for key in keys(s3, bucket) for row in body(s3, bucket, key).splitlines()]
+    assert sorted(seen) == sorted(n for i in range(4) for n in range(i * 1000, i * 1000 + 50))
+    assert store.lines_written == 200
+
+
+def test_a_missing_bucket_is_a_config_error_and_the_lines_are_kept(server_url, s3):
+    store = S3DeadLetterStore(settings_for(server_url, "no-such-bucket-here"), "sync-4")
+    store.add(line(1))
+    with pytest.raises(ScarfConfigError) as raised:
+        store.flush()
+    message = raised.value.message
+    assert "no-such-bucket-here" in message and "does not exist" in message and "s3_bucket_name" in message
+    assert "s3://no-such-bucket-here/team/scarf/destination-scarf/sync-4/rejected-00001.jsonl" in message
+    assert_no_credentials(raised.value)
+    # Nothing was dropped: once the bucket exists, the same part is written with the same line.
+    s3.create_bucket(Bucket="no-such-bucket-here")
+    store.close()
+    assert keys(s3, "no-such-bucket-here") == ["team/scarf/destination-scarf/sync-4/rejected-00001.jsonl"]
+    assert body(s3, "no-such-bucket-here", store.keys_written[0]) == line(1) + b"\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_endpoint_that_is_down_is_a_transient_error_within_bounded_time():
+    url = f"http://127.0.0.1:{_free_port()}"
+    store = S3DeadLetterStore(settings_for(url, "bucket"), "sync-5", timeouts=FAST)
+    store.add(line(1))
+    started = time.monotonic()
+    with pytest.raises(ScarfTransientError) as raised:
+        store.close()
+    assert time.monotonic() - started < 6
+    assert "cannot connect to " + url in raised.value.message and "s3://bucket/" in raised.value.message
+    assert_no_credentials(raised.value)
+
+
+def test_an_endpoint_that_never_answers_times_out_within_bounded_time():
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(ScarfTransientError) as raised:
+            probe(settings_for(url, "bucket"), timeouts=FAST)
+        assert time.monotonic() - started < 6
+    assert "did not answer in time" in raised.value.message
+    assert_no_credentials(raised.value)
+
+
+# --- probe (check) --------------------------------------------------------------------------------
+
+
+def test_probe_writes_and_deletes_a_check_object(server_url, s3, bucket):
+    key = probe(settings_for(server_url, bucket))
+    assert key.startswith("team/scarf/destination-scarf/_check_test-") and key.endswith(".jsonl")
+    assert keys(s3, bucket) == []
+
+
+def test_probe_of_a_missing_bucket_fails_in_seconds(server_url):
+    started = time.monotonic()
+    with pytest.raises(ScarfConfigError) as raised:
+        probe(settings_for(server_url, "missing-bucket"))
+    assert time.monotonic() - started < 5
+    assert "missing-bucket does not exist" in raised.value.message
+    assert_no_credentials(raised.value)
+
+
+@pytest.fixture(scope="module")
+def iam(server_url):
+    return boto3.client("iam", endpoint_url=server_url, region_name="us-east-1",
+                        aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET)
+
+
+def allow(*actions: str) -> str:
+    return json.dumps({"Version": "2012-10-17",
+                       "Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}]})
+
+
+def new_user_key(iam, *actions: str) -> tuple[str, str]:
+    """A user of the server's IAM allowed only `actions`: its access key ID and secret."""
+    user = f"user-{next(_buckets)}"
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName="only", PolicyDocument=allow(*actions))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
+@contextlib.contextmanager
+def auth_checks(server_url: str):
+    """The server checks every request's signature and IAM policy while inside (moto's reset-auth)."""
+
+    def set_auth(after_requests: str) -> None:
+        request = urllib.request.Request(f"{server_url}/moto-api/reset-auth", data=after_requests.encode(),
+                                         method="POST", headers={"Content-Type": "text/plain"})
+        urllib.request.urlopen(request, timeout=5).read()
+
+    set_auth("0")
+    try:
+        yield
+    finally:
+        set_auth("inf")
+
+
+def test_access_denied_and_unknown_or_wrong_keys_are_config_errors_without_the_keys(server_url, bucket, iam):
+    reader_key, reader_secret = new_user_key(iam, "s3:GetObject", "s3:ListBucket")
+    cases = [
+        ((reader_key, reader_secret), "AccessDenied", "s3:PutObject under team/scarf/destination-scarf/"),
+        ((KEY_ID, SECRET), "InvalidAccessKeyId", "check access_key_id"),
+        ((reader_key, SECRET), "SignatureDoesNotMatch", "check secret_access_key"),
+    ]
+    with auth_checks(server_url):
+        for (key_id, secret), code, hint in cases:
+            settings = settings_for(server_url, bucket, access_key_id=key_id, secret_access_key=secret)
+            with pytest.raises(ScarfConfigError) as raised:
+                probe(settings)
+            message = raised.value.message
+            assert f"({code}" in message and hint in message and bucket in message, message
+            for text in (message, raised.value.internal_message, str(raised.value)):
+                assert secret not in text and key_id not in text and reader_secret not in text, text
+
+
+def test_a_probe_that_may_write_but_not_delete_fails_naming_the_permission(server_url, s3, bucket, iam):
+    writer = new_user_key(iam, "s3:PutObject")
+    with auth_checks(server_url), pytest.raises(ScarfConfigError) as raised:
+        probe(settings_for(server_url, bucket, access_key_id=writer[0], secret_access_key=writer[1]))
+    assert "Could not delete the check object" in raised.value.message
+    assert "s3:DeleteObject" in raised.value.message
+
+
+def test_role_arn_is_assumed_with_the_environment_credentials(server_url, s3, bucket, iam, monkeypatch):
+    """As in the bulk CDK: the environment's credentials (Airbyte Cloud's) may only assume the role, and
+    only the role may write, so the write succeeds only if S3 is called with the role's credentials."""
+    boot_key, boot_secret = new_user_key(iam, "sts:AssumeRole")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]})
+    role = iam.create_role(RoleName=f"writer-{next(_buckets)}", AssumeRolePolicyDocument=trust)["Role"]
+    iam.put_role_policy(RoleName=role["RoleName"], PolicyName="write", PolicyDocument=allow("s3:PutObject"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", boot_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", boot_secret)
+    monkeypatch.setenv("AWS_ASSUME_ROLE_EXTERNAL_ID", "workspace-1234")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", server_url)  # botocore's own setting, for the role's STS calls
+    settings = settings_for(server_url, bucket, access_key_id=None, secret_access_key=None, role_arn=role["Arn"])
+    with auth_checks(server_url):
+        with S3DeadLetterStore(settings, "sync-role") as store:
+            store.add(line(1))
+        # The environment's credentials alone may not write.
+        with pytest.raises(ScarfConfigError, match=r"\(AccessDenied"):
+            with S3DeadLetterStore(settings_for(server_url, bucket, access_key_id=boot_key,
+                                                secret_access_key=boot_secret), "sync-boot") as direct:
+                direct.add(line(2))
+    assert keys(s3, bucket) == ["team/scarf/destination-scarf/sync-role/rejected-00001.jsonl"]
+
+
+def test_role_arn_without_environment_credentials_is_a_config_error(server_url, bucket):
+    settings = settings_for(server_url, bucket, access_key_id=None, secret_access_key=None,
+                            role_arn="arn:aws:iam::123456789012:role/scarf-rejects")
+    with pytest.raises(ScarfConfigError, match="no AWS credentials to assume it with"):
+        probe(settings)
+
+
+def test_no_credentials_at_all_is_a_config_error(server_url, bucket):
+    with pytest.raises(ScarfConfigError, match="no AWS credentials were found"):
+        probe(settings_for(server_url, bucket, access_key_id=None, secret_access_key=None))
+
+
+def test_sync_ids_sort_by_start_time_and_never_repeat():
+    import datetime
+
+    moment = datetime.datetime(2026, 6, 11, 1, 2, 3, tzinfo=datetime.timezone.utc)
+    ids = {new_sync_id(now=moment) for _ in range(100)}
+    assert len(ids) == 100 and all(i.startswith("20260611T010203Z-") for i in ids)
+    assert new_sync_id(airbyte_sync_id=42, now=moment).startswith("20260611T010203Z-sync42-")
+    assert new_sync_id(airbyte_sync_id="../x", now=moment).count("-") == 1  # unsafe ids are left out
+
+
+# --- parse_object_storage and the spec fragment ---------------------------------------------------
+
+S3_MINIMAL = {"storage_type": "S3", "s3_bucket_name": "my-bucket", "s3_bucket_region": "", "bucket_path": ""}
+
+
+@pytest.mark.parametrize("raw", [None, {}, {"storage_type": "None"}, {"storage_type": "None", "s3_bucket_name": "x"}])
+def test_no_store(raw):
+    assert parse_object_storage(raw) == (None, [])
+
+
+def test_a_full_s3_config_is_parsed():
+    settings, problems = parse_object_storage({
+        "storage_type": "S3", "s3_bucket_name": " my_legacy.Bucket ", "s3_bucket_region": "eu-west-1",
+        "bucket_path": "/airbyte//rejects/", "s3_endpoint": "http://127.0.0.1:9000/", "access_key_id": KEY_ID,
+        "secret_access_key": SECRET, "format": {"format_type": "JSONL", "flattening": "No flattening"},
+        "compression": {"compression_type": "GZIP"},
+    })
+    assert problems == []
+    assert settings == S3Settings(bucket="my_legacy.Bucket", region="eu-west-1", bucket_path="airbyte/rejects",
+                                  endpoint="http://127.0.0.1:9000", access_key_id=KEY_ID,
+                                  secret_access_key=SECRET, gzip=True)
+    assert settings.describe() == "s3://my_legacy.Bucket/airbyte/rejects/destination-scarf/"
+    assert KEY_ID not in repr(settings) and SECRET not in repr(settings)
+    assert parse_object_storage(S3_MINIMAL) == (S3Settings(bucket="my-bucket"), [])
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"s3_bucket_name": None}, "object_storage_config.s3_bucket_name is required"),
+    ({"s3_bucket_name": "  "}, "object_storage_config.s3_bucket_name is required"),
+    ({"s3_bucket_name": 7}, "object_storage_config.s3_bucket_name must be text"),
+    ({"s3_bucket_name": "s3://my-bucket/rejects"}, "object_storage_config.s3_bucket_name must be the bucket's name "
+                                                   "alone, without s3:// or a path: put the folder in bucket_path"),
+    ({"s3_bucket_name": "my bucket"}, "object_storage_config.s3_bucket_name must be a bucket name: letters, digits, "
+                                      "'.', '_' or '-'"),
+    ({"s3_bucket_region": "Europe (Paris)"}, "object_storage_config.s3_bucket_region must be a region code such as "
+                                             "us-east-1, or empty"),
+    ({"s3_endpoint": "localhost:9000"}, "object_storage_config.s3_endpoint must be an http(s) URL such as "
+                                        "http://localhost:9000"),
+    ({"s3_endpoint": "https://user:pw@minio.local"}, "object_storage_config.s3_endpoint must not carry credentials, "
+                                                      "a query or a fragment"),
+    ({"s3_endpoint": "https://minio.local/bucket"}, "object_storage_config.s3_endpoint must be the server's URL "
+                                                     "without a path; put the folder in bucket_path"),
+    ({"bucket_path": "a/../b"}, "object_storage_config.bucket_path must be a folder path such as rejects/scarf, "
+                                "without '.', '..' or control characters"),
+    ({"bucket_path": ["a"]}, "object_storage_config.bucket_path must be text"),
+    ({"access_key_id": KEY_ID}, "object_storage_config.secret_access_key is required with access_key_id"),
+    ({"secret_access_key": SECRET}, "object_storage_config.access_key_id is required with secret_access_key"),
+    ({"access_key_id": KEY_ID, "secret_access_key": SECRET + "\u200b"},
+     "object_storage_config.secret_access_key has a space, line break or character outside ASCII inside it: copy "
+     "it again, without anything around it"),
+    ({"role_arn": "my-role"}, "object_storage_config.role_arn must be an IAM role ARN such as "
+                              "arn:aws:iam::123456789012:role/name"),
+    ({"role_arn": "arn:aws:iam::123456789012:role/r", "access_key_id": KEY_ID, "secret_access_key": SECRET},
+     "object_storage_config: give either access_key_id and secret_access_key, or role_arn, not both"),
+    ({"format": {"format_type": "CSV", "flattening": "No flattening"}},
+     "object_storage_config.format.format_type must be JSONL"),
+    ({"format": {"format_type": "JSONL", "flattening": "Root level flattening"}},
+     "object_storage_config.format.flattening must be No flattening: rejected records keep their Airbyte message "
+     "as received"),
+    ({"compression": {"compression_type": "ZSTD"}},
+     "object_storage_config.compression.compression_type must be No Compression or GZIP"),
+    ({"path_format": "{sync_id}/{namespace}/{stream_name}/"},
+     "object_storage_config.path_format is not supported: objects are written under "
+     "<bucket_path>/destination-scarf/<sync>/rejected-<part>.jsonl"),
+])
+def test_each_problem_names_the_field_and_never_the_secret(changes, expected):
+    settings, problems = parse_object_storage({**S3_MINIMAL, **changes})
+    assert settings is None
+    assert problems == [expected]
+    assert not any(SECRET in problem or KEY_ID in problem for problem in problems)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("S3", "object_storage_config must be an object with storage_type None or S3"),
+    ({"storage_type": "GCS"}, "object_storage_config.storage_type must be None or S3"),
+    ({"s3_bucket_name": "b"}, "object_storage_config.storage_type must be None or S3"),
+])
+def test_the_storage_type_must_be_none_or_s3(raw, expected):
+    assert parse_object_storage(raw) == (None, [expected])
+
+
+def test_every_problem_is_reported_at_once():
+    _, problems = parse_object_storage({"storage_type": "S3", "s3_bucket_region": "?", "access_key_id": KEY_ID})
+    assert len(problems) == 3
+
+
+def test_the_spec_fragment_has_the_bulk_cdk_names_and_passes_the_cdk_spec_lint():
+    none, s3_variant = SPEC_FRAGMENT["oneOf"]
+    assert none["properties"]["storage_type"]["enum"] == ["None"]
+    assert s3_variant["properties"]["storage_type"]["enum"] == ["S3"]
+    assert set(s3_variant["properties"]) == {
+        "storage_type", "access_key_id", "secret_access_key", "role_arn", "s3_bucket_name", "s3_bucket_region",
+        "s3_endpoint", "bucket_path", "format", "compression",
+    }
+    spec = orjson.loads((ROOT / "spec.json").read_bytes())
+    spec["connectionSpecification"]["properties"]["object_storage_config"] = copy.deepcopy(SPEC_FRAGMENT)
+    assert_spec_is_valid(ConnectorSpecificationSerializer.load(spec), connector_name="destination-scarf")
+    # The CDK's log filter finds both keys through the oneOf, so they are masked wherever they would be printed.
+    config = {"api_token": "t" * 12, "object_storage_config": {**S3_MINIMAL, "access_key_id": KEY_ID,
+                                                               "secret_access_key": SECRET}}
+    assert {KEY_ID, SECRET} <= set(get_secrets(spec["connectionSpecification"], config))
+    # Every config the parser accepts is valid against the fragment's own schema.
+    import jsonschema
+
+    jsonschema.validate(S3_MINIMAL, SPEC_FRAGMENT)
+    jsonschema.validate({"storage_type": "None"}, SPEC_FRAGMENT)
