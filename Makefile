@@ -15,7 +15,7 @@ LOCK_PLATFORM := x86_64-unknown-linux-gnu
 UV_VERSION := 0.13.9
 LOCK_VENV := .venv-lock
 
-.PHONY: install test unit integration demo bench pyairbyte-demo lock clean
+.PHONY: install lint test unit integration demo bench pyairbyte-demo lock clean
 
 # The venv is made anew (--clear) whenever a lock or the package metadata changes, so it holds the
 # locked versions and nothing left over from an earlier install. The package goes in without its
@@ -25,6 +25,7 @@ $(STAMP): setup.py pyproject.toml $(LOCK) $(TESTS_LOCK)
 	@$(PYTHON) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(0 if v == "$(LOCK_PYTHON)" else \
 		f"$(TESTS_LOCK) is resolved for Python $(LOCK_PYTHON), and $(PYTHON) is Python {v}: run make with PYTHON=python$(LOCK_PYTHON)")'
 	$(PYTHON) -m venv --clear $(VENV)
+	rm -rf destination_scarf.egg-info  # a stale one in the tree would shadow the installed metadata
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r $(TESTS_LOCK)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@$(BIN)/python -m pip check --disable-pip-version-check >/dev/null || { $(BIN)/python -m pip check; \
@@ -33,7 +34,12 @@ $(STAMP): setup.py pyproject.toml $(LOCK) $(TESTS_LOCK)
 
 install: $(STAMP)
 
-test: install
+# ruff and mypy with the project's rule sets (pyproject.toml); part of `make test`, so CI runs it too.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: install lint
 	$(BIN)/python -m pytest -q unit_tests integration_tests
 
 unit: install

@@ -4,19 +4,20 @@ messages and echoes states: the ceiling of any destination that uses the CDK's o
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from airbyte_cdk.destinations import Destination
 from airbyte_cdk.models import AirbyteConnectionStatus, AirbyteMessage, ConfiguredAirbyteCatalog, Status, Type
 
 
 class BaselineDestination(Destination):
-    def spec(self, logger):  # noqa: ANN001 - the CDK's signature
+    def spec(self, logger):
         from airbyte_cdk.models import ConnectorSpecification
 
         return ConnectorSpecification(connectionSpecification={"type": "object"})
 
-    def check(self, logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:  # noqa: ANN001
+    def check(self, logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         return AirbyteConnectionStatus(status=Status.SUCCEEDED)
 
     def write(self, config: Mapping[str, Any], configured_catalog: ConfiguredAirbyteCatalog,

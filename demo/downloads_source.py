@@ -15,7 +15,8 @@ from __future__ import annotations
 import datetime
 import random
 import sys
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from airbyte_cdk.entrypoint import launch
 from airbyte_cdk.models import ConnectorSpecification, SyncMode
@@ -80,14 +81,14 @@ class AccessLog(Stream):
 
 
 class DownloadsSource(AbstractSource):
-    def check_connection(self, logger, config) -> tuple[bool, Any]:  # noqa: ANN001 - the CDK's signature
+    def check_connection(self, logger, config) -> tuple[bool, Any]:
         return True, None
 
     def streams(self, config: Mapping[str, Any]) -> list[Stream]:
         return [Downloads(int(config.get("count", 100)), config["package_id"]),
                 AccessLog(int(config.get("log_lines", 100)))]
 
-    def spec(self, logger) -> ConnectorSpecification:  # noqa: ANN001
+    def spec(self, logger) -> ConnectorSpecification:
         return ConnectorSpecification(connectionSpecification={
             "type": "object", "required": ["package_id"],
             "properties": {"package_id": {"type": "string"}, "count": {"type": "integer", "default": 100},

@@ -52,7 +52,8 @@ def sample_input(records: int) -> str:
         name = rng.choice(list(PACKAGES))
         row = {"download_id": n, "downloaded_at": when, "package_id": PACKAGES[name], "package_name": name,
                "client_ip": f"198.51.100.{rng.randint(1, 254)}", "user_agent": rng.choice(USER_AGENTS),
-               "version": f"2.{rng.randint(0, 4)}.{rng.randint(0, 9)}", "geo": {"country": rng.choice("NL DE US BR IN".split())}}
+               "version": f"2.{rng.randint(0, 4)}.{rng.randint(0, 9)}",
+               "geo": {"country": rng.choice(["NL", "DE", "US", "BR", "IN"])}}
         lines.append({"type": "RECORD", "record": {"stream": "downloads", "data": row, "emitted_at": 0}})
         if n % 250 == 0:
             lines.append({"type": "STATE", "state": {"type": "STREAM", "id": n, "stream": {
@@ -75,7 +76,8 @@ def main() -> None:
             ],
             "batch_max_events": 400, "max_concurrent_imports": 3,
         }
-        catalog = {"streams": [{"stream": {"name": "downloads", "json_schema": {}, "supported_sync_modes": ["incremental"]},
+        catalog = {"streams": [{"stream": {"name": "downloads", "json_schema": {},
+                                           "supported_sync_modes": ["incremental"]},
                                 "sync_mode": "incremental", "destination_sync_mode": "append_dedup",
                                 "primary_key": [["download_id"]]}]}
         (OUT / "config.json").write_text(json.dumps(config, indent=2))
@@ -84,13 +86,13 @@ def main() -> None:
 
         check = subprocess.run(connector() + ["check", "--config", str(OUT / "config.json")],
                                capture_output=True, text=True, check=True)
-        status = [json.loads(l) for l in check.stdout.splitlines() if '"CONNECTION_STATUS"' in l][0]
+        status = next(json.loads(line) for line in check.stdout.splitlines() if '"CONNECTION_STATUS"' in line)
         print(f"check: {status['connectionStatus']['status']}")
 
         with open(OUT / "input.jsonl", "rb") as stdin, open(OUT / "output.jsonl", "wb") as stdout:
             write = subprocess.run(connector() + ["write", "--config", str(OUT / "config.json"),
                                                   "--catalog", str(OUT / "catalog.json")], stdin=stdin, stdout=stdout)
-        output = [json.loads(l) for l in (OUT / "output.jsonl").read_text().splitlines() if l.strip()]
+        output = [json.loads(line) for line in (OUT / "output.jsonl").read_text().splitlines() if line.strip()]
         states = [m for m in output if m["type"] == "STATE"]
         summary = [m["log"]["message"] for m in output if m["type"] == "LOG" and "Sync summary" in m["log"]["message"]]
         print(f"write: exit code {write.returncode}, {len(states)} states echoed, last: "

@@ -13,7 +13,8 @@ import os
 import select
 import sys
 import threading
-from typing import IO, Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
 
 import orjson
 from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
@@ -87,7 +88,7 @@ class AirbyteLogHandler(logging.Handler):
                 "type": "LOG",
                 "log": {"level": _LEVELS.get(record.levelno, "INFO"), "message": text},
             })
-        except Exception:  # noqa: BLE001 - logging must never break a sync
+        except Exception:
             self.handleError(record)
 
 

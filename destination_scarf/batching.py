@@ -51,7 +51,7 @@ class BatchBuilder:
         self._max_events = max_events
         self._max_bytes = max_bytes
         self.path = spool_dir / f"batch-{batch_id:06d}.ndjson.gz"
-        self._file = open(self.path, "wb")
+        self._file = open(self.path, "wb")  # noqa: SIM115 - open for the batch's life; closed in _finish/discard
         self._zlib = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
         self._executor = compressor
         self._pending: deque[Future] = deque()
@@ -103,7 +103,7 @@ class BatchBuilder:
         self.wire_bytes += len(tail)
         self._file.close()
 
-    def close(self) -> "Batch":
+    def close(self) -> Batch:
         """Finish the gzip stream and hand the batch over for upload."""
         self._flush()
         self._pending.append(self._executor.submit(self._finish))

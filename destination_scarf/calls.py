@@ -21,9 +21,9 @@ from __future__ import annotations
 import logging
 import threading
 import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from destination_scarf.errors import (
     ScarfAuthError,

@@ -6,8 +6,9 @@ Read raw (not through the CDK's dataclasses) so that fields the CDK does not mod
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from destination_scarf.errors import ScarfConfigError
 

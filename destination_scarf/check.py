@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from airbyte_cdk.models import AirbyteConnectionStatus, Status
 
@@ -23,7 +24,8 @@ from destination_scarf.retry import RetryPolicy
 CHECK_RETRY = RetryPolicy(max_attempts=3, backoff_initial_seconds=0.5, max_total_seconds=10.0)
 
 
-def run_check(raw_config: Mapping[str, Any], *, logger: logging.Logger, retry: RetryPolicy = CHECK_RETRY) -> AirbyteConnectionStatus:
+def run_check(raw_config: Mapping[str, Any], *, logger: logging.Logger,
+              retry: RetryPolicy = CHECK_RETRY) -> AirbyteConnectionStatus:
     """Validate the config, then ask the API about token, owner, target and free import slots."""
     try:
         config = parse_config(raw_config)

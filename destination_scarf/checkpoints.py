@@ -22,8 +22,9 @@ counted since the previous state of the same scope. No threads, no HTTP: it is p
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, MutableMapping
+from typing import Any
 
 #: Scope of a GLOBAL or LEGACY state: it covers every stream.
 GLOBAL = -1

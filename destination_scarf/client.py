@@ -11,9 +11,10 @@ import random
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import orjson
 import requests
@@ -76,7 +77,7 @@ class EventImport:
         return "running"
 
     @classmethod
-    def from_json(cls, data: Any) -> "EventImport":
+    def from_json(cls, data: Any) -> EventImport:
         if not isinstance(data, Mapping) or not isinstance(data.get("id"), str):
             raise ScarfTransientError("Scarf answered with an import that has no id; the API may have changed.")
         status = data.get("status")
@@ -122,7 +123,7 @@ class ScarfClient:
         api_url: str,
         api_token: str,
         owner: str,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - a frozen value: sharing it is safe
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         exchange_timeout: float = 300.0,
@@ -146,7 +147,7 @@ class ScarfClient:
                                 cancelled=cancelled, clock=clock, rand=rand)
 
     @classmethod
-    def from_config(cls, config: ScarfConfig, **kwargs: Any) -> "ScarfClient":
+    def from_config(cls, config: ScarfConfig, **kwargs: Any) -> ScarfClient:
         """The client a sync (or an operator command) uses for `config`; keyword arguments tune it."""
         return cls(api_url=config.api_url, api_token=config.api_token, owner=config.owner, **kwargs)
 
@@ -161,7 +162,7 @@ class ScarfClient:
     def close(self) -> None:
         self._transport.close()
 
-    def __enter__(self) -> "ScarfClient":
+    def __enter__(self) -> ScarfClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -11,8 +11,9 @@ import datetime
 import ipaddress
 import re
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import orjson
 
@@ -80,7 +81,7 @@ class ScarfConfig:
     gzip_level: int = 6
 
 
-def load_config_file(path: str) -> Mapping[str, Any]:
+def load_config_file(path: str) -> dict[str, Any]:
     """The config file's JSON object; an unreadable file is a config error the user can fix.
 
     Shared by the Airbyte commands (which turn the error into a TRACE) and the operator commands

@@ -38,8 +38,9 @@ import re
 import secrets
 import threading
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from destination_scarf.errors import ScarfConfigError, ScarfError, ScarfTransientError
 

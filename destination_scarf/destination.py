@@ -11,12 +11,14 @@ import argparse
 import logging
 import sys
 import threading
+from collections.abc import Iterable, Mapping, MutableMapping
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Iterable, List, Mapping
+from typing import Any
 
 import orjson
 from airbyte_cdk.destinations import Destination
+from airbyte_cdk.exception_handler import init_uncaught_exception_handler
 from airbyte_cdk.models import (
     AirbyteConnectionStatus,
     AirbyteMessage,
@@ -25,7 +27,6 @@ from airbyte_cdk.models import (
     ConfiguredAirbyteCatalogSerializer,
     Type,
 )
-from airbyte_cdk.exception_handler import init_uncaught_exception_handler
 from airbyte_cdk.utils.airbyte_secrets_utils import add_to_secrets, get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
@@ -50,10 +51,10 @@ class DestinationScarf(Destination):
         return run_check(config, logger=logger)
 
     @staticmethod
-    def read_config(config_path: str) -> Mapping[str, Any]:
+    def read_config(config_path: str) -> MutableMapping[str, Any]:
         return load_config_file(config_path)
 
-    def parse_args(self, args: List[str]) -> argparse.Namespace:
+    def parse_args(self, args: list[str]) -> argparse.Namespace:
         """The CDK's commands (spec, check, write), plus `discover` and the operator commands."""
         parser = argparse.ArgumentParser(prog="destination-scarf")
         commands = parser.add_subparsers(title="commands", dest="command", required=True)
@@ -68,7 +69,7 @@ class DestinationScarf(Destination):
         operator_cli.add_parsers(commands)
         return parser.parse_args(args)
 
-    def run(self, args: List[str]) -> None:
+    def run(self, args: list[str]) -> None:
         # As the CDK's own run() does: an uncaught error leaves as a TRACE message, never a bare traceback.
         init_uncaught_exception_handler(logger)
         parsed = self.parse_args(args)
@@ -87,8 +88,9 @@ class DestinationScarf(Destination):
         install_log_handler(output)
         try:
             self._run_write_command(config_path=parsed.config, catalog_path=parsed.catalog, output=output)
-        except Exception as error:  # noqa: BLE001 - every failure leaves as one TRACE message and exit 1
-            traced = error if isinstance(error, AirbyteTracedException) else AirbyteTracedException.from_exception(error)
+        except Exception as error:
+            traced = (error if isinstance(error, AirbyteTracedException)
+                      else AirbyteTracedException.from_exception(error))
             logger.error("%s", traced, exc_info=not isinstance(error, AirbyteTracedException))
             # Sanitized: the CDK's secret filter runs over the message, the internal message and the stack trace.
             output.emit(AirbyteMessageSerializer.dump(traced.as_sanitized_airbyte_message()))

@@ -22,6 +22,7 @@ class ScarfError(AirbyteTracedException):
     """Base of the connector's errors: `message` is for the user, `internal_message` for the logs."""
 
     failure: FailureType = FailureType.system_error
+    message: str  # always set (the CDK's base class allows None)
 
     def __init__(self, message: str, *, internal: str | None = None, cause: BaseException | None = None):
         super().__init__(

@@ -22,8 +22,8 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from destination_scarf.batching import Batch, LineOrigin
 from destination_scarf.client import EventImport, ScarfClient

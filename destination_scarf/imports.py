@@ -16,8 +16,8 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from destination_scarf.batching import Batch, LineOrigin
 from destination_scarf.client import ScarfClient

@@ -10,8 +10,9 @@ resources: the spool folder and the gzip thread, taken in `open()` and released 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from destination_scarf.batching import Batch, BatchBuilder, LineOrigin
 from destination_scarf.catalog import StreamIndex, StreamInfo

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Callable, Iterable, Mapping, TextIO
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TextIO
 
 import orjson
 
@@ -152,4 +153,5 @@ def _abort(client: ScarfClient, args: argparse.Namespace, out: TextIO) -> None:
 def _table(rows: Iterable[tuple[str, ...]]) -> str:
     rows = list(rows)
     widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
-    return "".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() + "\n" for row in rows)
+    return "".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip() + "\n"
+                   for row in rows)

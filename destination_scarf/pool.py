@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Callable, Generic, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
 
 R = TypeVar("R", covariant=True)
 
@@ -22,7 +23,7 @@ class Job(Protocol[R]):
     def run(self) -> R: ...
 
 
-J = TypeVar("J", bound=Job)  # type: ignore[type-arg]
+J = TypeVar("J", bound=Job)
 
 
 class PoolStopped(Exception):
@@ -112,7 +113,7 @@ class WorkerPool(Generic[J]):
                 self._cond.notify_all()  # a queue place is free: wake a blocked submit
             try:
                 result: object = job.run()
-            except BaseException as error:  # noqa: BLE001 - handed to the main thread, which decides
+            except BaseException as error:
                 result = error
             with self._cond:
                 self._running.remove(job)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 
@@ -67,6 +68,7 @@ class InputReader:
     def _lines(self, lines: list[bytes]) -> None:
         """The hot loop: the common case read inline, anything else through `_line`, which says what it is."""
         loads, find, add_record = _LOADS, self._index.find, self._add_record
+        record: Any
         for line in lines:
             self.line_no += 1
             try:
@@ -147,7 +149,8 @@ class InputReader:
         self._add_state(exact, line)
 
     def _warn_unknown_stream(self, record: dict) -> None:
-        name = f"{record.get('namespace')}.{record.get('stream')}" if record.get("namespace") else str(record.get("stream"))
+        namespace, stream = record.get("namespace"), record.get("stream")
+        name = f"{namespace}.{stream}" if namespace else str(stream)
         if name not in self._warned_streams:
             self._warned_streams.add(name)
             logger.warning("Ignoring records of stream '%s': it is not in the configured catalog.", name)

@@ -17,8 +17,8 @@ import email.utils
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 Rand = Callable[[], float]
 
@@ -61,7 +61,7 @@ class RetryPolicy:
         if self.backoff_initial_seconds < 0 or self.backoff_max_seconds < 0 or self.max_total_seconds < 0:
             raise ValueError("backoff and budget must not be negative")
 
-    def with_budget(self, seconds: float, *, unlimited_attempts: bool = True) -> "RetryPolicy":
+    def with_budget(self, seconds: float, *, unlimited_attempts: bool = True) -> RetryPolicy:
         """The same backoff with another time budget (and, by default, no attempt limit)."""
         return replace(self, max_total_seconds=seconds,
                        max_attempts=None if unlimited_attempts else self.max_attempts)

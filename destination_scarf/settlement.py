@@ -9,8 +9,9 @@ lines are unknown. Both follow `on_failed_events` (applied by the import job).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from destination_scarf.batching import Batch, LineOrigin
 from destination_scarf.client import EventImport

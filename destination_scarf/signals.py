@@ -30,7 +30,7 @@ class CancelOnSignals:
         self.received: list[str] = []
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "CancelOnSignals":
+    def __enter__(self) -> CancelOnSignals:
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._write_fd, False)
         self._watcher = threading.Thread(target=self._watch, name="scarf-signals", daemon=True)

@@ -7,7 +7,8 @@ per-stream warnings at the end), and progress at most every `interval` seconds.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # for the annotations only
     from destination_scarf.catalog import StreamInfo
@@ -33,7 +34,7 @@ class SyncLog:
     def plan(self) -> None:
         """Once at the start: where each Scarf field of each stream comes from (what to look at when a
         mapping is wrong)."""
-        for stream, mapper in zip(self._streams, self._mappers):
+        for stream, mapper in zip(self._streams, self._mappers, strict=True):
             logger.info("Stream '%s' maps to Scarf as: %s", stream.label, mapper.describe_plan())
 
     def progress(self, *, records: int, pipeline: ImportPipeline, checkpoints: Checkpoints) -> None:
@@ -74,7 +75,7 @@ class SyncLog:
 
     def _warn_repeated_content(self) -> None:
         """Once per stream, at the end: how many records repeated another record's content (numbered ids)."""
-        for stream, mapper in zip(self._streams, self._mappers):
+        for stream, mapper in zip(self._streams, self._mappers, strict=True):
             if mapper.repeated:
                 logger.warning(
                     "Stream '%s': %d record(s) had the same content as an earlier record between the same two "

@@ -137,7 +137,7 @@ def to_scarf_time(value: object) -> tuple[_dt.datetime, str]:
     which saves the ~1 µs `isoformat` costs on every record.
     """
     if type(value) is str:
-        split = _fast_split(value)  # type: ignore[arg-type]
+        split = _fast_split(value)
         if split is not None:
             body, zone = split
             if zone in _UTC_ZONES:
@@ -234,7 +234,7 @@ def _parse_text_slow(text: str) -> _dt.datetime:
 
 
 def _from_iso_match(match: re.Match[str]) -> _dt.datetime:
-    year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
+    year, month, day, hour, minute, second, fraction, _zulu, sign, off_h, off_m = match.groups()
     if fraction:
         # Truncate to microseconds: pad or cut to exactly six digits.
         microsecond = int((fraction + "00000")[:6])

@@ -5,9 +5,11 @@
 
 For each input chunk (raw stdin bytes; b"" means "no input for a while") the reader hands each
 RECORD and STATE to `Ingest` (ingest.py: what happens to each message); then the writer closes an
-aged batch, settles finished imports and yields every state that is now safe. Which states are safe is decided by `Checkpoints` alone; this module only
-tells it what happened. On every way out that is not the end of the input, the states that are
-already safe are yielded first, then the error is raised, so a re-run starts from there:
+aged batch, settles finished imports and yields every state that is now safe. Which states are
+safe is decided by `Checkpoints` alone; this module and `Ingest` only tell it what happened.
+
+On every way out that is not the end of the input, the states that are already safe are yielded
+first, then the error is raised, so a re-run starts from there:
 
 - bad input under `on_invalid_record: fail`: the records before it are imported first;
 - a fatal import error (revoked token, failed import, ...): queued batches are dropped, the running
@@ -22,8 +24,9 @@ import datetime
 import logging
 import threading
 import time
+from collections.abc import Callable, Generator, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, MutableMapping
+from typing import Any
 
 from destination_scarf.batching import Batch
 from destination_scarf.catalog import StreamInfo
@@ -90,7 +93,7 @@ class Writer:
 
     # ----- the generator ---------------------------------------------------------------------------
 
-    def write(self, chunks: Iterable[bytes]) -> Iterator[MutableMapping[str, Any]]:
+    def write(self, chunks: Iterable[bytes]) -> Generator[MutableMapping[str, Any], None, None]:
         """Consume input chunks; yield each state message once it is safe.
 
         Its resources (spool folder, threads, the rejected-records file) are taken when iteration
@@ -102,7 +105,7 @@ class Writer:
         try:
             yield from self._run(chunks)
             ok = True
-        except Exception as error:  # noqa: BLE001 - every failure: echo the safe states first, then raise
+        except Exception as error:
             yield from self._stop_after(error)
             raise
         finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from support import *  # noqa: F401,F403  (re-exported: tests may import builders from either module)
+from support import *  # noqa: F403  (re-exported: tests may import builders from either module)
 from support import new_emulator
 
 

@@ -9,20 +9,20 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import orjson
 from packaging.utils import canonicalize_name
 
+from destination_scarf.catalog import parse_catalog
 from destination_scarf.client import ScarfClient
 from destination_scarf.config import parse_config
 from destination_scarf.import_job import PollPolicy
-from destination_scarf.retry import SlotWaitPolicy
-from destination_scarf.retry import RetryPolicy
+from destination_scarf.retry import RetryPolicy, SlotWaitPolicy
 from destination_scarf.writer import Writer, WriterTuning
-from destination_scarf.catalog import parse_catalog
 from scarf_emulator import ScarfEmulator
 
 TOKEN = "test-token-5b7c0d"

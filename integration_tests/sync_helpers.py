@@ -11,7 +11,8 @@ import queue
 import subprocess
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import orjson
 
@@ -39,7 +40,7 @@ class Background:
         def run() -> None:
             try:
                 self.result = action()
-            except BaseException as error:  # noqa: BLE001 - handed to the test thread
+            except BaseException as error:
                 self.error = error
 
         self._thread = threading.Thread(target=run, daemon=True)
@@ -85,7 +86,7 @@ def drain(states_out: list, generator: Iterator) -> BaseException | None:
     try:
         for state in generator:
             states_out.append(state)
-    except Exception as error:  # noqa: BLE001 - returned for the test to assert on
+    except Exception as error:
         return error
     return None
 

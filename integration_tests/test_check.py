@@ -11,10 +11,11 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import requests
@@ -203,7 +204,7 @@ def test_check_answers_quickly_when_the_api_is_unreachable(check_runs):
 @pytest.mark.parametrize("scenario", ["wrong-token", "no-access", "unknown-owner", "unknown-package"])
 def test_check_does_not_retry_answers_that_retrying_cannot_fix(check_runs, scenario):
     statuses = [r.status for r in check_runs[scenario].emulator.requests]
-    assert len(statuses) == len(set(r.path for r in check_runs[scenario].emulator.requests))
+    assert len(statuses) == len({r.path for r in check_runs[scenario].emulator.requests})
     assert statuses[-1] in (403, 404)
 
 

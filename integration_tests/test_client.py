@@ -13,8 +13,9 @@ import logging
 import socket
 import traceback
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 import pytest

@@ -10,15 +10,17 @@ with tracemalloc, as the peak of what Python allocated during the call.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import socket
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from airbyte_cdk.models import FailureType, Status
@@ -143,7 +145,7 @@ class CaptureServer:
         while not self._stop.is_set():
             try:
                 conn, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -182,7 +184,7 @@ class ScriptedServer:
         while not self._stop.is_set():
             try:
                 conn, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -591,7 +593,7 @@ def test_abort_while_cancelled_still_backs_off_between_retries(emulator):
         client.abort_import(held)
     attempts = requests_of(emulator, category="abort")
     assert [r.status for r in attempts] == [503, 503, 204]
-    gaps = [b.received_at - a.received_at for a, b in zip(attempts, attempts[1:])]
+    gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(attempts)]
     assert min(gaps) >= 0.19, gaps  # each retry waited its backoff (a lower bound: no speed assumption)
 
 

@@ -212,7 +212,7 @@ def test_transcription_agrees_with_the_installed_protocol_dataclasses():
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     }
     assert set(definitions["DestinationCatalog"]["properties"]) == {f.name for f in dataclasses.fields(DestinationCatalog)}
-    assert PROTOCOL_DESTINATION_SYNC_MODES == [mode.value for mode in DestinationSyncMode]
+    assert [mode.value for mode in DestinationSyncMode] == PROTOCOL_DESTINATION_SYNC_MODES
     assert set(PROTOCOL_MESSAGE_TYPES) <= {t.value for t in Type}
 
     # And the transcription can fail: it is not a schema that accepts anything.

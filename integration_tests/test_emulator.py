@@ -9,19 +9,20 @@ deadline, never by fixed sleeps (except where a test must show that nothing chan
 from __future__ import annotations
 
 import gzip
-from http.client import HTTPConnection
 import json
 import selectors
 import signal
 import socket
 import subprocess
-import threading
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
+from http.client import HTTPConnection
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pytest
 import requests
@@ -383,7 +384,7 @@ def test_per_line_results_counts_samples_and_log(emu, http):
         event(_tracking_pixel="px-nope"),                                       # 10 unknown pixel
         event(custom="no artifact"),                                            # 11 no artifact
         event(_package="pkg-1", _version=3),                                    # 12 $-field not a string
-        '{"$time": "%s", "$package": "pkg-1", "x": NaN}' % iso(),               # 13 NaN is not JSON
+        '{"$time": "%s", "$package": "pkg-1", "x": NaN}' % iso(),  # noqa: UP031 - 13 NaN is not JSON
     ]
     created = post_import(http, emu, ndjson(lines), path=f"/v2/{OWNER}/import").json()
     assert created["events_total"] == 12

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib.metadata
 import re
 import sys
-import tomllib
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -47,7 +47,7 @@ def requirement_closure(name: str, extras: frozenset[str] = frozenset()) -> dict
             try:
                 version = importlib.metadata.version(required)
             except importlib.metadata.PackageNotFoundError:
-                raise AssertionError(f"{current} requires {requirement}, which is not installed: run make lock")
+                raise AssertionError(f"{current} requires {requirement}, which is not installed: run make lock") from None
             assert requirement.specifier.contains(version, prereleases=True), (
                 f"{current} requires {requirement}, and {version} is installed: run make lock")
             found[required] = version
@@ -65,7 +65,7 @@ def test_every_entry_is_an_exact_pin_with_sha256_hashes():
 
 def test_the_locks_are_resolved_for_the_python_running_the_suite():
     """The image's Python (3.11 in the base image) is the one CI runs and the one both locks are for."""
-    running = "%d.%d" % sys.version_info[:2]
+    running = "{}.{}".format(*sys.version_info[:2])
     assert RUNTIME.python_version == TESTS.python_version == running
 
 

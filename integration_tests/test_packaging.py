@@ -33,7 +33,7 @@ from airbyte_cdk.models.connector_metadata import ConnectorLanguage, MetadataFil
 from packaging.utils import canonicalize_name
 
 from destination_scarf.config import DEFAULT_API_URL
-from support import OWNER, PACKAGE, TOKEN, ROOT, messages_of, parse_lock
+from support import OWNER, PACKAGE, ROOT, TOKEN, messages_of, parse_lock
 
 SPEC = orjson.loads((ROOT / "spec.json").read_bytes())
 ENTRYPOINT_NAME = "destination-scarf"

@@ -13,7 +13,8 @@ import dataclasses
 import logging
 import signal
 import tracemalloc
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import orjson
 import pytest

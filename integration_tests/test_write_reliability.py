@@ -49,6 +49,7 @@ from support import (
 )
 from sync_helpers import (
     STREAM,
+    WAIT_SECONDS,
     Background,
     Until,
     assert_everything_once,
@@ -56,11 +57,9 @@ from sync_helpers import (
     drain,
     input_states,
     our_imports,
-    requests_of,
     script,
     state_ids,
     stats,
-    WAIT_SECONDS,
 )
 
 
@@ -314,7 +313,7 @@ def test_a_404_that_lasts_past_the_grace_fails_naming_the_import(emulator):
     writer = Writer(config=parse_config(make_config(emulator)), streams=parse_catalog(catalog(STREAM)),
                     client=fast_client(emulator), tuning=tuning)
 
-    states, error = run(writer, downloads_with_states(10, every=10))
+    _, error = run(writer, downloads_with_states(10, every=10))
 
     emulator.clear_faults()
     assert isinstance(error, ImportFailed), error
@@ -407,7 +406,7 @@ def test_a_hanging_abort_does_not_hold_the_exit_and_is_reported(emulator):
     items = [*downloads_with_states(10, every=10),
              Until(lambda: our_imports(emulator), "the import", then=cancelled.set)]
 
-    states, error = run(writer, script(items))
+    _, error = run(writer, script(items))
 
     emulator.release_silenced()
     assert isinstance(error, SyncCancelled), error
@@ -482,7 +481,7 @@ def test_rejected_records_are_kept_verbatim_in_a_private_file(emulator, tmp_path
     messages = [*lines(downloads_with_states(3, every=3)), bad + b"\n"]
     config = make_config(emulator, on_invalid_record="skip", rejected_records_path=str(path))
 
-    states, error = run(make_writer(emulator, config, catalog(STREAM)), messages)
+    _, error = run(make_writer(emulator, config, catalog(STREAM)), messages)
 
     assert error is None
     assert path.stat().st_mode & 0o777 == 0o600
@@ -528,7 +527,7 @@ def test_progress_and_errors_never_log_record_values(emulator, caplog):
     emulator.flaky(every=2, status=503)
     secret = "203.0.113.99"
     messages = [record(STREAM, download(n, remote_address=secret)) for n in range(20)] + [stream_state(STREAM, 20)]
-    states, error = run(make_writer(emulator, make_config(emulator), catalog(STREAM)), messages)
+    _, error = run(make_writer(emulator, make_config(emulator), catalog(STREAM)), messages)
     assert error is None
     assert secret not in caplog.text and TOKEN not in caplog.text
 

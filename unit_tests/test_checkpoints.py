@@ -7,7 +7,8 @@ and settled, states received) and decides which states leave.
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 

@@ -109,5 +109,5 @@ def test_bad_field_mappings_are_reported():
 
 
 def test_listed_custom_variables_need_field_names():
-    with pytest.raises(ScarfConfigError, match="custom_variables.fields"):
+    with pytest.raises(ScarfConfigError, match=r"custom_variables\.fields"):
         parse_config(base(custom_variables={"mode": "listed", "fields": [""]}))

@@ -670,7 +670,7 @@ class Generated:
         self.data: dict[str, Any] = {}
         self.violations: set[str] = set()
 
-    def build(self) -> "Generated":
+    def build(self) -> Generated:
         self._time()
         self._artifact()
         for name in ("version", "type", "remote_address", "user_agent", "domain", "referrer", "unique_id"):

@@ -14,8 +14,9 @@ nulls dropped, values as text. `$` keys that are not Scarf fields are dropped an
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import orjson
 
@@ -30,7 +31,6 @@ from destination_scarf.mapping.rules import (
     validate_rules,
 )
 from destination_scarf.mapping.unique_ids import UniqueIds
-from destination_scarf.mapping.variables import CustomVariables
 from destination_scarf.mapping.values import (
     InvalidRecord,
     _canonical_json,
@@ -40,6 +40,7 @@ from destination_scarf.mapping.values import (
     _headers_from_value,
     _read_path,
 )
+from destination_scarf.mapping.variables import CustomVariables
 from destination_scarf.timeparse import to_scarf_time
 
 _dumps = orjson.dumps
@@ -96,7 +97,7 @@ def _window_text(window: _dt.timedelta) -> str:
     seconds = int(window.total_seconds())
     if window.microseconds or not seconds:
         return f"{window.total_seconds():g} seconds"  # sub-second windows: not useful, but say something true
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):  # noqa: B007 - used after
         if seconds % size == 0:
             break
     count = seconds // size
@@ -232,6 +233,7 @@ class EventMapper:
         if plan is None:
             plan = self._plan_for(shape)
         self._put_string_fields(data, event, plan)
+        headers: list[dict[str, str]] | None
         if self._headers_constant is not None:
             headers = [dict(header) for header in self._headers_constant]  # a copy: events must not share state
         else:

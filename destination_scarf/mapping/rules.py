@@ -16,8 +16,9 @@ source field is consumed: the field's own "$" key is then dropped silently, and 
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from destination_scarf.mapping.values import InvalidRecord, _headers_from_text, _read_path
 from destination_scarf.timeparse import parse_event_time

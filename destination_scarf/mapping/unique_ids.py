@@ -10,7 +10,8 @@ salted per process), and the prefixes keep the same material in two streams, or 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import orjson
 

@@ -7,7 +7,8 @@ agents) and errors end up in logs. `InvalidRecord` names the field and a reason 
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import orjson
 
@@ -120,7 +121,7 @@ def _field_text(field: str, value: object) -> str:
     if isinstance(value, str):
         return str(value)
     if type(value) is float:
-        return _float_text(value)  # type: ignore[arg-type]
+        return _float_text(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     raise InvalidRecord(field, f"expected a string, got {_type_name(value)}")

@@ -7,7 +7,8 @@ names or dotted paths) as listed, even if a Scarf field also uses them; mode "no
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from destination_scarf.mapping.rules import _SCARF_FIELD_SET
 from destination_scarf.mapping.values import _JSON_SCALARS, _flatten_into, _float_text, _read_path, _variable_text
