@@ -15,7 +15,7 @@ LOCK_PLATFORM := x86_64-unknown-linux-gnu
 UV_VERSION := 0.13.9
 LOCK_VENV := .venv-lock
 
-.PHONY: install lint test unit integration demo bench pyairbyte-demo lock clean
+.PHONY: install lint spec test unit integration demo bench pyairbyte-demo lock clean
 
 # The venv is made anew (--clear) whenever a lock or the package metadata changes, so it holds the
 # locked versions and nothing left over from an earlier install. The package goes in without its
@@ -33,6 +33,10 @@ $(STAMP): setup.py pyproject.toml $(LOCK) $(TESTS_LOCK)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# spec.json is generated from the options table (destination_scarf/options.py); a test keeps them equal.
+spec: install
+	$(BIN)/python -m destination_scarf.options > destination_scarf/spec.json
 
 # ruff and mypy with the project's rule sets (pyproject.toml); part of `make test`, so CI runs it too.
 lint: install

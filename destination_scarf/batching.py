@@ -8,6 +8,7 @@ line), which is how a failed line in Scarf's import log is traced back to a reco
 
 from __future__ import annotations
 
+import gzip
 import os
 import time
 import zlib
@@ -156,6 +157,19 @@ class Batch:
             record_position=self.record_positions[index],
             input_line=self.input_lines[index],
         )
+
+    def read_lines(self, numbers: set[int]) -> dict[int, bytes]:
+        """Lines `numbers` (1-based) of the batch as sent, read back from the spool file (for failed events)."""
+        found: dict[int, bytes] = {}
+        if not numbers:
+            return found
+        with gzip.open(self.path, "rb") as body:
+            for number, line in enumerate(body, start=1):
+                if number in numbers:
+                    found[number] = line.rstrip(b"\n")
+                    if len(found) == len(numbers):
+                        break
+        return found
 
     def delete_spool(self) -> None:
         _unlink(self.path)

@@ -16,6 +16,7 @@ from destination_scarf.config import (
     ScarfConfig,
     parse_config,
 )
+from destination_scarf.dead_letter import probe
 from destination_scarf.errors import ScarfConfigError, ScarfError
 from destination_scarf.rejects import rejects_path_problem
 from destination_scarf.retry import RetryPolicy
@@ -32,6 +33,8 @@ def run_check(raw_config: Mapping[str, Any], *, logger: logging.Logger,
         problem = rejects_path_problem(config.rejected_records_path) if config.rejected_records_path else None
         if problem:
             raise ScarfConfigError(f"The destination's configuration is not valid: {problem}.")
+        if config.dead_letter is not None:
+            probe(config.dead_letter)  # a wrong bucket, region or credential fails here, in seconds
         with ScarfClient.from_config(config, retry=retry, read_timeout=10.0, exchange_timeout=10.0) as client:
             busy = _probe(client, config)
     except ScarfError as error:

@@ -145,6 +145,11 @@ class Checkpoints:
         index = self._find_stream(descriptor.get("namespace"), descriptor.get("name"))
         return UNKNOWN_STREAM if index is None else index
 
+    @property
+    def any_ready(self) -> bool:
+        """Whether `ready()` would yield at least one state."""
+        return bool(self._pending) and not self._pending[0].waiting_on
+
     def ready(self) -> Iterator[MutableMapping[str, Any]]:
         """Pop, in order, the states whose batches are all settled, with destinationStats attached."""
         while self._pending and not self._pending[0].waiting_on:

@@ -1,35 +1,51 @@
 """The connector's configuration: parsed and validated once, then passed around as typed, frozen values.
 
-`parse_config` collects every problem it finds and raises one `ScarfConfigError` that lists them all,
-so a user fixes their config in one round instead of one error per sync attempt. Nothing here
-touches the network; `check` does that.
+The options themselves (names, defaults, bounds, help) are declared once, in `options.py`; this module
+turns a raw config into a `ScarfConfig`. `parse_config` collects every problem it finds and raises one
+`ScarfConfigError` that lists them all, so a user fixes their config in one round instead of one error
+per sync attempt. Unknown keys are refused, naming the closest option (a typo such as `field_mapping`
+would otherwise be ignored in silence). Nothing here touches the network; `check` does that.
 """
 
 from __future__ import annotations
 
 import datetime
+import difflib
 import ipaddress
 import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast, get_args
 
 import orjson
 
+from destination_scarf.dead_letter import S3Settings, parse_object_storage
 from destination_scarf.errors import ScarfConfigError
 from destination_scarf.mapping import SCARF_FIELDS, FieldRule, MappingConfig, validate_rules
+from destination_scarf.options import (
+    BY_KEY,
+    DEFAULT_API_URL,
+    OWNER_REGEX,
+    SCARF_MAX_ACTIVE_IMPORTS,
+    UUID_REGEX,
+    CustomVariablesMode,
+    OnFailedEvents,
+    OnInvalidRecord,
+)
 
-DEFAULT_API_URL = "https://api.scarf.sh"
-#: Scarf's documented per-account limit on active imports.
-SCARF_MAX_ACTIVE_IMPORTS = 15
+__all__ = ["DEFAULT_API_URL", "SCARF_MAX_ACTIVE_IMPORTS", "ScarfConfig", "Target", "load_config_file", "parse_config"]
 
-OWNER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-UUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+OWNER_PATTERN = re.compile(OWNER_REGEX)
+UUID_PATTERN = re.compile(UUID_REGEX)
 
 TARGET_MULTI_ARTIFACT = "multi_artifact"
 TARGET_PACKAGE = "package"
 TARGET_TRACKING_PIXEL = "tracking_pixel"
+
+
+def _default(key: str) -> Any:
+    return BY_KEY[key].default
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,9 +71,9 @@ class BatchLimits:
     15 minutes while data flows, and a state can only be echoed once its batch is imported.
     """
 
-    max_events: int = 20_000
-    max_bytes: int = 64 * 1024 * 1024
-    max_age_seconds: float = 300.0
+    max_events: int = _default("batch_max_events")
+    max_bytes: int = _default("batch_max_megabytes") * 1024 * 1024
+    max_age_seconds: float = float(_default("batch_max_age_seconds"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,13 +86,14 @@ class ScarfConfig:
     target: Target = Target(kind=TARGET_MULTI_ARTIFACT)
     mapping: MappingConfig = MappingConfig()
     batch: BatchLimits = BatchLimits()
-    max_concurrent_imports: int = 4
-    on_invalid_record: str = "fail"
+    max_concurrent_imports: int = _default("max_concurrent_imports")
+    on_invalid_record: OnInvalidRecord = _default("on_invalid_record")
     rejected_records_path: str | None = None
-    on_failed_events: str = "fail"
-    import_timeout_seconds: float = 120 * 60.0
-    slot_wait_seconds: float = 60 * 60.0
-    upload_retry_seconds: float = 15 * 60.0
+    dead_letter: S3Settings | None = None
+    on_failed_events: OnFailedEvents = _default("on_failed_events")
+    import_timeout_seconds: float = 60.0 * _default("import_timeout_minutes")
+    slot_wait_seconds: float = 60.0 * _default("slot_wait_minutes")
+    upload_retry_seconds: float = 60.0 * _default("upload_retry_minutes")
     #: Not a user option: level 6 keeps wire bytes small at a CPU cost the benchmark tracks.
     gzip_level: int = 6
 
@@ -133,26 +150,39 @@ class _Problems:
     def add(self, text: str) -> None:
         self.items.append(text)
 
-    def integer(self, raw: Mapping[str, Any], key: str, default: int, *, low: int, high: int) -> int:
+    def integer(self, raw: Mapping[str, Any], key: str) -> int:
+        """An integer option, with the default, bounds and message its declaration gives."""
+        option = BY_KEY[key]
+        default, low, high = option.default, option.minimum, option.maximum
         value = raw.get(key, default)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
             self.add(f"{key} must be a whole number between {low} and {high}")
             return default
-        if not low <= value <= high:
+        if not low <= value <= high:  # type: ignore[operator]
             self.add(f"{key} must be between {low} and {high} (got {value})")
             return default
         return value
 
-    def choice(self, raw: Mapping[str, Any], key: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = raw.get(key, default)
+    def choice(self, raw: Mapping[str, Any], key: str) -> str:
+        option = BY_KEY[key]
+        value = raw.get(key, option.default)
         if value is None:
-            return default
-        if value not in allowed:
-            self.add(f"{key} must be one of {', '.join(allowed)}")
-            return default
+            return option.default
+        if value not in option.choices:
+            self.add(f"{key} must be one of {', '.join(option.choices)}")
+            return option.default
         return value
+
+    def unknown_keys(self, raw: Mapping[str, Any]) -> None:
+        """Refuse keys no option has: a typo would otherwise be ignored, and its setting silently lost."""
+        for key in raw:
+            if key in BY_KEY:
+                continue
+            close = difflib.get_close_matches(str(key), BY_KEY, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else " (see `destination-scarf spec` for the options)"
+            self.add(f"unknown option {str(key)[:60]!r}{hint}")
 
 
 def _parse_target(raw: Any, problems: _Problems) -> Target:
@@ -207,7 +237,7 @@ def _parse_field_rules(raw: Any, problems: _Problems) -> tuple[FieldRule, ...]:
 def _parse_custom_variables(raw: Any, problems: _Problems) -> tuple[str, tuple[str, ...]]:
     if raw is None:
         return "all", ()
-    if not isinstance(raw, Mapping) or raw.get("mode") not in ("all", "listed", "none"):
+    if not isinstance(raw, Mapping) or raw.get("mode") not in get_args(CustomVariablesMode):
         problems.add("custom_variables.mode must be all, listed or none")
         return "all", ()
     fields = raw.get("fields") or []
@@ -270,29 +300,33 @@ def _parse_connection(raw: Mapping[str, Any], problems: _Problems) -> tuple[str,
 def parse_config(raw: Mapping[str, Any]) -> ScarfConfig:
     """Validate a raw config (as Airbyte passes it) into a `ScarfConfig`, or raise listing every problem."""
     problems = _Problems()
+    problems.unknown_keys(raw)
     token, owner, api_url = _parse_connection(raw, problems)
     target = _parse_target(raw.get("target"), problems)
     mode, listed = _parse_custom_variables(raw.get("custom_variables"), problems)
-    window_days = problems.integer(raw, "event_time_window_days", 7, low=0, high=36500)
+    window_days = problems.integer(raw, "event_time_window_days")
     mapping = MappingConfig(
         field_rules=_parse_field_rules(raw.get("field_mappings"), problems),
         custom_variables=mode,
         custom_variable_fields=listed,
-        unique_ids=problems.choice(raw, "unique_id_mode", "deterministic", ("deterministic", "off")) == "deterministic",
+        unique_ids=problems.choice(raw, "unique_id_mode") == "deterministic",
         time_window=datetime.timedelta(days=window_days) if window_days else None,
         target_type=target.kind,
     )
     for problem in validate_rules(mapping):
         problems.add(f"field_mappings: {problem}")
     batch = BatchLimits(
-        max_events=problems.integer(raw, "batch_max_events", 20_000, low=1, high=5_000_000),
-        max_bytes=problems.integer(raw, "batch_max_megabytes", 64, low=1, high=4096) * 1024 * 1024,
-        max_age_seconds=float(problems.integer(raw, "batch_max_age_seconds", 300, low=1, high=840)),
+        max_events=problems.integer(raw, "batch_max_events"),
+        max_bytes=problems.integer(raw, "batch_max_megabytes") * 1024 * 1024,
+        max_age_seconds=float(problems.integer(raw, "batch_max_age_seconds")),
     )
     rejected_path = raw.get("rejected_records_path") or None
     if rejected_path is not None and not isinstance(rejected_path, str):
         problems.add("rejected_records_path must be a file path")
         rejected_path = None
+    dead_letter, storage_problems = parse_object_storage(raw.get("object_storage_config"))
+    for problem in storage_problems:
+        problems.add(problem)
     config = ScarfConfig(
         api_token=token,
         owner=owner,
@@ -300,13 +334,14 @@ def parse_config(raw: Mapping[str, Any]) -> ScarfConfig:
         target=target,
         mapping=mapping,
         batch=batch,
-        max_concurrent_imports=problems.integer(raw, "max_concurrent_imports", 4, low=1, high=SCARF_MAX_ACTIVE_IMPORTS),
-        on_invalid_record=problems.choice(raw, "on_invalid_record", "fail", ("fail", "skip")),
+        max_concurrent_imports=problems.integer(raw, "max_concurrent_imports"),
+        on_invalid_record=cast(OnInvalidRecord, problems.choice(raw, "on_invalid_record")),
         rejected_records_path=rejected_path,
-        on_failed_events=problems.choice(raw, "on_failed_events", "fail", ("fail", "warn")),
-        import_timeout_seconds=60.0 * problems.integer(raw, "import_timeout_minutes", 120, low=1, high=24 * 60),
-        slot_wait_seconds=60.0 * problems.integer(raw, "slot_wait_minutes", 60, low=0, high=24 * 60),
-        upload_retry_seconds=60.0 * problems.integer(raw, "upload_retry_minutes", 15, low=1, high=24 * 60),
+        dead_letter=dead_letter,
+        on_failed_events=cast(OnFailedEvents, problems.choice(raw, "on_failed_events")),
+        import_timeout_seconds=60.0 * problems.integer(raw, "import_timeout_minutes"),
+        slot_wait_seconds=60.0 * problems.integer(raw, "slot_wait_minutes"),
+        upload_retry_seconds=60.0 * problems.integer(raw, "upload_retry_minutes"),
     )
     if problems.items:
         raise ScarfConfigError(

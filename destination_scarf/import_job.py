@@ -173,7 +173,6 @@ class ImportJob:
                 final = None
             if final is not None and final.outcome == "done" and not final.events_failed_to_import \
                     and not shortfall(final, self.batch):
-                self.batch.delete_spool()
                 self.phase = Phase.DONE
                 return self._outcome(result=final)
             self._abort(import_id)
@@ -309,7 +308,6 @@ class ImportJob:
             if self.settings.on_failed_events == "fail":
                 raise _Stop(Phase.FAILED, settled.error())
             logger.warning("%s Counted as rejected (on_failed_events: warn).", settled.problems)
-        self.batch.delete_spool()
         self.phase = Phase.DONE
         return self._outcome(result=final, failed_lines=settled.failed_lines, unattributed=settled.unattributed)
 

@@ -47,7 +47,8 @@ class Ingest:
         self.checkpoints = Checkpoints(stream_count=len(streams), find_stream=index.find)
         self.reader = InputReader(index=index, add_record=self._add_record, add_state=self._add_state,
                                   bad_line=self.bad_line, on_trace=self._on_trace)
-        self.rejects = RejectLog(policy=config.on_invalid_record, path=config.rejected_records_path)
+        self.rejects = RejectLog(policy=config.on_invalid_record, path=config.rejected_records_path,
+                                 store=config.dead_letter)
         self.submit: Callable[[Batch], None] = lambda batch: None  # set by the writer: hands a batch over
         self._batch: BatchBuilder | None = None
         self._spool: SpoolDir | None = None
@@ -64,15 +65,17 @@ class Ingest:
         self._spool = SpoolDir(root=spool_root)
         self._compressor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scarf-gzip")
 
-    def close(self) -> None:
+    def close(self, *, ok: bool) -> None:
         try:
             self.discard_open_batch()
             if self._compressor is not None:
                 self._compressor.shutdown(wait=True)
         finally:
-            self.rejects.close()
-            if self._spool is not None:
-                self._spool.close()
+            try:
+                self.rejects.close(ok=ok)
+            finally:
+                if self._spool is not None:
+                    self._spool.close()
 
     # ----- messages --------------------------------------------------------------------------------
 
@@ -169,8 +172,11 @@ class Ingest:
             self.checkpoints.batch_discarded()
 
     def settle(self, outcome: Outcome) -> None:
-        """Tell the checkpoints about an import that is settled (done, failures handled per policy)."""
+        """An import is settled (done, failures handled per policy): keep the events Scarf failed, then tell the
+        checkpoints, which count them as rejected with the first state after each record."""
         batch = outcome.batch
+        self._keep_failed_events(outcome)
+        batch.delete_spool()
         late = [(failed.origin.stream_index, failed.origin.input_line)
                 for failed in outcome.failed_lines if failed.origin is not None]
         last = batch.origin(batch.events)
@@ -178,3 +184,15 @@ class Ingest:
             # Failed or missing events that Scarf did not trace to a line: counted with the batch's last record.
             late += [(last.stream_index, last.input_line)] * outcome.unattributed
         self.checkpoints.batch_settled(batch.batch_id, late_rejections=late)
+
+    def _keep_failed_events(self, outcome: Outcome) -> None:
+        failed = [f for f in outcome.failed_lines if f.origin is not None]
+        if not failed or not self.rejects.keeps_entries or outcome.result is None:
+            return
+        events = outcome.batch.read_lines({f.line for f in failed})
+        for line in failed:
+            origin = line.origin
+            assert origin is not None
+            self.rejects.failed_event(self._describe(origin), stream=self._streams[origin.stream_index],
+                                      origin=origin, kind=line.kind, reason=line.message,
+                                      import_id=outcome.result.id, event=events.get(line.line))

@@ -1,13 +1,18 @@
-"""Records skipped under `on_invalid_record: skip`: counted, the first reasons logged, optionally kept in a file.
+"""Rejected records: counted, the first reasons logged, and kept in a file and/or a dead-letter store.
 
-Logs name the stream, record position, field and reason, never the record's values. The optional
-rejected-records file is the user's own file (for `docker run` pipelines with a mounted volume), so
-it keeps each rejected record's Airbyte message byte for byte (exact digits, any depth), ready to be
-fixed and replayed: `jq -c .message rejected.ndjson | destination-scarf write ...`. Since it holds
-record data, it is created readable by its owner only, and a symlink is never followed.
+Two kinds are kept: records refused before upload (under `on_invalid_record: skip`) and events Scarf
+failed (under `on_failed_events: warn`), traced back to their records. Logs name the stream, record
+position, field and reason, never the record's values. What is kept is the user's own data, so each
+entry carries it whole: a refused record's Airbyte message byte for byte (exact digits, any depth),
+ready to be fixed and replayed (`jq -c .message rejected.ndjson | destination-scarf write ...`), or a
+failed event as it was sent.
 
-The file is opened before the sync reads any input, and `check` validates the path, so a path that
-cannot be written fails at once instead of at the first bad row, hours into a sync.
+- The local file (`rejected_records_path`, for `docker run` pipelines with a mounted volume) is created
+  readable by its owner only, a symlink is never followed, and it is opened before any input is read
+  (`check` validates the path too), so a bad path fails at once, not at the first bad row.
+- The dead-letter store (`object_storage_config`, see dead_letter/) outlives an Airbyte pod. Its
+  writes are batched; `flush()` runs before any state that covers a buffered entry is echoed, and a
+  failed write fails the sync: a rejected record is never dropped in silence.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import orjson
 
 from destination_scarf.batching import LineOrigin
 from destination_scarf.catalog import StreamInfo
-from destination_scarf.errors import ScarfConfigError
+from destination_scarf.dead_letter import S3DeadLetterStore, S3Settings, new_sync_id
+from destination_scarf.errors import ScarfConfigError, ScarfError
 from destination_scarf.mapping import InvalidRecord
 
 logger = logging.getLogger("airbyte")
@@ -57,15 +63,32 @@ def rejects_path_problem(path: str) -> str | None:
 
 
 class RejectLog:
-    def __init__(self, *, policy: str, path: str | None) -> None:
+    def __init__(self, *, policy: str, path: str | None, store: S3Settings | None = None) -> None:
         self.policy = policy
         self._path = path
+        self._store_settings = store
+        self._store: S3DeadLetterStore | None = None
         self._fd: int | None = None
         self.count = 0
         self.bad_lines = 0
+        self.failed_events = 0
+
+    @property
+    def keeps_entries(self) -> bool:
+        return bool(self._path) or self._store_settings is not None
+
+    @property
+    def unflushed(self) -> bool:
+        """Entries buffered for the store that are not written yet."""
+        return self._store is not None and self._store.buffered > 0
 
     def open(self) -> None:
-        """Open (or create, mode 0600) the rejected-records file for appending; a config error if it cannot be."""
+        """Open the file (creating it, mode 0600) and the store; a config error if either cannot be used."""
+        if self._store_settings is not None and self._store is None:
+            # Airbyte passes the job's id to connector containers; it names this sync's folder in the store.
+            sync_id = new_sync_id(airbyte_sync_id=os.environ.get("WORKER_JOB_ID"))
+            self._store = S3DeadLetterStore(self._store_settings, sync_id)
+            logger.info("Rejected records of this sync go to %s", self._store.location)
         if not self._path or self._fd is not None:
             return
         problem = rejects_path_problem(self._path)
@@ -88,6 +111,19 @@ class RejectLog:
             "input_line": origin.input_line, "field": invalid.field, "reason": invalid.reason,
         }, message=line)
 
+    def failed_event(self, where: str, *, stream: StreamInfo, origin: LineOrigin, kind: str, reason: str,
+                     import_id: str, event: bytes | None) -> None:
+        """An event Scarf failed (kept under `on_failed_events: warn`), with the event line as it was sent."""
+        self.failed_events += 1
+        if self.failed_events <= LOGGED_REASONS:
+            logger.warning("Scarf failed %s (import %s): %s", where, import_id,
+                           kind + (f" ({reason})" if reason else ""))
+        self._write({
+            "stream": stream.name, "namespace": stream.namespace, "record_position": origin.record_position,
+            "input_line": origin.input_line, "reason": f"Scarf could not import the event: {kind}",
+            "scarf_message": reason, "import_id": import_id,
+        }, event=event)
+
     def bad_line(self, line_no: int, what: str) -> None:
         """An input line that is not a usable Airbyte message was skipped (its content is not kept: it may not
         even be text)."""
@@ -102,20 +138,46 @@ class RejectLog:
         if total == LOGGED_REASONS:
             logger.warning("Further skipped records are counted but not logged one by one.")
 
-    def _write(self, entry: dict[str, Any], *, message: bytes | None = None) -> None:
-        if self._fd is None:
+    def _write(self, entry: dict[str, Any], *, message: bytes | None = None, event: bytes | None = None) -> None:
+        if not self.keeps_entries:
             return
         data = orjson.dumps(entry)
+        # The message or event is valid JSON (it was parsed, or written by us): spliced in, never re-serialized.
         if message is not None:
-            # The message is valid JSON (it was parsed): spliced in as received, never re-serialized.
             data = data[:-1] + b',"message":' + message.strip() + b"}"
-        os.write(self._fd, data + b"\n")
+        if event is not None:
+            data = data[:-1] + b',"event":' + event.strip() + b"}"
+        line = data + b"\n"
+        if self._fd is not None:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(self._fd, view):]
+        if self._store is not None:
+            self._store.add(line)
 
-    def close(self) -> None:
+    def flush(self) -> None:
+        """Write what the store buffers (before a state that covers it is echoed); raises if it cannot."""
+        if self._store is not None:
+            self._store.flush()
+
+    def close(self, *, ok: bool = True) -> None:
+        """Close the file and the store. After a failed sync a store that cannot be written is logged, so that
+        the sync's first error stays the one reported; after a good one it fails the sync."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        if self.count or self.bad_lines:
-            where = f"; they are listed in {self._path}" if self._path else ""
-            logger.warning("Skipped %d invalid record(s) and %d unreadable input line(s)%s.",
-                           self.count, self.bad_lines, where)
+        store, self._store = self._store, None
+        stored = store is not None
+        if store is not None:
+            try:
+                store.close()
+            except ScarfError as error:
+                if ok:
+                    raise
+                stored = False
+                logger.warning("Rejected records could not be written to %s: %s", store.location, error.message)
+        if self.count or self.bad_lines or self.failed_events:
+            kept = [str(place) for place in (self._path, store.location if store and stored else None) if place]
+            where = f"; they are kept in {' and '.join(kept)}" if kept else ""
+            logger.warning("Skipped %d invalid record(s), %d unreadable input line(s) and %d event(s) Scarf failed%s.",
+                           self.count, self.bad_lines, self.failed_events, where)

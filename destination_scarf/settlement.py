@@ -28,6 +28,7 @@ class FailedLine:
     kind: str  # the log entry's type, e.g. failed-to-decode, artifact-not-found
     message: str
     origin: LineOrigin | None
+    line: int = 0  # the 1-based line of the batch
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ def _failed_lines(entries: list[Mapping[str, Any]], batch: Batch) -> list[Failed
             kind=str(entry.get("type") or "error")[:60],
             message=_reason_without_values(entry.get("human_friendly_message")),
             origin=batch.origin(line),
+            line=line,
         )
     return list(lines.values())
 

@@ -138,7 +138,7 @@ class Writer:
         """Between chunks: close an aged batch, release states of finished imports, log progress."""
         self._ingest.close_aged_batch()
         self._collect_finished()
-        yield from self.checkpoints.ready()
+        yield from self._release()
         self._log_progress()
 
     def _collect_finished(self) -> None:
@@ -165,7 +165,7 @@ class Writer:
             self._raise_if_cancelled()
             self._pipeline.wait_for_progress(self._tuning.idle_tick_seconds)
             self._collect_finished()
-            yield from self.checkpoints.ready()
+            yield from self._release()
             self._log_progress()
         self._collect_finished()
         if self.checkpoints.unfinished_batches:
@@ -174,7 +174,7 @@ class Writer:
                 f"{self.checkpoints.unfinished_batches} batch(es) stopped without finishing their import, "
                 "so no state past them was saved. Re-run the sync; it resumes from the last saved state."
             )
-        yield from self.checkpoints.ready()
+        yield from self._release()
         self._summary(stopped_early=False)
 
     # ----- stopping --------------------------------------------------------------------------------
@@ -221,7 +221,7 @@ class Writer:
                 self._settle(outcome)
                 if self._failure is not None:
                     self._pipeline.stop()  # a failure: no queued batch may start any more
-            yield from self.checkpoints.ready()
+            yield from self._release()
             self._log_progress()
 
     def _cancel(self, error: BaseException | None) -> Iterator[MutableMapping[str, Any]]:
@@ -230,10 +230,25 @@ class Writer:
         report = self._pipeline.cancel(seconds=self._tuning.shutdown_seconds)
         for outcome in report.outcomes:
             self._settle(outcome)
-        yield from self.checkpoints.ready()
+        yield from self._release()
         logger.warning("The sync was cancelled. %s", report.describe())
         if isinstance(error, SyncCancelled):
             error.message = f"{error.message} {report.describe()}"
+
+    def _release(self) -> Iterator[MutableMapping[str, Any]]:
+        """Yield the states that are safe. Rejected records are stored before any state that covers them leaves:
+        the dead-letter store's buffer is written first, and if that fails, no state leaves."""
+        if self.checkpoints.any_ready and self._ingest.rejects.unflushed:
+            if self._stopping_for is None:
+                self._ingest.rejects.flush()
+            else:
+                try:
+                    self._ingest.rejects.flush()
+                except ScarfError as late:
+                    logger.warning("No further state is echoed: rejected records could not be stored: %s",
+                                   late.message)
+                    return
+        yield from self.checkpoints.ready()
 
     def _raise_if_cancelled(self) -> None:
         if self._cancelled.is_set():
@@ -273,7 +288,7 @@ class Writer:
                     logger.warning("The sync stopped early. %s", report.describe())
                 pipeline.stop()
         finally:
-            self._ingest.close()
+            self._ingest.close(ok=ok)
 
     def _log_progress(self) -> None:
         self._log.progress(records=self.records_read, pipeline=self._pipeline, checkpoints=self.checkpoints)

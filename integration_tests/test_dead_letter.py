@@ -122,8 +122,9 @@ def test_the_module_imports_boto3_only_when_a_store_is_created():
     (airbyte-cdk's requests-cache imports boto3 on its own whenever it is installed, so the check blocks
     boto3 in a subprocess rather than looking for it in sys.modules of a normal import.)
     """
-    tree = ast.parse((ROOT / "destination_scarf" / "dead_letter.py").read_text())
-    top_level = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    modules = sorted((ROOT / "destination_scarf" / "dead_letter").glob("*.py"))
+    top_level = [node for path in modules for node in ast.parse(path.read_text()).body
+                 if isinstance(node, (ast.Import, ast.ImportFrom))]
     names = [alias.name for node in top_level for alias in node.names] + [
         node.module or "" for node in top_level if isinstance(node, ast.ImportFrom)]
     assert not [name for name in names if name.split(".")[0] in ("boto3", "botocore")]
@@ -501,3 +502,70 @@ def test_the_spec_fragment_has_the_bulk_cdk_names_and_passes_the_cdk_spec_lint()
 
     jsonschema.validate(S3_MINIMAL, SPEC_FRAGMENT)
     jsonschema.validate({"storage_type": "None"}, SPEC_FRAGMENT)
+
+
+# --- a sync that keeps its rejected records in S3 --------------------------------------------------------
+
+
+def _storage_config(server_url: str, bucket: str) -> dict[str, Any]:
+    return {"storage_type": "S3", "s3_bucket_name": bucket, "s3_bucket_region": "us-east-1", "bucket_path": "dlq",
+            "s3_endpoint": server_url, "access_key_id": KEY_ID, "secret_access_key": SECRET}
+
+
+def _sync_messages():
+    from support import download, now_iso, record, stream_state
+
+    unknown_package = "99999999-9999-4999-8999-999999999999"
+    messages = [record("downloads", download(n)) for n in range(1, 4)]
+    messages.append(record("downloads", download(4, time=now_iso(-9 * 86400))))  # too old: refused before upload
+    messages.append(record("downloads", download(5, package=unknown_package)))  # Scarf fails it
+    messages.append(stream_state("downloads", 5))
+    return messages
+
+
+def test_a_sync_stores_refused_records_and_failed_events_before_their_state_leaves(emulator, server_url, s3, bucket):
+    from support import catalog, lines, make_config, make_writer
+
+    config = make_config(emulator, on_invalid_record="skip", on_failed_events="warn",
+                         object_storage_config=_storage_config(server_url, bucket))
+    writer = make_writer(emulator, config, catalog("downloads"))
+    stored_when_the_state_left = None
+    for state in writer.write(lines(_sync_messages())):
+        assert state["state"]["destinationStats"] == {"recordCount": 5, "rejectedRecordCount": 2}
+        stored_when_the_state_left = [orjson.loads(entry) for key in keys(s3, bucket, "dlq/")
+                                      for entry in body(s3, bucket, key).splitlines()]
+    assert stored_when_the_state_left is not None
+    by_position = {entry["record_position"]: entry for entry in stored_when_the_state_left}
+    assert set(by_position) == {4, 5}
+    assert by_position[4]["field"] == "$time" and by_position[4]["message"]["record"]["data"]["id"] == 4
+    assert by_position[5]["reason"].startswith("Scarf could not import the event: artifact-not-found")
+    assert by_position[5]["event"]["id"] == "5" and "import_id" in by_position[5]
+    assert all(key.startswith("dlq/destination-scarf/") for key in keys(s3, bucket, "dlq/"))
+
+
+def test_a_store_that_cannot_be_written_fails_the_sync_and_no_state_leaves(emulator, server_url, s3):
+    from support import catalog, lines, make_config, make_writer
+
+    config = make_config(emulator, on_invalid_record="skip", on_failed_events="warn",
+                         object_storage_config=_storage_config(server_url, "missing-sync-bucket"))
+    states: list = []
+    with pytest.raises(ScarfConfigError) as caught:
+        for state in make_writer(emulator, config, catalog("downloads")).write(lines(_sync_messages())):
+            states.append(state)
+    assert "missing-sync-bucket" in caught.value.message
+    assert states == []
+    assert_no_credentials(caught.value)
+
+
+def test_check_probes_the_store(emulator, server_url, bucket):
+    from airbyte_cdk.models import Status
+
+    from destination_scarf.check import run_check
+    from support import make_config
+
+    good = run_check(make_config(emulator, object_storage_config=_storage_config(server_url, bucket)),
+                     logger=logging.getLogger("test"))
+    bad = run_check(make_config(emulator, object_storage_config=_storage_config(server_url, "missing-bucket-x")),
+                    logger=logging.getLogger("test"))
+    assert good.status == Status.SUCCEEDED, good.message
+    assert bad.status == Status.FAILED and "missing-bucket-x" in bad.message

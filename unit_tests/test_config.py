@@ -111,3 +111,42 @@ def test_bad_field_mappings_are_reported():
 def test_listed_custom_variables_need_field_names():
     with pytest.raises(ScarfConfigError, match=r"custom_variables\.fields"):
         parse_config(base(custom_variables={"mode": "listed", "fields": [""]}))
+
+
+def test_unknown_keys_are_refused_naming_the_closest_option():
+    with pytest.raises(ScarfConfigError) as caught:
+        parse_config({**base(), "field_mapping": [], "zzz": 1})
+    assert "unknown option 'field_mapping' (did you mean field_mappings?)" in caught.value.message
+    assert "unknown option 'zzz' (see `destination-scarf spec` for the options)" in caught.value.message
+
+
+@pytest.mark.parametrize(("entry", "valid"), [
+    ({"scarf_field": "$time", "source_field": "ts"}, True),
+    ({"scarf_field": "$type", "constant": "download"}, True),
+    ({"scarf_field": "$type"}, False),
+    ({"scarf_field": "$type", "source_field": "t", "constant": "download"}, False),
+    ({"scarf_field": "$type", "source_field": ""}, False),
+    ({"scarf_field": "$nope", "source_field": "t"}, False),
+])
+def test_the_spec_refuses_a_field_mapping_without_exactly_one_source(entry, valid):
+    import jsonschema
+
+    from destination_scarf.options import spec
+
+    schema = spec()["connectionSpecification"]["properties"]["field_mappings"]["items"]
+    assert jsonschema.Draft7Validator(schema).is_valid(entry) is valid
+    config_error = None
+    try:
+        parse_config({**base(), "field_mappings": [entry]})
+    except ScarfConfigError as error:
+        config_error = error
+    assert (config_error is None) is valid  # the parser agrees with the schema
+
+
+def test_policies_are_typed_literals_from_the_options_table():
+    from typing import get_args
+
+    from destination_scarf.options import BY_KEY, OnFailedEvents, OnInvalidRecord
+
+    assert BY_KEY["on_invalid_record"].choices == get_args(OnInvalidRecord) == ("fail", "skip")
+    assert BY_KEY["on_failed_events"].choices == get_args(OnFailedEvents) == ("fail", "warn")

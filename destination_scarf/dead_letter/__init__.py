@@ -1,0 +1,56 @@
+"""The dead-letter store: rejected records written in batches to S3 (or an S3-compatible server).
+
+A local rejected-records file is lost with an Airbyte pod, so rejected records can also go to object
+storage, configured the way Airbyte's bulk-CDK destinations configure their dead-letter queue
+(`object_storage_config`, with `storage_type` None or S3, and the same S3 property names), so that the
+platform and users recognise it.
+
+What goes there is the reject log's business: each `add` is one NDJSON line, already composed. This
+module only buffers lines and writes them as batch objects, one folder per sync:
+
+    <bucket_path>/destination-scarf/<sync id>/rejected-00001.jsonl
+
+The sync id starts with the UTC time the sync started, so a listing sorts by sync, and ends with a
+random suffix, so that two syncs (or two attempts of one Airbyte job, which share its sync id) never
+write to the same keys. The `.jsonl` extension (`.jsonl.gz` with GZIP) is the bulk CDK's.
+
+Objects are uncompressed by default, as in the bulk CDK: rejects are few in a healthy sync, and a
+plain object opens in the S3 console and pipes into `jq` as it is. The bulk CDK's hidden `compression`
+option turns on gzip for users who reject at volume.
+
+Every failure to write raises: `ScarfConfigError` when the user must change something (no such bucket,
+access denied, unknown key, wrong region, no credentials), `ScarfTransientError` otherwise (endpoint
+down, timeouts, S3 errors). Messages name the bucket and key, never a credential. Waits are bounded:
+botocore's connect and read timeouts and a fixed number of attempts.
+
+boto3 is imported only when a store is created or probed: importing this module does not import it.
+"""
+
+from destination_scarf.dead_letter.s3 import translate_error
+from destination_scarf.dead_letter.settings import (
+    CONNECTOR_FOLDER,
+    DEFAULT_BATCH_BYTES,
+    PROBE_TIMEOUTS,
+    S3_REGIONS,
+    SPEC_FRAGMENT,
+    S3Settings,
+    S3Timeouts,
+    new_sync_id,
+    parse_object_storage,
+)
+from destination_scarf.dead_letter.store import S3DeadLetterStore, probe
+
+__all__ = [
+    "CONNECTOR_FOLDER",
+    "DEFAULT_BATCH_BYTES",
+    "PROBE_TIMEOUTS",
+    "S3_REGIONS",
+    "SPEC_FRAGMENT",
+    "S3DeadLetterStore",
+    "S3Settings",
+    "S3Timeouts",
+    "new_sync_id",
+    "parse_object_storage",
+    "probe",
+    "translate_error",
+]
