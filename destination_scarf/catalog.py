@@ -21,6 +21,8 @@ class StreamInfo:
     sync_mode: str
     primary_key: list[list[str]] | None
     object_name: str | None = None
+    #: The platform asks to replace the stream's data (a refresh that truncates): generation N, minimum N > 0.
+    truncate_generation: int | None = None
 
     @property
     def label(self) -> str:
@@ -46,6 +48,15 @@ def unsupported_sync_mode_message(stream: str, sync_mode: str) -> str:
     )
 
 
+def _truncate_generation(configured: Mapping[str, Any]) -> int | None:
+    """The generation of a refresh that replaces the stream's data (Airbyte sets minimum_generation_id equal
+    to generation_id, above 0), else None."""
+    generation, minimum = configured.get("generation_id"), configured.get("minimum_generation_id")
+    if type(generation) is int and generation > 0 and minimum == generation:
+        return generation
+    return None
+
+
 def parse_catalog(raw: Mapping[str, Any]) -> list[StreamInfo]:
     """The configured streams in catalog order; raises a config error for a malformed catalog."""
     streams = raw.get("streams") if isinstance(raw, Mapping) else None
@@ -68,6 +79,7 @@ def parse_catalog(raw: Mapping[str, Any]) -> list[StreamInfo]:
                 sync_mode=sync_mode,
                 primary_key=primary_key if sync_mode == "append_dedup" else None,
                 object_name=configured.get("destination_object_name") or None,
+                truncate_generation=_truncate_generation(configured),
             )
         )
     if len(result) > 65535:

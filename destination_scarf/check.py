@@ -30,9 +30,7 @@ def run_check(raw_config: Mapping[str, Any], *, logger: logging.Logger,
     """Validate the config, then ask the API about token, owner, target and free import slots."""
     try:
         config = parse_config(raw_config)
-        problem = rejects_path_problem(config.rejected_records_path) if config.rejected_records_path else None
-        if problem:
-            raise ScarfConfigError(f"The destination's configuration is not valid: {problem}.")
+        check_local_paths(config)
         if config.dead_letter is not None:
             probe(config.dead_letter)  # a wrong bucket, region or credential fails here, in seconds
         with ScarfClient.from_config(config, retry=retry, read_timeout=10.0, exchange_timeout=10.0) as client:
@@ -57,3 +55,26 @@ def _probe(client: ScarfClient, config: ScarfConfig) -> int:
     elif config.target.kind == TARGET_TRACKING_PIXEL and config.target.artifact_id:
         client.get_tracking_pixel(config.target.artifact_id)
     return len(active)
+
+
+def check_local_paths(config: ScarfConfig) -> None:
+    """The rejected-records file must be usable: checked before any call to Scarf, and before input is read."""
+    problem = rejects_path_problem(config.rejected_records_path) if config.rejected_records_path else None
+    if problem:
+        raise ScarfConfigError(f"The destination's configuration is not valid: {problem}.")
+
+
+def verify_access(client: ScarfClient, *, budget_seconds: float = 60.0) -> None:
+    """Before `write` reads any input: one cheap call that a wrong token or owner fails at once.
+
+    Without it a wrong token would show only at the first upload, which on a slow source can be minutes
+    into the sync. Only what retrying cannot fix stops the sync here (401, 403, 404); an outage is left
+    to the sync's own retries, which ride it out.
+    """
+    try:
+        client.list_imports(statuses=["importing"], per_page=1, budget_seconds=budget_seconds)
+    except ScarfConfigError:
+        raise
+    except ScarfError as error:
+        logging.getLogger("airbyte").warning("Could not check the token and owner before reading input (%s); "
+                                             "going on: the sync's own retries ride out an outage.", error.message)

@@ -232,6 +232,7 @@ class ScarfClient:
         statuses: Sequence[str] = (),
         per_page: int | None = None,
         after: str | None = None,
+        budget_seconds: float | None = None,
     ) -> list[EventImport]:
         """One page of the owner's imports (Scarf lists newest first; its paging is not documented well)."""
         params: list[tuple[str, str]] = [("status", s) for s in statuses]
@@ -246,6 +247,7 @@ class ScarfClient:
             params=params,
             context="listing imports",
             not_found=f"owner '{self._owner}' was not found at Scarf: check the owner name",
+            budget=budget_seconds,
         )
         data = self._json(answer)
         items = data.get("event_imports") if isinstance(data, Mapping) else None

@@ -33,7 +33,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from destination_scarf import operator_cli
 from destination_scarf.airbyte_io import MessageOutput, install_log_handler, read_chunks
 from destination_scarf.catalog import parse_catalog
-from destination_scarf.check import run_check
+from destination_scarf.check import check_local_paths, run_check, verify_access
 from destination_scarf.client import ScarfClient
 from destination_scarf.config import load_config_file, parse_config
 from destination_scarf.discover import check_object_names, destination_catalog_message
@@ -129,8 +129,10 @@ class DestinationScarf(Destination):
         config = parse_config(self._load_config(config_path))
         streams = parse_catalog(_read_catalog(catalog_path))
         check_object_names(streams, config.target)
+        check_local_paths(config)
         cancelled = threading.Event()
         with CancelOnSignals(cancelled), ScarfClient.from_config(config, cancelled=cancelled) as client:
+            verify_access(client)  # a wrong token or owner fails in seconds, before any input is read
             writer = Writer(config=config, streams=streams, client=client, cancelled=cancelled)
             # closing(): however the loop ends, the generator's cleanup runs now: in-flight imports are
             # aborted, spool files removed.
@@ -154,6 +156,7 @@ class DestinationScarf(Destination):
         check_object_names(streams, parsed.target)
         lines = (orjson.dumps(AirbyteMessageSerializer.dump(m)) + b"\n" for m in input_messages)
         with ScarfClient.from_config(parsed) as client:
+            verify_access(client)
             for state in Writer(config=parsed, streams=streams, client=client).write(lines):
                 yield AirbyteMessageSerializer.load(state)
 

@@ -34,6 +34,18 @@ def scarf_event_schema() -> dict[str, Any]:
     return spec["components"]["schemas"]["Event"]
 
 
+#: What the writer accepts as `$time`: ISO 8601 date-times and dates, epoch numbers, and numeric text
+#: (seconds, milliseconds or microseconds, chosen by magnitude). It always sends ISO 8601 UTC.
+_TIME_AS_WRITTEN: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "format": "date"},
+        {"type": "number"},
+        {"type": "string", "pattern": r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$"},
+    ],
+}
+
+
 def object_name(target: Target) -> str:
     return OBJECT_NAMES[target.kind]
 
@@ -49,6 +61,10 @@ def object_schema(target: Target) -> dict[str, Any]:
         # The endpoint decides the artifact: the writer drops these fields in single-target mode.
         properties.pop("$package", None)
         properties.pop("$tracking_pixel", None)
+    # Scarf's schema says a date-time string; the writer accepts more and converts it (timeparse.py), so the
+    # mapper in Airbyte must not refuse what would import fine.
+    properties["$time"] = _TIME_AS_WRITTEN | {
+        key: value for key, value in properties["$time"].items() if key in ("description", "title")}
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "type": "object",

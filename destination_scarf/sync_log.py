@@ -36,6 +36,11 @@ class SyncLog:
         mapping is wrong)."""
         for stream, mapper in zip(self._streams, self._mappers, strict=True):
             logger.info("Stream '%s' maps to Scarf as: %s", stream.label, mapper.describe_plan())
+            if stream.truncate_generation is not None:
+                logger.warning(
+                    "Stream '%s' asks for a refresh that replaces its data (generation %d), but events already in "
+                    "Scarf cannot be removed: they stay. Re-sent events override their earlier copies where "
+                    "$unique_id is deterministic; others are added.", stream.label, stream.truncate_generation)
 
     def progress(self, *, records: int, pipeline: ImportPipeline, checkpoints: Checkpoints) -> None:
         now = self._clock()

@@ -32,6 +32,7 @@ from serpyco_rs import Serializer
 
 from destination_scarf.catalog import parse_catalog
 from destination_scarf.config import parse_config
+from destination_scarf.timeparse import to_scarf_time
 from destination_scarf.destination import DestinationScarf
 from destination_scarf.discover import check_object_names
 from destination_scarf.errors import ScarfConfigError
@@ -173,6 +174,9 @@ def test_object_schema_is_scarfs_event_plus_custom_variables(tmp_path, capfd, ta
     assert sorted(schema["properties"]) == sorted(expected_fields)
     for name in expected_fields:
         published = {k: v for k, v in event["properties"][name].items() if not k.startswith("x-")}
+        if name == "$time":  # widened to what the writer accepts (see below)
+            assert {"type": "string", "format": "date-time"} in schema["properties"][name]["anyOf"]
+            continue
         assert schema["properties"][name] == published, f"{name} differs from Scarf's Event schema"
     if target != "multi_artifact":
         assert not set(ARTIFACT_FIELDS) & set(schema["properties"])
@@ -183,7 +187,12 @@ def test_object_schema_is_scarfs_event_plus_custom_variables(tmp_path, capfd, ta
             "campaign": "spring", "nested": {"any": ["json"]}}
     assert not list(validator.iter_errors(good))
     assert list(validator.iter_errors({"$remote_address": "192.0.2.1"})), "$time must be required"
-    assert list(validator.iter_errors({"$time": 1_700_000_000})), "$time must be a string"
+    # $time: what the writer accepts (date-times, dates, epoch numbers and numeric text), and nothing else
+    for accepted in (1_700_000_000, 1_700_000_000_123, 1.7e9, "1700000000", "2026-11-27", now_iso()):
+        assert not list(validator.iter_errors({"$time": accepted})), accepted
+        to_scarf_time(accepted)  # and the writer does accept it
+    for refused in (True, "yesterday", None, [now_iso()]):
+        assert list(validator.iter_errors({"$time": refused})), refused
     assert list(validator.iter_errors({"$time": now_iso(), "$headers": "Accept: */*"}))
 
 

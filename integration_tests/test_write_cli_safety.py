@@ -184,3 +184,30 @@ def test_a_running_syncs_spool_folder_is_never_removed(tmp_path):
     live.close()
     assert not live.path.exists()
 
+
+
+@pytest.mark.parametrize("case", ["wrong-token", "wrong-owner"])
+def test_write_checks_the_token_and_owner_before_reading_input(emulator, tmp_path, case):
+    config = make_config(emulator, **({"api_token": "not-a-token-of-ours"} if case == "wrong-token"
+                                      else {"owner": "nobody-here"}))
+    write = run_connector(["write", "--config", write_json(tmp_path / "config.json", config),
+                           "--catalog", write_json(tmp_path / "catalog.json", catalog(STREAM))],
+                          stdin=b"".join(downloads_lines(5)))
+    assert write.returncode == 1
+    error = messages_of(write.stdout)[-1]["trace"]["error"]
+    assert error["failure_type"] == "config_error"
+    assert ("token" in error["message"]) if case == "wrong-token" else ("nobody-here" in error["message"])
+    assert [r.category for r in emulator.requests] == ["import-get"]  # one cheap read, no upload
+
+
+def test_a_refresh_that_truncates_is_warned_about(emulator, tmp_path):
+    raw_catalog = catalog(STREAM)
+    raw_catalog["streams"][0].update(generation_id=3, minimum_generation_id=3, sync_id=7)
+    write = run_connector(["write", "--config", write_json(tmp_path / "config.json", make_config(emulator)),
+                           "--catalog", write_json(tmp_path / "catalog.json", raw_catalog)],
+                          stdin=b"".join(downloads_lines(5)))
+    assert write.returncode == 0
+    logs = [m["log"] for m in messages_of(write.stdout) if m["type"] == "LOG"]
+    warnings = [log["message"] for log in logs if "replaces its data" in log["message"]]
+    assert len(warnings) == 1 and "generation 3" in warnings[0] and "cannot be removed" in warnings[0]
+    assert [log["level"] for log in logs if "replaces its data" in log["message"]] == ["WARN"]

@@ -536,3 +536,19 @@ def test_no_repr_of_the_client_or_its_parts_shows_the_token(emulator):
     client = fast_client(emulator)
     parts = [client, client._calls, client._transport, *(v for v in vars(client._calls).values() if v != TOKEN)]
     assert all(TOKEN not in repr(part) for part in parts)
+
+
+def test_a_stream_status_complete_trace_closes_the_open_batch_at_once(emulator):
+    # Batches close only at 10,000 events or 840 s: without the trace the state would wait for that age.
+    messages = downloads_with_states(5, every=5)
+    complete = {"type": "TRACE", "trace": {"type": "STREAM_STATUS", "emitted_at": 1.0, "stream_status": {
+        "stream_descriptor": {"name": STREAM}, "status": "COMPLETE"}}}
+    states: list = []
+    items = [*messages, complete, Until(lambda: len(states) == 1, "the state after the stream completed")]
+    writer = make_writer(emulator, make_config(emulator, batch_max_events=10_000, batch_max_age_seconds=840),
+                         catalog(STREAM))
+
+    error = drain(states, writer.write(script(items)))
+
+    assert error is None, error
+    assert state_ids(states) == state_ids(input_states(messages))
