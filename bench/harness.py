@@ -25,6 +25,7 @@ class Measurement:
     returncode: int
     stdout: bytes
     emulator_cpu: float | None = None  # CPU seconds the emulator used meanwhile (A only)
+    wire_bytes: int | None = None  # bytes of import bodies the emulator received meanwhile (A, when asked)
 
     def states(self) -> int:
         return sum(1 for line in self.stdout.splitlines() if line.startswith(b'{"type":"STATE"'))
