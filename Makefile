@@ -15,7 +15,7 @@ LOCK_PLATFORM := x86_64-unknown-linux-gnu
 UV_VERSION := 0.13.9
 LOCK_VENV := .venv-lock
 
-.PHONY: install lint spec test unit integration demo bench pyairbyte-demo lock clean
+.PHONY: install lint spec test unit integration demo bench bench-readme pyairbyte-demo lock clean
 
 # The venv is made anew (--clear) whenever a lock or the package metadata changes, so it holds the
 # locked versions and nothing left over from an earlier install. The package goes in without its
@@ -55,8 +55,15 @@ integration: install
 demo: install
 	$(BIN)/python demo/run_demo.py
 
+# `make bench` prints the results (and keeps them in bench/results/, git-ignored); it never edits
+# tracked files. `make bench-readme` runs the same benchmark and rewrites README.md's generated block.
+# Options go through BENCH_ARGS, e.g. `make bench BENCH_ARGS="--runs 5 --variants realistic"`.
+BENCH_ARGS ?=
 bench: install
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-readme: install
+	$(BIN)/python -m bench --readme $(BENCH_ARGS)
 
 # Regenerates both locks from setup.py's ranges plus pyproject.toml's build requirements (the image
 # builds the wheel without isolation, so the build backend must be locked too). Versions already in
