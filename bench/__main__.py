@@ -278,7 +278,7 @@ def report(results: dict) -> str:
             lambda v: f"{v['programs']['A']['rss_mb'][str(n2)]:.0f} to {v['rss_big']['rss_mb']:.0f} MB "
                       f"({v['ratios']['rss_big_over_n2_a']:.2f}x)")
     row("wire bytes / NDJSON bytes (gzip)", lambda v: f"{v['ratios']['wire_over_ndjson']:.3f} "
-        f"(1/{1 / v['ratios']['wire_over_ndjson']:.1f})")
+        f"(1/{1 / v['ratios']['wire_over_ndjson']:.2f})")
     lines.append("")
     lines.append(f"- start-up (a {STARTUP_RECORDS:,}-record sync, A): {results['startup_s']:.2f} s")
     p = results.get("pipelining")
