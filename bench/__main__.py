@@ -165,7 +165,7 @@ def throughput(bench: Bench, emulator: Emulator, variants: list[str], n1: int, n
 
 
 def _summary(by_n: dict[int, list[Measurement]], n1: int, n2: int) -> dict:
-    pairs = list(zip(by_n[n1], by_n[n2]))
+    pairs = list(zip(by_n[n1], by_n[n2], strict=True))
     summary = {
         "records_per_s": statistics.median(marginal(n1, n2, a.wall, b.wall) for a, b in pairs),
         "cpu_us_per_record": statistics.median((b.cpu - a.cpu) / (n2 - n1) * 1e6 for a, b in pairs),

@@ -40,7 +40,7 @@ def stage_costs(input_path: Path, *, limit: int = 50_000) -> dict[str, float]:
     config = parse_config(data.config("http://127.0.0.1:1", OWNER, TOKEN))
     mappers = data.mappers()
     with open(input_path, "rb") as lines:
-        raw = [line for _, line in zip(range(limit), lines)]
+        raw = [line for _, line in zip(range(limit), lines, strict=False)]
     messages = [orjson.loads(line) for line in raw]
     records = [(mappers[m["record"]["stream"]].encode, m["record"]["data"]) for m in messages if m["type"] == "RECORD"]
     encoded = b"".join(encode(record) for encode, record in records)

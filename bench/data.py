@@ -164,7 +164,8 @@ def write_input(path: Path, records: int, *, seed: int = 42, variant: str = "pes
     rng = random.Random(seed)
     now = now or datetime.datetime.now(datetime.timezone.utc)
     generate = _pessimistic if variant == "pessimistic" else _realistic
-    outputs = [(records, open(path, "wb"))] + [(n, open(p, "wb")) for n, p in sorted((also or {}).items())
+    # The files are closed together below, so they are opened outside a with block.
+    outputs = [(records, open(path, "wb"))] + [(n, open(p, "wb")) for n, p in sorted((also or {}).items())  # noqa: SIM115
                                                if n <= records]
     states = 0
     buffer: list[bytes] = []
@@ -177,7 +178,7 @@ def write_input(path: Path, records: int, *, seed: int = 42, variant: str = "pes
         buffer.clear()
 
     try:
-        for n, data in zip(range(1, records + 1), generate(rng, now)):
+        for n, data in zip(range(1, records + 1), generate(rng, now), strict=False):
             buffer.append(orjson.dumps({"type": "RECORD", "record": {"stream": STREAMS[n % 3], "data": data,
                                                                      "emitted_at": 1_764_000_000_000}}))
             if n % STATE_EVERY == 0:

@@ -32,10 +32,10 @@ from serpyco_rs import Serializer
 
 from destination_scarf.catalog import parse_catalog
 from destination_scarf.config import parse_config
-from destination_scarf.timeparse import to_scarf_time
 from destination_scarf.destination import DestinationScarf
 from destination_scarf.discover import check_object_names
 from destination_scarf.errors import ScarfConfigError
+from destination_scarf.timeparse import to_scarf_time
 from support import (
     OWNER,
     PACKAGE,
