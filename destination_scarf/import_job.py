@@ -129,6 +129,9 @@ class ImportJob:
     cancelled: threading.Event
     clock: Callable[[], float] = time.monotonic
     rand: Callable[[], float] = random.random
+    #: How the job waits: True when the sync was cancelled meanwhile. Default: `cancelled.wait`, which wakes up
+    #: at once on cancellation; tests pass one that advances their clock instead.
+    wait: Callable[[float], bool] | None = None
     phase: Phase = Phase.UPLOADING
     import_id: str | None = None  # the import being polled, once Scarf has created it
     aborting: bool = False  # an abort of `import_id` is under way (so nobody else needs to send one)
@@ -314,7 +317,7 @@ class ImportJob:
     # ----- waiting and aborting ------------------------------------------------------------------
 
     def _sleep(self, seconds: float) -> None:
-        if self.cancelled.wait(max(seconds, 0.0)):
+        if (self.wait or self.cancelled.wait)(max(seconds, 0.0)):
             raise SyncCancelled("The sync was cancelled.")
 
     def _raise_if_cancelled(self) -> None:

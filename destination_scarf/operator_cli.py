@@ -11,11 +11,13 @@ JSON with --json) on stdout; errors go to stderr with exit code 1.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TextIO
 
 import orjson
+from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets, update_secrets
 
 from destination_scarf.client import EventImport, ScarfClient
 from destination_scarf.config import ScarfConfig, load_config_file, parse_config
@@ -70,10 +72,12 @@ def run_operator_command(
     """Run one operator command; returns the process exit code (None config: it could not be read)."""
     out = out if out is not None else sys.stdout  # looked up now, so redirections and test capture apply
     err = err if err is not None else sys.stderr
+    _log_to(err)
     if raw_config is None:
         return 1
     try:
         config = parse_config(raw_config)
+        update_secrets([config.api_token])  # the stderr logs pass through the CDK's secret filter
         factory = client_factory or _client
         with factory(config) as client:
             if args.command == "imports":
@@ -88,8 +92,24 @@ def run_operator_command(
         return 1
 
 
+def _log_to(err: TextIO) -> None:
+    """Operator commands are for people and scripts: their logs (retries, say) go to stderr as plain text, so
+    stdout holds only the answer (JSON with --json), never an Airbyte LOG message."""
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    handler.addFilter(_without_secrets)
+    airbyte = logging.getLogger("airbyte")
+    airbyte.handlers = [handler]
+    airbyte.propagate = False
+
+
+def _without_secrets(record: logging.LogRecord) -> bool:
+    record.msg, record.args = filter_secrets(record.getMessage()), ()
+    return True
+
+
 def _client(config: ScarfConfig) -> ScarfClient:
-    return ScarfClient(api_url=config.api_url, api_token=config.api_token, owner=config.owner, read_timeout=60.0)
+    return ScarfClient.from_config(config)
 
 
 def _list_imports(client: ScarfClient, args: argparse.Namespace, out: TextIO) -> None:
@@ -115,8 +135,16 @@ def _created(event_import: EventImport) -> float:
         return float("-inf")
 
 
+#: The most log entries `import-log` shows: a log is one entry per failed line, and a huge one must not fill memory.
+MAX_LOG_ENTRIES = 100_000
+
+
 def _show_log(client: ScarfClient, args: argparse.Namespace, out: TextIO) -> None:
-    entries = list(client.import_log(args.import_id))
+    entries = list(client.import_log(args.import_id, max_entries=MAX_LOG_ENTRIES + 1))
+    if len(entries) > MAX_LOG_ENTRIES:
+        entries = entries[:MAX_LOG_ENTRIES]
+        print(f"note: the log of import {args.import_id} has more than {MAX_LOG_ENTRIES:,} entries; "
+              "showing the first ones.", file=sys.stderr)
     if args.json:
         out.writelines(orjson.dumps(entry).decode() + "\n" for entry in entries)
         return

@@ -310,6 +310,17 @@ def test_imports_command_line(emulator, history, tmp_path):
     assert TOKEN.encode() not in result.stdout + result.stderr
 
 
+def test_imports_json_keeps_stdout_pure_json_with_retry_logs_on_stderr(emulator, history, tmp_path):
+    emulator.fail_next(1, 503, only="import-get")  # a retry, whose warning must not land in the JSON
+    config = write_json(tmp_path / "config.json", make_config(emulator))
+    result = run_connector(["imports", "--config", config, "--json"])
+
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert len(json.loads(result.stdout)) == 4  # the whole of stdout is one JSON document
+    assert b"HTTP 503; retry 1" in result.stderr and b'"type":"LOG"' not in result.stderr
+    assert TOKEN.encode() not in result.stdout + result.stderr
+
+
 def test_abort_command_line(emulator, tmp_path):
     emulator.set_rate(1)
     import_id = post_import(emulator, [good_event(n) for n in range(50)])
