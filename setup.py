@@ -17,6 +17,9 @@ setup(
         "requests>=2.31",
         "jsonschema>=4.17",
         "orjson>=3.9",  # comes with airbyte-cdk; listed because the hot path uses it directly
+        # ISA-L's gzip: at level 2 it compresses event batches about 10x faster than zlib at level 6
+        # (0.45 vs 4.6 µs of CPU per event on the benchmark), for 0.185 instead of 0.161 of the NDJSON size.
+        "isal>=1.6",
         # The optional S3 store of rejected records (object_storage_config). Imported only when one is
         # configured, but shipped in the image so that users can configure one. 1.36 is the first
         # release with the request_checksum_calculation setting the store relies on.

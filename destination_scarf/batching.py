@@ -11,19 +11,20 @@ from __future__ import annotations
 import gzip
 import os
 import time
-import zlib
 from array import array
 from collections import deque
 from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Compress in chunks of about this many bytes: large enough for zlib to be efficient (it releases
+from isal import isal_zlib
+
+#: Compress in chunks of about this many bytes: large enough for ISA-L to be efficient (it releases
 #: the GIL on big inputs), small enough to keep memory flat.
 _FLUSH_BYTES = 1 << 20
 #: Compressed chunks allowed to wait for the compressor thread (each up to _FLUSH_BYTES).
 _MAX_PENDING = 4
-#: wbits for zlib that produce a gzip container (header + trailer), which Scarf accepts with
+#: wbits that produce a gzip container (header + trailer), which Scarf accepts with
 #: `Content-Encoding: gzip`.
 _GZIP_WBITS = 31
 
@@ -40,8 +41,8 @@ class LineOrigin:
 class BatchBuilder:
     """The open batch: accepts encoded events until a bound is reached, then `close()`s into a `Batch`.
 
-    Compression runs on `compressor`, a single-thread executor shared by the writer's batches: zlib
-    releases the GIL, so gzip runs on the second core while the main thread parses and maps. Chunks
+    Compression (ISA-L's gzip, `isal`) runs on `compressor`, a single-thread executor shared by the writer's
+    batches: it releases the GIL, so gzip runs on the second core while the main thread parses and maps. Chunks
     are compressed in submission order (one thread), and at most `_MAX_PENDING` wait, so memory
     stays bounded even if compression falls behind.
     """
@@ -53,7 +54,7 @@ class BatchBuilder:
         self._max_bytes = max_bytes
         self.path = spool_dir / f"batch-{batch_id:06d}.ndjson.gz"
         self._file = open(self.path, "wb")  # noqa: SIM115 - open for the batch's life; closed in _finish/discard
-        self._zlib = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
+        self._zlib = isal_zlib.compressobj(level, isal_zlib.DEFLATED, _GZIP_WBITS)
         self._executor = compressor
         self._pending: deque[Future] = deque()
         self._buffer = bytearray()
