@@ -155,6 +155,39 @@ def to_scarf_time(value: object) -> tuple[_dt.datetime, str]:
     return dt, format_scarf_time(dt)
 
 
+def window_cutoff(now: _dt.datetime, window: _dt.timedelta | None) -> str:
+    """The first 19 characters of `now - window` in Scarf's text ("YYYY-MM-DDTHH:MM:SS"), for
+    `recent_scarf_text`; "" (older than any time) when there is no window."""
+    return "" if window is None else format_scarf_time(now - window)[:19]
+
+
+def recent_scarf_text(value: str, cutoff: str) -> str | None:
+    """`value` itself when it already is Scarf's canonical text and later than `cutoff`'s second, else None.
+
+    Canonical: "YYYY-MM-DDTHH:MM:SSZ", or with six fraction digits that are not all zero, exactly what
+    `to_scarf_time` would return for it. For such text the one-week window is a string comparison of its
+    first 19 characters with the cutoff (same layout, so the order is the time order), computed once per
+    input chunk instead of a datetime subtraction per record. None never means invalid: the caller takes
+    the general path, which decides (a time at the cutoff's own second is left to it too).
+    """
+    size = len(value)
+    if size == 20:
+        body = value[:19]
+    elif size == 27 and value[19] == ".":
+        body = value[:26]
+    else:
+        return None
+    if value[19 if size == 20 else 26] != "Z" or value[4:17:3] != "--T::" or value[:19] <= cutoff:
+        return None
+    try:
+        moment = _fromisoformat(body)  # validates every digit (3.10 and 3.11 read this shape alike)
+    except ValueError:
+        return None
+    if size == 27 and moment.microsecond == 0:
+        return None  # ".000000Z" is written without a fraction: the general path formats it
+    return value
+
+
 # --- text ---------------------------------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from destination_scarf.mapping.fast import FastEncoder, fast_encoder
 from destination_scarf.mapping.rules import (
     _ARTIFACT_FIELDS,
     _STRING_FIELDS,
@@ -41,13 +42,14 @@ from destination_scarf.mapping.values import (
     _read_path,
 )
 from destination_scarf.mapping.variables import CustomVariables
-from destination_scarf.timeparse import to_scarf_time
+from destination_scarf.timeparse import to_scarf_time, window_cutoff
 
 _dumps = orjson.dumps
 _SORTED = orjson.OPT_SORT_KEYS
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 _SHAPE_CACHE_LIMIT = 256  # record shapes (key tuples) remembered per stream; more are planned each time
+_UNSEEN: Any = object()
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,7 @@ class EventMapper:
     def _compile_fields(self, sources: dict[str, _Source], target_type: str) -> None:
         time, headers = sources["$time"], sources["$headers"]
         self._read_time = time.reader()
+        self._time_keys = time.keys if time.keys else None  # None: a path or a constant (not specialized)
         self._time_constant = None if time.constant is None else to_scarf_time(time.constant)
         self._read_headers_value = headers.reader()
         self._headers_keys = headers.keys if not headers.path else None  # None: a path, look every time
@@ -170,6 +173,11 @@ class EventMapper:
             consumed=(key for source in sources.values() for key in source.consumed))
         self.ignored_fields = self.variables.ignored_fields
         self._plans: dict[tuple[Any, ...], _ShapePlan] = {}
+        self._fast: dict[tuple[Any, ...], FastEncoder | None] = {}
+        #: Whether record shapes get specialized encoders (off only to compare them with the general path).
+        self.specialize = True
+        self._cutoff_now: object = None
+        self._cutoff_text = ""
 
     # per record
 
@@ -192,8 +200,23 @@ class EventMapper:
         then the id spliced in before the closing brace), so the hot path serializes each event once, not twice.
         A record whose content repeats an earlier one of the same window gets an id numbered by its occurrence
         (see `UniqueIds.content_id`); otherwise the line is JSON equal to `self(data)`.
+
+        Each record shape gets a specialized encoder (fast.py) that writes the same line in straight-line
+        code; it hands back to the general path for anything unusual.
         """
-        event, plan = self._event(data)
+        shape = tuple(data)
+        fast = self._fast.get(shape, _UNSEEN)
+        if fast is _UNSEEN:
+            fast = self._specialize(shape)
+        if fast is not None:
+            line = fast(data)
+            if line is not None:
+                return line
+        return self.encode_general(data, shape)
+
+    def encode_general(self, data: dict, shape: tuple[Any, ...] | None = None) -> bytes:
+        """`encode` without the specialized encoders (what they are checked against)."""
+        event, plan = self._event(data, shape)
         ids = self.ids
         if ids.enabled:
             key_id = ids.key_id(data, may_have_mapped=plan.unique_source)
@@ -225,10 +248,26 @@ class EventMapper:
         parts.append(f"custom variables: {self.variables.describe()}")
         return "; ".join(parts)
 
-    def _event(self, data: dict) -> tuple[dict[str, Any], _ShapePlan]:
+    def _specialize(self, shape: tuple[Any, ...]) -> FastEncoder | None:
+        plan = self._plans.get(shape) or self._plan_for(shape)
+        fast = fast_encoder(self, plan, shape) if self.specialize else None
+        if len(self._fast) < _SHAPE_CACHE_LIMIT:
+            self._fast[shape] = fast
+        return fast
+
+    @property
+    def _cutoff(self) -> str:
+        """The time window's cutoff as text (`timeparse.window_cutoff`), for the `now` of this record."""
+        now = self._now()
+        if now is not self._cutoff_now:
+            self._cutoff_now, self._cutoff_text = now, window_cutoff(now, self._window)
+        return self._cutoff_text
+
+    def _event(self, data: dict, shape: tuple[Any, ...] | None = None) -> tuple[dict[str, Any], _ShapePlan]:
         """The event without its $unique_id, and the record's shape plan."""
         event: dict[str, Any] = {"$time": self._event_time(data)}
-        shape = tuple(data)
+        if shape is None:
+            shape = tuple(data)
         plan = self._plans.get(shape)
         if plan is None:
             plan = self._plan_for(shape)

@@ -29,7 +29,7 @@ class CustomVariables:
         # single-target mode: none of them is a custom variable.
         self._consumed = frozenset(consumed)
         # Only dotted paths matter inside nested objects; usually there are none, which skips the check entirely.
-        self._consumed_nested = frozenset(key for key in self._consumed if "." in key)
+        self.consumed_nested = frozenset(key for key in self._consumed if "." in key)
         self._key_class: dict[Any, int] = {}
         self._listed = tuple((path, tuple(path.split(".")) if "." in path else ()) for path in listed)
 
@@ -56,11 +56,11 @@ class CustomVariables:
             elif value_type is float:
                 event[key] = _float_text(value)
             elif value_type is dict:
-                _flatten_into(event, key, value, self._consumed_nested)
+                _flatten_into(event, key, value, self.consumed_nested)
             elif value_type in _JSON_SCALARS or not isinstance(value, Mapping):  # ABC checks are slow
                 event[key] = _variable_text(value)
             else:
-                _flatten_into(event, key, value, self._consumed_nested)
+                _flatten_into(event, key, value, self.consumed_nested)
 
     def describe(self) -> str:
         if self.mode == "all":
