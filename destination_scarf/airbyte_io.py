@@ -17,7 +17,8 @@ from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
 import orjson
-from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
+
+from destination_scarf.secrets import filter_secrets
 
 #: Read stdin in chunks of up to this many bytes: large enough that the per-chunk cost vanishes.
 CHUNK_BYTES = 1 << 20

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
-
-from airbyte_cdk.models import AirbyteConnectionStatus, Status
+from typing import TYPE_CHECKING, Any
 
 from destination_scarf.client import ScarfClient
 from destination_scarf.config import (
@@ -21,6 +19,9 @@ from destination_scarf.errors import ScarfConfigError, ScarfError
 from destination_scarf.rejects import rejects_path_problem
 from destination_scarf.retry import RetryPolicy
 
+if TYPE_CHECKING:  # for the annotation only: check imports the CDK when it runs, write never does
+    from airbyte_cdk.models import AirbyteConnectionStatus
+
 #: `check` runs while a user waits in the UI: a few quick retries, then a clear answer.
 CHECK_RETRY = RetryPolicy(max_attempts=3, backoff_initial_seconds=0.5, max_total_seconds=10.0)
 
@@ -28,6 +29,8 @@ CHECK_RETRY = RetryPolicy(max_attempts=3, backoff_initial_seconds=0.5, max_total
 def run_check(raw_config: Mapping[str, Any], *, logger: logging.Logger,
               retry: RetryPolicy = CHECK_RETRY) -> AirbyteConnectionStatus:
     """Validate the config, then ask the API about token, owner, target and free import slots."""
+    from airbyte_cdk.models import AirbyteConnectionStatus, Status  # the CDK is for check, not for write
+
     try:
         config = parse_config(raw_config)
         check_local_paths(config)

@@ -1,7 +1,7 @@
 """The error types of the connector, grouped the way the Airbyte platform acts on them.
 
-Every error the user can see is an `AirbyteTracedException`, so that the CDK's entrypoint turns it into
-a TRACE message with the right `failure_type`:
+Every error the user can see is a `ScarfError` with a failure type, which becomes the `failure_type` of
+the TRACE message the sync ends with (trace.py writes it in the CDK's format):
 
 - `config_error`: the user must change something (token, owner, ids, mapping, a bad record). Retrying
   the sync as is will fail the same way.
@@ -10,33 +10,50 @@ a TRACE message with the right `failure_type`:
 - `system_error`: a bug or an invariant broken in the connector itself.
 
 Messages name what went wrong, where, and what to do. They never carry the API token or record values.
+
+Not built on the CDK's `AirbyteTracedException`: importing the CDK takes about a second and 45 MB, and
+`write` does not need it. Where the CDK's own types are wanted (check, discover, tests), `failure_type`
+and `as_airbyte_message()` convert.
 """
 
 from __future__ import annotations
 
-from airbyte_cdk.models import FailureType
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+from typing import Any
 
 
-class ScarfError(AirbyteTracedException):
+class ScarfError(Exception):
     """Base of the connector's errors: `message` is for the user, `internal_message` for the logs."""
 
-    failure: FailureType = FailureType.system_error
-    message: str  # always set (the CDK's base class allows None)
+    failure: str = "system_error"
 
     def __init__(self, message: str, *, internal: str | None = None, cause: BaseException | None = None):
-        super().__init__(
-            internal_message=internal or message,
-            message=message,
-            failure_type=self.failure,
-            exception=cause,
-        )
+        super().__init__(message)
+        self.message = message
+        self.internal_message = internal or message
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return self.message
+
+    @property
+    def failure_type(self) -> Any:
+        """The failure type as the CDK's `FailureType` (imports the CDK)."""
+        from airbyte_cdk.models import FailureType
+
+        return FailureType(self.failure)
+
+    def as_airbyte_message(self) -> Any:
+        """This error as the CDK's TRACE `AirbyteMessage` (imports the CDK)."""
+        from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+        return AirbyteTracedException(internal_message=self.internal_message, message=self.message,
+                                      failure_type=self.failure_type, exception=self.cause).as_airbyte_message()
 
 
 class ScarfConfigError(ScarfError):
     """The configuration, the account's data or the input must change before a retry can succeed."""
 
-    failure = FailureType.config_error
+    failure = "config_error"
 
 
 class ScarfAuthError(ScarfConfigError):
@@ -50,7 +67,7 @@ class ScarfNotFound(ScarfConfigError):
 class ScarfTransientError(ScarfError):
     """A failure the platform may retry: retries exhausted, API errors, timeouts."""
 
-    failure = FailureType.transient_error
+    failure = "transient_error"
 
 
 class TooManyActiveImports(ScarfTransientError):

@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TextIO
 
 import orjson
-from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets, update_secrets
 
 from destination_scarf.client import EventImport, ScarfClient
 from destination_scarf.config import ScarfConfig, load_config_file, parse_config
 from destination_scarf.errors import ScarfError
+from destination_scarf.secrets import filter_secrets, update_secrets
 from destination_scarf.timeparse import parse_event_time
 
 STATUSES = ("importing", "done", "aborted")

@@ -1,11 +1,7 @@
-"""Console entry point: `destination-scarf spec|check|write ...`."""
+"""Console entry point: `destination-scarf spec|check|discover|write|imports|import-log|abort ...`."""
 
 from __future__ import annotations
 
-import sys
+from destination_scarf.cli import run
 
-from destination_scarf.destination import DestinationScarf
-
-
-def run() -> None:
-    DestinationScarf().run(sys.argv[1:])
+__all__ = ["run"]
