@@ -64,22 +64,22 @@ class BatchBuilder:
         self.stream_indexes = array("H")
         self.record_positions = array("Q")
         self.input_lines = array("Q")
-        self.streams: set[int] = set()
 
     @property
     def events(self) -> int:
         return len(self.input_lines)
 
-    def add(self, encoded: bytes, *, stream_index: int, record_position: int, input_line: int) -> bool:
+    def add(self, encoded: bytes, stream_index: int, record_position: int, input_line: int) -> bool:
         """Append one encoded event (a JSON object followed by a newline); True when the batch is now full
-        (it holds `max_events` events or `max_bytes` uncompressed bytes) and should be closed."""
+        (it holds `max_events` events or `max_bytes` uncompressed bytes) and should be closed.
+
+        Positional arguments only: this runs once per record."""
         buffer = self._buffer
         buffer += encoded
         self.stream_indexes.append(stream_index)
         self.record_positions.append(record_position)
         lines = self.input_lines
         lines.append(input_line)
-        self.streams.add(stream_index)
         if len(buffer) >= _FLUSH_BYTES:
             self._flush()
         return len(lines) >= self._max_events or self.raw_bytes + len(buffer) >= self._max_bytes
@@ -117,7 +117,7 @@ class BatchBuilder:
             events=self.events,
             raw_bytes=self.raw_bytes,
             wire_bytes=self.wire_bytes,
-            streams=frozenset(self.streams),
+            streams=frozenset(self.stream_indexes),
             stream_indexes=self.stream_indexes,
             record_positions=self.record_positions,
             input_lines=self.input_lines,

@@ -91,7 +91,8 @@ class StreamIndex:
     """Finds a record's stream fast: by (namespace, name), else by name when that is unambiguous."""
 
     def __init__(self, streams: list[StreamInfo]) -> None:
-        self._exact = {(s.namespace, s.name): s.index for s in streams}
+        #: (namespace or None, name) -> index: the reader's hot loop looks records up here first.
+        self.exact = {(s.namespace, s.name): s.index for s in streams}
         by_name: dict[str, list[StreamInfo]] = {}
         for s in streams:
             by_name.setdefault(s.name, []).append(s)
@@ -100,7 +101,7 @@ class StreamIndex:
     def find(self, namespace: str | None, name: Any) -> int | None:
         """The stream index, or None. A namespace missing on one side only (record or catalog) still matches."""
         try:
-            index = self._exact.get((namespace or None, name))
+            index = self.exact.get((namespace or None, name))
         except TypeError:  # an unhashable stream name or namespace (a list, an object): no stream of ours
             return None
         if index is None and isinstance(name, str):

@@ -99,6 +99,10 @@ class Checkpoints:
             state.waiting_on.discard(batch_id)
 
     @property
+    def records_read(self) -> int:
+        return sum(self._records)
+
+    @property
     def unfinished_batches(self) -> int:
         return len(self._unfinished)
 

@@ -53,7 +53,6 @@ class Ingest:
         self._batch: BatchBuilder | None = None
         self._spool: SpoolDir | None = None
         self._compressor: ThreadPoolExecutor | None = None
-        self.records_read = 0
 
     # ----- resources -------------------------------------------------------------------------------
 
@@ -79,13 +78,17 @@ class Ingest:
 
     # ----- messages --------------------------------------------------------------------------------
 
+    @property
+    def records_read(self) -> int:
+        """Records of the catalog's streams read so far (batched or rejected)."""
+        return self.checkpoints.records_read
+
     def tick(self) -> None:
         """A new input chunk: refresh the "now" of the time-window check."""
         self._now = self._wall_now()
 
-    def _add_record(self, index: int, data: Any, line: bytes) -> None:
+    def _add_record(self, index: int, data: Any, line: bytes, line_no: int) -> None:
         """The hot path: a record of stream `index` becomes an event of the open batch, or is rejected."""
-        self.records_read += 1
         try:
             if type(data) is not dict:
                 raise InvalidRecord("data", "the record's `data` is not an object")
@@ -94,11 +97,11 @@ class Ingest:
             except InexactNumber:  # rare: a huge integer the fast parser read as a float; read the line exactly
                 encoded = self._encoders[index](exact_data(line))
         except InvalidRecord as invalid:
-            self._reject(index, invalid, line)
+            self._reject(index, invalid, line, line_no)
             return
         position = self.checkpoints.record_batched(index)
         batch = self._batch or self._open_batch()
-        if batch.add(encoded, stream_index=index, record_position=position, input_line=self.reader.line_no):
+        if batch.add(encoded, index, position, line_no):
             self.close_batch()
 
     def _add_state(self, message: dict, line: bytes) -> None:
@@ -118,10 +121,9 @@ class Ingest:
         if type(status) is dict and status.get("status") == "COMPLETE" and self._batch is not None:
             self.close_batch()
 
-    def _reject(self, index: int, invalid: InvalidRecord, line: bytes) -> None:
+    def _reject(self, index: int, invalid: InvalidRecord, line: bytes, line_no: int) -> None:
         stream = self._streams[index]
         position = self.checkpoints.record_rejected(index)
-        line_no = self.reader.line_no
         if self.rejects.policy == "fail":
             raise InvalidInput(
                 f"Record #{position} of stream '{stream.label}' (input line {line_no}) cannot become a "

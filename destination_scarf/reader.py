@@ -35,7 +35,7 @@ _KNOWN_TYPES = _IGNORED_TYPES | {"RECORD", "STATE"}
 #: How many places of an unreadable line are tried as the start of a message glued to it.
 _GLUE_TRIES = 64
 
-AddRecord = Callable[[int, Any, bytes], None]  # (stream index, the record's data, its input line)
+AddRecord = Callable[[int, Any, bytes, int], None]  # (stream index, the record's data, its line, its line number)
 AddState = Callable[[dict, bytes], None]  # (the message, its input line)
 BadLine = Callable[[str], None]  # what is wrong with the current line
 
@@ -66,23 +66,32 @@ class InputReader:
             self._line(pending)
 
     def _lines(self, lines: list[bytes]) -> None:
-        """The hot loop: the common case read inline, anything else through `_line`, which says what it is."""
-        loads, find, add_record = _LOADS, self._index.find, self._add_record
+        """The hot loop: the common case read inline, anything else through `_line`, which says what it is.
+
+        The common case: a RECORD whose (namespace, stream) is exactly a catalog stream's and whose data is an
+        object. Locals instead of attributes, and the line number kept in a local: this runs for every line.
+        """
+        loads, exact, add_record = _LOADS, self._index.exact, self._add_record
+        line_no = self.line_no
         record: Any
-        for line in lines:
-            self.line_no += 1
-            try:
-                message = loads(line)
-                record = message["record"] if message["type"] == "RECORD" else None
-                data = record["data"]
-                index = find(record.get("namespace"), record["stream"])
-            except (orjson.JSONDecodeError, LookupError, TypeError):
-                index = None
-            if index is not None and type(data) is dict:
-                add_record(index, data, line)
-            else:
-                self.line_no -= 1
-                self._line(line)
+        try:
+            for line in lines:
+                line_no += 1
+                try:
+                    message = loads(line)
+                    record = message["record"] if message["type"] == "RECORD" else None
+                    data = record["data"]
+                    index = exact.get((record.get("namespace"), record["stream"]))
+                except (orjson.JSONDecodeError, LookupError, TypeError):
+                    index = None
+                if index is not None and type(data) is dict:
+                    add_record(index, data, line, line_no)
+                else:
+                    self.line_no = line_no - 1
+                    self._line(line)
+                    line_no = self.line_no
+        finally:
+            self.line_no = line_no
 
     def _line(self, line: bytes) -> None:
         self.line_no += 1
@@ -136,7 +145,7 @@ class InputReader:
         if index is None:
             self._warn_unknown_stream(record)
             return
-        self._add_record(index, record.get("data"), line)
+        self._add_record(index, record.get("data"), line, self.line_no)
 
     def _state(self, message: dict, line: bytes) -> None:
         if type(message.get("state")) is not dict:

@@ -54,6 +54,7 @@ class UniqueIds:
         # One hasher per kind of material, pre-fed with a prefix naming the stream: the same material in another
         # stream, or a mapped id equal to some event's hash input, can never give the same id.
         self._hashers = {kind: hashlib.sha256(_uid_prefix(namespace, stream, kind)) for kind in "iker"}
+        self._content_hasher = self._hashers["e"]
         self._seen: set[int] = set()
         self._repeats: dict[int, int] = {}
         #: Records whose content repeated an earlier record of their window (they got numbered ids).
@@ -83,11 +84,13 @@ class UniqueIds:
         sees the same records in the same windows and numbers them the same way. The first occurrence keeps
         the plain content hash, the id 0.1.0 gave every copy.
         """
-        hexdigest = _digest_hex(self._hashers["e"], canonical)
-        key = int(hexdigest[:16], 16)  # 64 bits of the hash: a smaller set entry than the text
+        hasher = self._content_hasher.copy()  # _digest_hex and _uuid_text inlined: this runs for every record
+        hasher.update(canonical)
+        x = hasher.hexdigest()
+        key = int(x[:16], 16)  # 64 bits of the hash: a smaller set entry than the text
         if key not in self._seen:
             self._seen.add(key)
-            return _uuid_text(hexdigest)
+            return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT_DIGIT[x[16]]}{x[17:20]}-{x[20:32]}"
         occurrence = self._repeats.get(key, 1) + 1
         self._repeats[key] = occurrence
         self.repeated += 1

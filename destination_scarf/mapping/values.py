@@ -167,6 +167,10 @@ def _flatten_into(out: dict[str, Any], prefix: str, obj: Mapping[Any, Any], skip
         value_type = type(value)
         if value_type is str:
             out[name] = value
+        elif value_type is bool:  # as _variable_text spells them, without the call: nested flags are common
+            out[name] = "true" if value else "false"
+        elif value_type is int:
+            out[name] = str(value)
         elif value_type is dict:
             _flatten_into(out, name, value, skip, depth + 1)
         elif value_type in _JSON_SCALARS or not isinstance(value, Mapping):  # ABC checks are slow
