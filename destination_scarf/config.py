@@ -306,11 +306,13 @@ def parse_config(raw: Mapping[str, Any]) -> ScarfConfig:
     target = _parse_target(raw.get("target"), problems)
     mode, listed = _parse_custom_variables(raw.get("custom_variables"), problems)
     window_days = problems.integer(raw, "event_time_window_days")
+    id_mode = problems.choice(raw, "unique_id_mode")
     mapping = MappingConfig(
         field_rules=_parse_field_rules(raw.get("field_mappings"), problems),
         custom_variables=mode,
         custom_variable_fields=listed,
-        unique_ids=problems.choice(raw, "unique_id_mode") == "deterministic",
+        unique_ids=id_mode != "off",
+        unique_ids_as_mapped=id_mode == "as_mapped",
         time_window=datetime.timedelta(days=window_days) if window_days else None,
         target_type=target.kind,
     )

@@ -21,7 +21,7 @@ from destination_scarf.mapping.rules import SCARF_FIELDS
 
 OnInvalidRecord = Literal["fail", "skip"]
 OnFailedEvents = Literal["fail", "warn"]
-UniqueIdMode = Literal["deterministic", "off"]
+UniqueIdMode = Literal["deterministic", "as_mapped", "off"]
 CustomVariablesMode = Literal["all", "listed", "none"]
 
 DEFAULT_API_URL = "https://api.scarf.sh"
@@ -152,8 +152,11 @@ OPTIONS: tuple[Option, ...] = (
            choices=get_args(UniqueIdMode),
            description="deterministic: every event gets a $unique_id derived from the stream and the mapped "
                        "$unique_id field, else the primary key (deduped syncs), else the event's content, so a "
-                       "re-sent or re-synced event replaces itself in Scarf instead of counting twice. off: no "
-                       "$unique_id (Scarf counts every send; failed uploads are then never re-sent)."),
+                       "re-sent or re-synced event replaces itself in Scarf instead of counting twice. as_mapped: "
+                       "the same, but a mapped $unique_id is sent exactly as the source has it, so Scarf "
+                       "deduplicates against ids you already import with (not namespaced by stream: the same id in "
+                       "two streams is one event). off: no $unique_id (Scarf counts every send; failed uploads are "
+                       "then never re-sent)."),
     Option(key="event_time_window_days", title="Event Age Limit (days)", group="mapping", kind="integer",
            default=7, minimum=0, maximum=36500,
            description="Events whose $time is older than this many days are rejected before upload. Scarf does not "

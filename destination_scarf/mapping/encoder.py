@@ -142,7 +142,8 @@ class EventMapper:
         unique = sources["$unique_id"]
         self._unique_keys = unique.keys if unique.constant is None and not unique.path else None
         self.ids = UniqueIds(enabled=config.unique_ids, namespace=namespace, stream=stream,
-                             read_mapped=unique.reader(), primary_key=primary_key)
+                             read_mapped=unique.reader(), primary_key=primary_key,
+                             as_mapped=config.unique_ids_as_mapped)
         if not config.unique_ids:
             self.sources["$unique_id"] = "not sent: unique ids are off"
 
@@ -240,7 +241,7 @@ class EventMapper:
         if not self.ids.enabled:
             parts.append("$unique_id: not sent (unique_id_mode off)")
         else:
-            material = [self.sources["$unique_id"]]
+            material = [self.sources["$unique_id"] + (" as given" if self.ids.as_mapped else "")]
             if self.ids.pk_paths:
                 material.append("the primary key " + ", ".join(".".join(p) for p in self.ids.pk_paths))
             material.append("a hash of the event's content, numbered for repeats")

@@ -70,6 +70,8 @@ class MappingConfig:
     custom_variables: str = "all"  # "all" | "listed" | "none"
     custom_variable_fields: tuple[str, ...] = ()  # for "listed": top-level names or dotted paths
     unique_ids: bool = True  # deterministic $unique_id; False: send none
+    #: A mapped $unique_id is sent as given (not hashed with the stream): for ids Scarf already holds.
+    unique_ids_as_mapped: bool = False
     time_window: _dt.timedelta | None = _dt.timedelta(days=7)  # None: no age check
     target_type: str = "multi_artifact"  # "multi_artifact" | "package" | "tracking_pixel"
 

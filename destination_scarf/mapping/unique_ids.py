@@ -5,6 +5,7 @@ then the material. Material, first available: the mapped $unique_id ("i"); the p
 the whole event as canonical JSON without the id ("e"), and for the n-th copy of the same content within
 a window, n and that content ("r"). The same input always gives the same id (no Python hash(), which is
 salted per process), and the prefixes keep the same material in two streams, or of two kinds, apart.
+With `unique_id_mode: as_mapped`, a mapped id is sent as it is.
 """
 
 from __future__ import annotations
@@ -47,8 +48,13 @@ class UniqueIds:
     """The ids of one stream's events: from the mapped field, the primary key, or the content."""
 
     def __init__(self, *, enabled: bool, namespace: str | None, stream: str,
-                 read_mapped: Callable[[Mapping[str, Any]], Any], primary_key: list[list[str]] | None) -> None:
+                 read_mapped: Callable[[Mapping[str, Any]], Any], primary_key: list[list[str]] | None,
+                 as_mapped: bool = False) -> None:
         self.enabled = enabled
+        #: A mapped id is sent unchanged (unique_id_mode: as_mapped), so Scarf deduplicates against ids it already
+        #: holds; the price: the same id in two streams is one event. Records without one still get the
+        #: deterministic id below.
+        self.as_mapped = as_mapped
         self._read_mapped = read_mapped
         self.pk_paths = tuple(tuple(path) for path in (primary_key or ()) if path)
         # One hasher per kind of material, pre-fed with a prefix naming the stream: the same material in another
@@ -64,7 +70,7 @@ class UniqueIds:
         """The id from the record's mapped field or primary key, or None when it must be a hash of the event."""
         mapped = self._mapped_value(data) if may_have_mapped else None
         if mapped is not None:
-            return _uuid_from(self._hashers["i"], mapped.encode("utf-8", "surrogatepass"))
+            return mapped if self.as_mapped else _uuid_from(self._hashers["i"], mapped.encode("utf-8", "surrogatepass"))
         if self.pk_paths:
             values = self._primary_key_values(data)
             if values is not None:
