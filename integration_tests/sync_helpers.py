@@ -125,6 +125,11 @@ def requests_of(emulator, category: str) -> list:
     return [r for r in emulator.requests if r.category == category]
 
 
+def polled(emulator, import_id: str) -> bool:
+    """The connector has polled this import: it knows its id and treats it as importing."""
+    return any(r.method == "GET" and r.path.endswith(import_id) for r in requests_of(emulator, "import-get"))
+
+
 def our_imports(emulator) -> list[dict]:
     """Imports with events (held slots are empty imports started by 'another tool')."""
     return [i for i in emulator.imports(OWNER) if i["events_total"] > 0]

@@ -24,11 +24,7 @@ from support import (
     wait_for,
     write_json,
 )
-from sync_helpers import STREAM, Connector, downloads_with_states, our_imports, requests_of
-
-
-def _polled(emulator, import_id: str) -> bool:
-    return any(r.method == "GET" and r.path.endswith(import_id) for r in requests_of(emulator, "import-get"))
+from sync_helpers import STREAM, Connector, downloads_with_states, our_imports, polled
 
 
 def test_sigterm_twice_exits_by_itself_with_a_trace_naming_aborted_and_unabortable_imports(emulator, tmp_path):
@@ -40,7 +36,7 @@ def test_sigterm_twice_exits_by_itself_with_a_trace_naming_aborted_and_unabortab
         connector.send(downloads_with_states(40, every=20))
         in_flight = wait_for(lambda: our_imports(emulator) if len(our_imports(emulator)) == 2 else None,
                              "two imports in flight")
-        wait_for(lambda: all(_polled(emulator, i["id"]) for i in in_flight), "the connector polling them")
+        wait_for(lambda: all(polled(emulator, i["id"]) for i in in_flight), "the connector polling them")
         connector.proc.send_signal(signal.SIGTERM)
         wait_for(lambda: any("Received SIGTERM" in (m.get("log") or {}).get("message", "")
                              for m in connector.messages), "the first signal to be seen")

@@ -64,6 +64,7 @@ from sync_helpers import (
     drain,
     input_states,
     our_imports,
+    polled,
     requests_of,
     script,
     state_ids,
@@ -496,11 +497,6 @@ def test_records_whose_stream_name_is_not_text_are_ignored_like_unknown_streams(
 # ----- 9. SIGTERM through the real command line ---------------------------------------------------------------
 
 
-def _polled(emulator, import_id: str) -> bool:
-    """The connector has polled this import: it knows its id and treats it as importing."""
-    return any(r.method == "GET" and r.path.endswith(import_id) for r in requests_of(emulator, "import-get"))
-
-
 def test_sigterm_aborts_imports_in_flight_and_echoes_no_further_state(emulator, tmp_path):
     config = make_config(emulator, batch_max_events=20, max_concurrent_imports=2)
     connector = Connector(tmp_path, config, catalog(STREAM))
@@ -514,7 +510,7 @@ def test_sigterm_aborts_imports_in_flight_and_echoes_no_further_state(emulator, 
         connector.send(rest)
         in_flight = wait_for(lambda: our_imports(emulator)[1:] if len(our_imports(emulator)) == 3 else None,
                              "two more imports")
-        wait_for(lambda: all(_polled(emulator, i["id"]) for i in in_flight), "the connector polling them")
+        wait_for(lambda: all(polled(emulator, i["id"]) for i in in_flight), "the connector polling them")
 
         connector.proc.send_signal(signal.SIGTERM)
         code = connector.finish()
