@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from destination_scarf.errors import ScarfConfigError
 
@@ -55,6 +58,17 @@ def _truncate_generation(configured: Mapping[str, Any]) -> int | None:
     if type(generation) is int and generation > 0 and minimum == generation:
         return generation
     return None
+
+
+def load_catalog_file(path: str) -> Any:
+    """The configured catalog's JSON; a missing or unreadable file is a config error that says so."""
+    try:
+        return orjson.loads(Path(path).read_bytes())
+    except OSError as error:
+        raise ScarfConfigError(f"Cannot read the configured catalog {path} ({type(error).__name__}): pass the "
+                               "path of a readable catalog file with --catalog.") from None
+    except orjson.JSONDecodeError:
+        raise ScarfConfigError(f"The configured catalog {path} is not valid JSON.") from None
 
 
 def parse_catalog(raw: Mapping[str, Any]) -> list[StreamInfo]:

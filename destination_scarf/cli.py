@@ -15,19 +15,16 @@ import logging
 import sys
 import threading
 from contextlib import closing
-from pathlib import Path
-from typing import IO, Any
-
-import orjson
+from typing import IO
 
 from destination_scarf import operator_cli
 from destination_scarf.airbyte_io import MessageOutput, install_log_handler, read_chunks
-from destination_scarf.catalog import parse_catalog
+from destination_scarf.catalog import load_catalog_file, parse_catalog
 from destination_scarf.check import check_local_paths, verify_access
 from destination_scarf.client import ScarfClient
 from destination_scarf.config import load_config_file, parse_config
 from destination_scarf.discover import check_object_names
-from destination_scarf.errors import ScarfConfigError, ScarfError
+from destination_scarf.errors import ScarfError
 from destination_scarf.secrets import register_config_secrets
 from destination_scarf.signals import CancelOnSignals
 from destination_scarf.trace import trace_message
@@ -82,7 +79,7 @@ def _write(*, config_path: str, catalog_path: str, stdin: IO[bytes], output: Mes
     raw_config = load_config_file(config_path)
     register_config_secrets(raw_config)  # before anything can print them
     config = parse_config(raw_config)  # every option, with messages that name the field
-    streams = parse_catalog(_read_catalog(catalog_path))
+    streams = parse_catalog(load_catalog_file(catalog_path))
     check_object_names(streams, config.target)
     check_local_paths(config)
     cancelled = threading.Event()
@@ -94,14 +91,3 @@ def _write(*, config_path: str, catalog_path: str, stdin: IO[bytes], output: Mes
         with closing(writer.write(read_chunks(stdin, idle_seconds=1.0))) as states:
             for state in states:
                 output.emit(state)
-
-
-def _read_catalog(path: str) -> Any:
-    """The configured catalog's JSON; a missing or unreadable file is a config error that says so."""
-    try:
-        return orjson.loads(Path(path).read_bytes())
-    except OSError as error:
-        raise ScarfConfigError(f"Cannot read the configured catalog {path} ({type(error).__name__}): pass the "
-                               "path of a readable catalog file with --catalog.") from None
-    except orjson.JSONDecodeError:
-        raise ScarfConfigError(f"The configured catalog {path} is not valid JSON.") from None
