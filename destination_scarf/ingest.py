@@ -25,6 +25,21 @@ from destination_scarf.reader import InputReader, exact_data
 from destination_scarf.rejects import RejectLog
 from destination_scarf.spool import SpoolDir, remove_stale
 
+#: What to do about a record that cannot become an event, as a sync under `on_invalid_record: fail` says it
+#: (and `preview` repeats it, so that both give the same advice).
+INVALID_RECORD_HINT = ("Fix the source data or the field mapping, or set on_invalid_record to skip to count such "
+                       "records as rejected and go on.")
+#: Likewise for an input line that is not a usable Airbyte message.
+BAD_LINE_HINT = ("The destination reads one Airbyte message (JSON) per line; check what feeds its standard input, "
+                 "or set on_invalid_record to skip.")
+
+
+def compile_mappers(config: ScarfConfig, streams: list[StreamInfo],
+                    now: Callable[[], datetime.datetime]) -> list[EventMapper]:
+    """One mapper per stream, in catalog order: what a sync maps with, and what `preview` shows."""
+    return [compile_mapper(config=config.mapping, stream=s.name, namespace=s.namespace, primary_key=s.primary_key,
+                           now=now) for s in streams]
+
 
 class Ingest:
     def __init__(self, *, config: ScarfConfig, streams: list[StreamInfo], clock: Callable[[], float],
@@ -37,11 +52,7 @@ class Ingest:
         # (`tick`): a clock call per record would cost more than the check, and a chunk spans milliseconds.
         self._wall_now = now
         self._now = now()
-        self.mappers: list[EventMapper] = [
-            compile_mapper(config=config.mapping, stream=s.name, namespace=s.namespace,
-                           primary_key=s.primary_key, now=lambda: self._now)
-            for s in streams
-        ]
+        self.mappers: list[EventMapper] = compile_mappers(config, streams, lambda: self._now)
         self._encoders = [mapper.encode for mapper in self.mappers]
         index = StreamIndex(streams)
         self.checkpoints = Checkpoints(stream_count=len(streams), find_stream=index.find)
@@ -127,8 +138,7 @@ class Ingest:
         if self.rejects.policy == "fail":
             raise InvalidInput(
                 f"Record #{position} of stream '{stream.label}' (input line {line_no}) cannot become a "
-                f"Scarf event: {invalid.field} {invalid.reason}. Fix the source data or the field mapping, or "
-                "set on_invalid_record to skip to count such records as rejected and go on."
+                f"Scarf event: {invalid.field} {invalid.reason}. {INVALID_RECORD_HINT}"
             )
         where = LineOrigin(stream_index=index, record_position=position, input_line=line_no)
         self.rejects.record(self._describe(where), invalid, stream=stream, origin=where, line=line)
@@ -137,8 +147,7 @@ class Ingest:
         """An input line that is not a usable Airbyte message. Its content is never logged."""
         if self.rejects.policy == "fail":
             raise InvalidInput(
-                f"Input line {self.reader.line_no} {what}. The destination reads one Airbyte message (JSON) per "
-                "line; check what feeds its standard input, or set on_invalid_record to skip."
+                f"Input line {self.reader.line_no} {what}. {BAD_LINE_HINT}"
             )
         self.rejects.bad_line(self.reader.line_no, what)
 

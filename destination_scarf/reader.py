@@ -38,18 +38,22 @@ _GLUE_TRIES = 64
 AddRecord = Callable[[int, Any, bytes, int], None]  # (stream index, the record's data, its line, its line number)
 AddState = Callable[[dict, bytes], None]  # (the message, its input line)
 BadLine = Callable[[str], None]  # what is wrong with the current line
+UnknownStream = Callable[[Any, Any], None]  # (namespace, stream) of a record no catalog stream matches
 
 
 class InputReader:
     """Feeds the writer: `feed(chunk)` for each chunk of input, `end()` once the input is over."""
 
     def __init__(self, *, index: StreamIndex, add_record: AddRecord, add_state: AddState, bad_line: BadLine,
-                 on_trace: Callable[[dict], None] = lambda message: None) -> None:
+                 on_trace: Callable[[dict], None] = lambda message: None,
+                 unknown_stream: UnknownStream | None = None) -> None:
         self._index = index
         self._add_record = add_record
         self._add_state = add_state
         self._bad_line = bad_line
         self._on_trace = on_trace
+        #: Told once per unknown stream (at its first record); None: a warning in the log.
+        self._unknown_stream = unknown_stream
         self._pending = b""
         self._warned_streams: set[str] = set()
         self.line_no = 0
@@ -162,7 +166,10 @@ class InputReader:
         name = f"{namespace}.{stream}" if namespace else str(stream)
         if name not in self._warned_streams:
             self._warned_streams.add(name)
-            logger.warning("Ignoring records of stream '%s': it is not in the configured catalog.", name)
+            if self._unknown_stream is not None:
+                self._unknown_stream(namespace, stream)
+            else:
+                logger.warning("Ignoring records of stream '%s': it is not in the configured catalog.", name)
 
 
 def exact_data(line: bytes) -> dict:
