@@ -111,7 +111,8 @@ class EventMapper:
 
     `ignored_fields` collects `$`-prefixed record keys that are not Scarf fields (typos such as "$referer", or
     "$pixel" when a rule maps $tracking_pixel) and were dropped; the caller warns about them once.
-    `sources` says where each Scarf field comes from, for logging the plan (no record values).
+    `sources` says where each Scarf field comes from, for logging the plan (no record values); `sources_for(data)`
+    says it for one record (which key supplied each field), for `preview`.
     """
 
     def __init__(
@@ -137,6 +138,7 @@ class EventMapper:
         rules = _choose_rules(config.field_rules, stream, namespace)
         sources = {field: _source_for(field, rules.get(field)) for field in SCARF_FIELDS}
         self.sources = {field: source.describe() for field, source in sources.items()}
+        self._field_sources = sources  # for `sources_for`
         self._compile_fields(sources, config.target_type)
         self._compile_custom_variables(sources, config)
         unique = sources["$unique_id"]
@@ -248,6 +250,39 @@ class EventMapper:
             parts.append("$unique_id <- " + ", else ".join(material))
         parts.append(f"custom variables: {self.variables.describe()}")
         return "; ".join(parts)
+
+    def sources_for(self, data: dict) -> dict[str, str]:
+        """Where each Scarf field of this record's event comes from, for the fields the event has, in Scarf's order.
+
+        A field's source is the record key that supplied its value (the first non-null of a convention's keys:
+        `$x`, `x`, then aliases; or the rule's source field), its dotted path, or "constant". `$unique_id`'s is
+        its material: "mapped field <key>", "primary key <path>, ...", or "content hash". Custom variables keep
+        their own names, so they are not listed.
+
+        For `preview`, never on the hot path: it maps the record again (raising InvalidRecord or InexactNumber as
+        the mapper does) and asks each compiled source which place it read, so it follows the mapper's precedence.
+        Pure, like calling the mapper. It names keys, never values.
+        """
+        event, plan = self._event(data)
+        found: dict[str, str] = {}
+        for field, source in self._field_sources.items():
+            if field == "$unique_id":
+                if self.ids.enabled:
+                    found[field] = self._unique_id_material(data, plan)
+                continue
+            if field in event:
+                supplier = source.supplier(data)
+                assert supplier is not None, f"{field} has a value but no source"
+                found[field] = supplier
+        return found
+
+    def _unique_id_material(self, data: dict, plan: _ShapePlan) -> str:
+        material = self.ids.material(data, may_have_mapped=plan.unique_source)
+        if material == "mapped":
+            return f"mapped field {self._field_sources['$unique_id'].supplier(data)}"
+        if material == "primary key":
+            return "primary key " + ", ".join(".".join(path) for path in self.ids.pk_paths)
+        return "content hash"
 
     def _specialize(self, shape: tuple[Any, ...]) -> FastEncoder | None:
         plan = self._plans.get(shape) or self._plan_for(shape)

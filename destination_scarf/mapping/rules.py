@@ -181,6 +181,16 @@ class _Source:
             return f"source field {self.keys[0]!r}"
         return "record key " + " or ".join(repr(k) for k in self.keys)
 
+    def supplier(self, data: Mapping[str, Any]) -> str | None:
+        """Which of this source's places `reader()` reads its value from in this record: "constant", the dotted
+        path, or the first key whose value is not null (None when there is none). For previews, not the hot path.
+        """
+        if self.constant is not None:
+            return "constant"
+        if self.path:
+            return ".".join(self.path)  # a top-level key spelled with the dots, or the nested value: the same text
+        return next((key for key in self.keys if data.get(key) is not None), None)
+
     def reader(self) -> Callable[[Mapping[str, Any]], Any]:
         """A function returning this source's value in a record (None when missing or null).
 

@@ -77,6 +77,15 @@ class UniqueIds:
                 return _uuid_from(self._hashers["k"], _canonical_json(values))
         return None
 
+    def material(self, data: Mapping[str, Any], *, may_have_mapped: bool) -> str:
+        """Which material `key_id` takes for this record: "mapped", "primary key", or "content" (it returns None,
+        and the id is a hash of the event). The same tests in the same order, for previews; not the hot path."""
+        if may_have_mapped and self._mapped_value(data) is not None:
+            return "mapped"
+        if self.pk_paths and self._primary_key_values(data) is not None:
+            return "primary key"
+        return "content"
+
     def first_content_id(self, canonical: bytes) -> str:
         """The content id the first record of that content in a window gets (pure)."""
         return _uuid_from(self._hashers["e"], canonical)
