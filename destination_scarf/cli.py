@@ -1,5 +1,5 @@
-"""The command line: `destination-scarf spec|check|discover|write` (the Airbyte protocol) and the operator
-commands (`imports`, `import-log`, `abort`).
+"""The command line: `destination-scarf spec|check|discover|write` (the Airbyte protocol), `preview` (a mapping
+preview, preview.py) and the operator commands (`imports`, `import-log`, `abort`).
 
 `write`, the command that runs long and often, starts without importing the Airbyte CDK (about a second
 of CPU and 45 MB): it reads raw stdin, echoes states with orjson, filters secrets with the CDK's own
@@ -25,6 +25,7 @@ from destination_scarf.client import ScarfClient
 from destination_scarf.config import load_config_file, parse_config
 from destination_scarf.discover import check_object_names
 from destination_scarf.errors import ScarfError
+from destination_scarf.preview import DEFAULT_LIMIT, DESCRIPTION, preview_command
 from destination_scarf.secrets import register_config_secrets
 from destination_scarf.signals import CancelOnSignals
 from destination_scarf.trace import trace_message
@@ -34,7 +35,7 @@ logger = logging.getLogger("airbyte")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The CDK's commands (spec, check, write), plus `discover` and the operator commands."""
+    """The CDK's commands (spec, check, write), plus `discover`, `preview` and the operator commands."""
     parser = argparse.ArgumentParser(prog="destination-scarf")
     commands = parser.add_subparsers(title="commands", dest="command", required=True)
     commands.add_parser("spec", help="print the connector's configuration specification")
@@ -45,8 +46,26 @@ def build_parser() -> argparse.ArgumentParser:
     write = commands.add_parser("write", help="import Airbyte messages from stdin into Scarf")
     write.add_argument("--config", required=True, help="path to the JSON configuration file")
     write.add_argument("--catalog", required=True, help="path to the configured catalog JSON file")
+    preview = commands.add_parser(
+        "preview", help="show what the first records of stdin would become in Scarf, without sending anything",
+        description=DESCRIPTION)
+    preview.add_argument("--config", required=True, help="path to the JSON configuration file")
+    preview.add_argument("--catalog", required=True, help="path to the configured catalog JSON file")
+    preview.add_argument("--limit", type=_limit, default=DEFAULT_LIMIT, metavar="N",
+                         help=f"how many records to preview, across streams (default {DEFAULT_LIMIT})")
+    preview.add_argument("--json", action="store_true", help="print NDJSON, one object per record, for scripts")
     operator_cli.add_parsers(commands)
     return parser
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -55,6 +74,9 @@ def run(argv: list[str] | None = None) -> None:
     parsed = build_parser().parse_args(args)
     if parsed.command == "write":
         sys.exit(write_command(config_path=parsed.config, catalog_path=parsed.catalog))
+    if parsed.command == "preview":
+        sys.exit(preview_command(config_path=parsed.config, catalog_path=parsed.catalog, limit=parsed.limit,
+                                 as_json=parsed.json))
     if parsed.command in operator_cli.COMMANDS:
         sys.exit(operator_cli.run_operator_command(parsed, operator_cli.read_config(parsed.config)))
     from destination_scarf.destination import DestinationScarf  # the CDK, for spec, check and discover

@@ -1,0 +1,331 @@
+"""`destination-scarf preview`: what the first records of the input would become in Scarf, without sending anything.
+
+    destination-scarf preview --config c.json --catalog k.json [--limit N] [--json] < messages.jsonl
+
+For each of the first N records (across streams, in input order): the event a sync would send, with each `$`
+field's value and the record key it came from (`EventMapper.sources_for`) and the custom variables; or the
+reason the sync would reject the record, with the sync's own advice. Then a one-line summary and the mapping
+plan of each stream previewed. `--json` writes the same as NDJSON, one object per line.
+
+It cannot disagree with a sync: the config and catalog are read and checked as `write` reads them, the mappers
+are the sync's own (`ingest.compile_mappers`), the input goes through the sync's `InputReader` (byte-order
+marks, glued lines, huge integers read again exactly), record positions and state windows are counted by the
+sync's `Checkpoints` (so repeated content gets the numbered ids a sync gives it), and each event is parsed
+from the very line `encode` gives a sync. It never contacts Scarf (no client exists here), stops reading after
+N records, and exits 0 whatever the records would become; 1 only for a config or catalog it cannot use.
+
+Unlike logs, it prints record values: they are the user's own data, on the user's own terminal. Unreadable
+lines and records of streams outside the catalog are reported by line number, never quoted.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import IO, Any
+
+import orjson
+
+from destination_scarf.airbyte_io import CHUNK_BYTES, dump_message
+from destination_scarf.catalog import StreamIndex, StreamInfo, load_catalog_file, parse_catalog
+from destination_scarf.checkpoints import GLOBAL, Checkpoints
+from destination_scarf.config import ScarfConfig, load_config_file, parse_config
+from destination_scarf.discover import check_object_names
+from destination_scarf.errors import ScarfError
+from destination_scarf.ingest import BAD_LINE_HINT, INVALID_RECORD_HINT, compile_mappers
+from destination_scarf.mapping import InexactNumber, InvalidRecord
+from destination_scarf.reader import InputReader, exact_data
+from destination_scarf.secrets import filter_secrets, register_config_secrets
+
+DEFAULT_LIMIT = 10
+
+#: Under `on_invalid_record: skip` a sync gives no advice (it logs the skip and goes on); the preview says so.
+SKIPPED_RECORD_HINT = ("Under on_invalid_record: skip, a sync counts such records as rejected and goes on; fix the "
+                       "source data or the field mapping to send them.")
+SKIPPED_LINE_HINT = "Under on_invalid_record: skip, a sync skips such lines and goes on."
+
+DESCRIPTION = f"""\
+Show what the first records of stdin (Airbyte messages, as `write` reads them) would become in Scarf,
+without sending anything: for each record the event (every $ field with its value and the record key it
+came from, and the custom variables) or the reason a sync would reject it, then a summary and each
+stream's mapping plan. The config and catalog are the ones a sync would get; Scarf is never contacted.
+It prints record values, unlike the connector's logs: they are your own data, shown on your own terminal.
+It stops after --limit records (default {DEFAULT_LIMIT}) and exits 0 even when records would be rejected."""
+
+
+class _LimitReached(Exception):
+    """The N-th record is previewed: stop reading."""
+
+
+def preview_command(*, config_path: str, catalog_path: str, limit: int = DEFAULT_LIMIT, as_json: bool = False,
+                    stdin: IO[bytes] | None = None, out: IO[bytes] | None = None, err: IO[str] | None = None) -> int:
+    """`preview`: the report on stdout; a config or catalog it cannot use on stderr with exit code 1."""
+    err = err if err is not None else sys.stderr
+    out = out if out is not None else sys.stdout.buffer
+    _log_to(err)
+    try:
+        raw_config = load_config_file(config_path)
+        register_config_secrets(raw_config)  # before anything can print them
+        config = parse_config(raw_config)
+        streams = parse_catalog(load_catalog_file(catalog_path))
+        check_object_names(streams, config.target)
+    except ScarfError as error:
+        print(f"error: {filter_secrets(str(error))}", file=err)
+        return 1
+    report = JsonReport(out) if as_json else TextReport(out)
+    try:
+        Preview(config=config, streams=streams, limit=limit, report=report).run(stdin or sys.stdin.buffer)
+    except BrokenPipeError:  # `preview | head`: the reader has seen enough
+        _silence_stdout()
+    return 0
+
+
+def _log_to(err: IO[str]) -> None:
+    """Nothing here should log, but whatever does goes to stderr as plain text, never into the report."""
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    airbyte = logging.getLogger("airbyte")
+    airbyte.handlers = [handler]
+    airbyte.propagate = False
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's last flush does not fail again
+    except (OSError, ValueError):
+        pass
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class Preview:
+    """Reads input until `limit` records of the catalog's streams are previewed; tells `report` about each."""
+
+    def __init__(self, *, config: ScarfConfig, streams: list[StreamInfo], limit: int, report: Report,
+                 now: Callable[[], datetime.datetime] = _utc_now) -> None:
+        self._streams = streams
+        self._limit = limit
+        self._report = report
+        self._skip = config.on_invalid_record == "skip"
+        # "now" for the time window, refreshed per input chunk, as a sync does.
+        self._wall_now = now
+        self._now = now()
+        self.mappers = compile_mappers(config, streams, lambda: self._now)
+        index = StreamIndex(streams)
+        # Record positions and state scopes counted exactly as a sync counts them. Nothing is ever batched, so
+        # no state leaves; a state only starts a new window for numbering repeated content, as in a sync.
+        self._checkpoints = Checkpoints(stream_count=len(streams), find_stream=index.find)
+        self.reader = InputReader(index=index, add_record=self._add_record, add_state=self._add_state,
+                                  bad_line=self._bad_line, unknown_stream=self._unknown_stream)
+        self.counts = {"records": 0, "would_send": 0, "would_reject": 0, "unreadable_lines": 0,
+                       "unknown_streams": 0}
+        self._previewed: set[int] = set()
+
+    def run(self, stdin: IO[bytes]) -> None:
+        read = getattr(stdin, "read1", stdin.read)  # what has arrived, so a slow source is previewed as it comes
+        stopped = False
+        try:
+            while chunk := read(CHUNK_BYTES):
+                self._now = self._wall_now()
+                self.reader.feed(chunk)
+            self.reader.end()
+        except _LimitReached:
+            stopped = True
+        self._report.summary({**self.counts, "limit": self._limit, "stopped_at_limit": stopped,
+                              "streams": [self._stream_summary(i) for i in sorted(self._previewed)]})
+
+    def _stream_summary(self, index: int) -> dict[str, Any]:
+        stream, mapper = self._streams[index], self.mappers[index]
+        return {"stream": stream.name, "namespace": stream.namespace, "plan": mapper.describe_plan(),
+                "dropped_fields": sorted(mapper.ignored_fields)}
+
+    # ----- the reader's callbacks -------------------------------------------------------------------------
+
+    def _add_record(self, index: int, data: Any, line: bytes, line_no: int) -> None:
+        """What `Ingest._add_record` does with a record, up to the batch: the same encoder, the same re-read."""
+        stream, mapper = self._streams[index], self.mappers[index]
+        repeated = mapper.repeated
+        try:
+            if type(data) is not dict:
+                raise InvalidRecord("data", "the record's `data` is not an object")
+            try:
+                encoded = mapper.encode(data)
+            except InexactNumber:
+                data = exact_data(line)
+                encoded = mapper.encode(data)
+        except InvalidRecord as invalid:
+            position = self._checkpoints.record_rejected(index)
+            self.counts["would_reject"] += 1
+            entry: dict[str, Any] = {"rejected": {
+                "field": invalid.field, "reason": invalid.reason,
+                "hint": SKIPPED_RECORD_HINT if self._skip else INVALID_RECORD_HINT}}
+        else:
+            position = self._checkpoints.record_batched(index)
+            self.counts["would_send"] += 1
+            sources = mapper.sources_for(data)
+            if mapper.repeated > repeated:  # `encode` numbered this id: the content repeats an earlier record's
+                sources["$unique_id"] += ", numbered: the same content as an earlier record since the last state"
+            entry = {"event": _event_of(encoded), "sources": sources}
+        self.counts["records"] += 1
+        self._previewed.add(index)
+        self._report.record({"stream": stream.name, "namespace": stream.namespace, "record_position": position,
+                             "input_line": line_no, **entry}, label=stream.label)
+        if self.counts["records"] >= self._limit:
+            raise _LimitReached()
+
+    def _add_state(self, message: dict, line: bytes) -> None:
+        scope = self._checkpoints.state_received(message, input_line=self.reader.line_no)
+        if scope == GLOBAL:
+            for mapper in self.mappers:
+                mapper.new_window()
+        elif scope >= 0:
+            self.mappers[scope].new_window()
+
+    def _bad_line(self, what: str) -> None:
+        self.counts["unreadable_lines"] += 1
+        self._report.unreadable_line({"input_line": self.reader.line_no, "reason": what,
+                                      "hint": SKIPPED_LINE_HINT if self._skip else BAD_LINE_HINT})
+
+    def _unknown_stream(self, namespace: Any, stream: Any) -> None:
+        self.counts["unknown_streams"] += 1
+        self._report.unknown_stream({"stream": stream, "namespace": namespace, "input_line": self.reader.line_no})
+
+
+def _event_of(line: bytes) -> dict[str, Any]:
+    """The event a sync sends, from the NDJSON line it sends (the standard library for what orjson refuses)."""
+    try:
+        event: dict[str, Any] = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        event = json.loads(line.decode("utf-8", "surrogatepass"))
+    return event
+
+
+# ----- the two layouts -------------------------------------------------------------------------------------------
+
+
+class Report:
+    """Where the preview's findings go; flushed after each, so a slow source is shown as it comes."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+
+    def _write(self, text: str) -> None:
+        self._out.write(text.encode("utf-8", "backslashreplace"))
+        self._out.flush()
+
+    def record(self, entry: dict[str, Any], *, label: str) -> None:
+        raise NotImplementedError
+
+    def unreadable_line(self, entry: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def unknown_stream(self, entry: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def summary(self, summary: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class JsonReport(Report):
+    """NDJSON: one object per record (with `event` and `sources`, or `rejected`), `unreadable_line`,
+    `unknown_stream`, and the `summary` last."""
+
+    def _emit(self, entry: dict[str, Any]) -> None:
+        self._write(dump_message(entry).decode("utf-8", "surrogatepass"))
+
+    def record(self, entry: dict[str, Any], *, label: str) -> None:
+        self._emit(entry)
+
+    def unreadable_line(self, entry: dict[str, Any]) -> None:
+        self._emit({"unreadable_line": entry})
+
+    def unknown_stream(self, entry: dict[str, Any]) -> None:
+        self._emit({"unknown_stream": entry})
+
+    def summary(self, summary: dict[str, Any]) -> None:
+        self._emit({"summary": summary})
+
+
+class TextReport(Report):
+    """For people: one block per record, values as JSON (quoted, escaped: exactly what is sent, and nothing in a
+    value can move the terminal's cursor)."""
+
+    def record(self, entry: dict[str, Any], *, label: str) -> None:
+        head = f"Record #{entry['record_position']} of stream '{_shown(label)}' (input line {entry['input_line']})"
+        rejected = entry.get("rejected")
+        if rejected is not None:
+            self._write(f"{head} would be rejected: {rejected['field']} {rejected['reason']}.\n"
+                        f"  {rejected['hint']}\n\n")
+            return
+        event, sources = entry["event"], entry["sources"]
+        fields = [(name, _json_text(event[name]), sources[name]) for name in sources]
+        custom = [(_shown(name, in_quotes=False), _json_text(value))
+                  for name, value in event.items() if name not in sources]
+        width = max(len(name) for name, _, _ in fields)
+        column = min(max(len(value) for _, value, _ in fields), 40)
+        lines = [f"{head} would be sent:"]
+        lines += [f"  {name:<{width}}  {value:<{column}}  <- {_shown(source)}"
+                  for name, value, source in fields]
+        if custom:
+            lines.append("  custom variables:")
+            inner = max(len(name) for name, _ in custom)
+            lines += [f"    {name:<{inner}}  {value}" for name, value in custom]
+        else:
+            lines.append("  custom variables: none")
+        self._write("\n".join(lines) + "\n\n")
+
+    def unreadable_line(self, entry: dict[str, Any]) -> None:
+        self._write(f"Input line {entry['input_line']} {entry['reason']}. {entry['hint']}\n\n")
+
+    def unknown_stream(self, entry: dict[str, Any]) -> None:
+        namespace, stream = entry["namespace"], entry["stream"]
+        name = f"{namespace}.{stream}" if namespace else str(stream)
+        self._write(f"Input line {entry['input_line']} is a record of stream '{_shown(name)}', which is not in the "
+                    "configured catalog: a sync ignores that stream's records.\n\n")
+
+    def summary(self, summary: dict[str, Any]) -> None:
+        ending = (f"--limit {summary['limit']} reached; the rest of the input was not read"
+                  if summary["stopped_at_limit"] else "the whole input")
+        text = (f"Previewed {_count(summary['records'], 'record')} ({ending}): {summary['would_send']} would be "
+                f"sent, {summary['would_reject']} would be rejected")
+        if summary["unreadable_lines"]:
+            text += f"; {_count(summary['unreadable_lines'], 'unreadable line')}"
+        if summary["unknown_streams"]:
+            text += f"; {_count(summary['unknown_streams'], 'stream')} not in the catalog"
+        lines = [f"{text}. Nothing was sent to Scarf."]
+        for stream in summary["streams"]:
+            label = f"{stream['namespace']}.{stream['stream']}" if stream["namespace"] else stream["stream"]
+            lines.append(f"Stream '{_shown(label)}' maps to Scarf as: {stream['plan']}")
+            dropped = stream["dropped_fields"]
+            if dropped:
+                lines.append(f"Stream '{_shown(label)}' drops {_count(len(dropped), '`$` field')} that "
+                             f"{'is not a Scarf field' if len(dropped) == 1 else 'are not Scarf fields'}: "
+                             + ", ".join(_shown(name, in_quotes=False) for name in dropped))
+        self._write("\n".join(lines) + "\n")
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # lone surrogates: the standard library escapes them
+        return json.dumps(value)
+
+
+def _shown(name: Any, *, in_quotes: bool = True) -> str:
+    """A name as is, unless it holds characters a terminal would act on (or, for a name in a column rather than
+    in quotes, spaces or a leading quote): then as JSON text."""
+    text = str(name)
+    if text and text.isprintable() and (in_quotes or not (any(c.isspace() for c in text) or text.startswith('"'))):
+        return text
+    return json.dumps(text)
