@@ -315,16 +315,21 @@ def test_json_says_what_the_text_says(emulator, tmp_path):
 # --- the preview's events are what a sync sends --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sync_mode", ["append", "append_dedup"])
-def test_the_previewed_events_are_the_ones_write_sends(emulator, tmp_path, sync_mode):
+@pytest.mark.parametrize(("sync_mode", "id_mode"), [("append", "deterministic"), ("append_dedup", "deterministic"),
+                                                    ("append", "as_mapped")])
+def test_the_previewed_events_are_the_ones_write_sends(emulator, tmp_path, sync_mode, id_mode):
     raw_catalog = {"streams": catalog("downloads", sync_mode=sync_mode, primary_key=[["id"]])["streams"]
                    + catalog("views")["streams"]}
     config = make_config(emulator, field_mappings=[{"scarf_field": "$type", "constant": "download",
-                                                    "stream": "downloads"}], on_invalid_record="skip")
+                                                    "stream": "downloads"},
+                                                   {"scarf_field": "$unique_id", "source_field": "order.id"}],
+                         on_invalid_record="skip", unique_id_mode=id_mode)
     same = download(7)
     messages: list[Any] = []
     for n in range(12):
-        messages.append(record("downloads" if n % 3 else "views", download(n, geo={"city": "Utrecht", "n": n})))
+        order = {"order": {"id": f"order-{n}"}} if n % 4 == 0 else {}
+        messages.append(record("downloads" if n % 3 else "views", download(n, geo={"city": "Utrecht", "n": n},
+                                                                           **order)))
     messages += [record("downloads", same), record("downloads", same), stream_state("downloads", 1),
                  record("downloads", same), record("views", same), record("views", same),
                  record("downloads", download(99, time="2001-01-01T00:00:00Z")),  # rejected by both
@@ -334,6 +339,14 @@ def test_the_previewed_events_are_the_ones_write_sends(emulator, tmp_path, sync_
     previewed = [e["event"] for e in entries if "event" in e]
     assert len(previewed) == 18 and sum("rejected" in e for e in entries) == 1
     assert any("numbered" in e["sources"]["$unique_id"] for e in entries if "sources" in e)  # views' repeat
+    mapped = [e for e in entries if e.get("sources", {}).get("$unique_id", "").startswith("mapped field order.id")]
+    assert len(mapped) == 3
+    if id_mode == "as_mapped":  # the value itself
+        assert [(e["event"]["$unique_id"], e["sources"]["$unique_id"]) for e in mapped] == \
+            [(f"order-{n}", "mapped field order.id, as given") for n in (0, 4, 8)]
+    else:  # a hash of it
+        assert {e["sources"]["$unique_id"] for e in mapped} == {"mapped field order.id"}
+        assert not {e["event"]["$unique_id"] for e in mapped} & {"order-0", "order-4", "order-8"}
 
     sync = run_connector(["write", "--config", str(tmp_path / "config.json"), "--catalog",
                           str(tmp_path / "catalog.json")], stdin=b"".join(lines(messages)))

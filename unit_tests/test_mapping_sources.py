@@ -97,6 +97,10 @@ def test_unique_id_material() -> None:
     assert mapped.sources_for({**data, "event": {"id": ""}})["$unique_id"] == "primary key id"  # empty: not an id
     assert make().sources_for({**data, "$unique_id": "u"})["$unique_id"] == "mapped field $unique_id"
     assert "$unique_id" not in make(unique_ids=False).sources_for(data)
+    as_given = make(rule("$unique_id", "event.id"), unique_ids_as_mapped=True)
+    assert as_given.sources_for(data)["$unique_id"] == "mapped field event.id, as given"
+    assert as_given(data)["$unique_id"] == "E1"
+    assert as_given.sources_for({**data, "event": None})["$unique_id"] == "content hash"  # no mapped id: hashed
 
 
 def test_fields_not_sent_are_not_listed() -> None:
@@ -140,7 +144,7 @@ def random_config(rng: random.Random) -> tuple[MappingConfig, list[list[str]] | 
     config = MappingConfig(
         field_rules=tuple(chosen.values()), custom_variables=mode,
         custom_variable_fields=("country", "request.ts") if mode == "listed" else (),
-        unique_ids=rng.random() < 0.8, time_window=rng.choice([None, dt.timedelta(days=7)]),
+        unique_ids=rng.random() < 0.8, unique_ids_as_mapped=rng.random() < 0.3, time_window=rng.choice([None, dt.timedelta(days=7)]),
         target_type=rng.choice(["multi_artifact", "multi_artifact", "package"]))
     primary_key = rng.choice([None, [["id"]], [["id"], ["request", "ts"]]])
     return config, primary_key, rng.choice([None, "ns"])
@@ -212,6 +216,10 @@ def check_value(field: str, source: str, event: dict[str, Any], data: dict[str, 
 
 def check_unique_id(source: str, event: dict[str, Any], data: dict[str, Any], stream: str,
                     namespace: str | None, primary_key: list[list[str]] | None) -> None:
+    if source.startswith("mapped field ") and source.endswith(", as given"):
+        key = source.removeprefix("mapped field ").removesuffix(", as given")
+        assert event["$unique_id"] == _field_text("$unique_id", value_at(data, key))  # the value itself
+        return
     if source.startswith("mapped field "):
         text = _field_text("$unique_id", value_at(data, source.removeprefix("mapped field ")))
         material, kind = text.encode(), "i"
@@ -250,7 +258,7 @@ def test_sources_name_the_keys_whose_values_the_event_holds() -> None:
             for field, source in sources.items():
                 if field == "$unique_id":
                     check_unique_id(source, event, data, stream, namespace, primary_key)
-                    kinds.add(source.split(" ")[0])
+                    kinds.add("as given" if source.endswith(", as given") else source.split(" ")[0])
                     continue
                 assert source == expected_supplier(field, config, stream, namespace, data), (seed, field, data)
                 check_value(field, source, event, data, config)
@@ -261,4 +269,4 @@ def test_sources_name_the_keys_whose_values_the_event_holds() -> None:
             assert orjson.loads(mapper.encode(data)).keys() == event.keys()
         assert mapped > 15, (seed, mapped)
     # every kind of source and of id material really occurred
-    assert kinds == {"constant", "path", "alias", "$x", "x", "rule", "mapped", "primary", "content"}, kinds
+    assert kinds == {"constant", "path", "alias", "$x", "x", "rule", "mapped", "primary", "content", "as given"}, kinds

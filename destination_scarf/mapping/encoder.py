@@ -256,7 +256,8 @@ class EventMapper:
 
         A field's source is the record key that supplied its value (the first non-null of a convention's keys:
         `$x`, `x`, then aliases; or the rule's source field), its dotted path, or "constant". `$unique_id`'s is
-        its material: "mapped field <key>", "primary key <path>, ...", or "content hash". Custom variables keep
+        its material: "mapped field <key>" (", as given" under unique_id_mode as_mapped), "primary key <path>,
+        ...", or "content hash". Custom variables keep
         their own names, so they are not listed.
 
         For `preview`, never on the hot path: it maps the record again (raising InvalidRecord or InexactNumber as
@@ -279,7 +280,8 @@ class EventMapper:
     def _unique_id_material(self, data: dict, plan: _ShapePlan) -> str:
         material = self.ids.material(data, may_have_mapped=plan.unique_source)
         if material == "mapped":
-            return f"mapped field {self._field_sources['$unique_id'].supplier(data)}"
+            given = ", as given" if self.ids.as_mapped else ""  # unique_id_mode: as_mapped sends the value itself
+            return f"mapped field {self._field_sources['$unique_id'].supplier(data)}{given}"
         if material == "primary key":
             return "primary key " + ", ".join(".".join(path) for path in self.ids.pk_paths)
         return "content hash"
