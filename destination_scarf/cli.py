@@ -3,7 +3,7 @@ preview, preview.py) and the operator commands (`imports`, `import-log`, `abort`
 
 `write`, the command that runs long and often, starts without importing the Airbyte CDK (about a second
 of CPU and 45 MB): it reads raw stdin, echoes states with orjson, filters secrets with the CDK's own
-filter (secrets.py) and ends a failed sync with a TRACE in the CDK's format (trace.py). The other
+filter (secret_filter.py) and ends a failed sync with a TRACE in the CDK's format (trace.py). The other
 commands go through the CDK's `Destination` (destination.py), as before. Both paths share
 `write_command`, so `DestinationScarf().run(["write", ...])` behaves exactly like the console script.
 """
@@ -26,7 +26,7 @@ from destination_scarf.config import load_config_file, parse_config
 from destination_scarf.discover import check_object_names
 from destination_scarf.errors import ScarfError
 from destination_scarf.preview import DEFAULT_LIMIT, DESCRIPTION, preview_command
-from destination_scarf.secrets import register_config_secrets
+from destination_scarf.secret_filter import register_config_secrets
 from destination_scarf.signals import CancelOnSignals
 from destination_scarf.trace import trace_message
 from destination_scarf.writer import Writer

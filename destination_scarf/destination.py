@@ -33,7 +33,7 @@ from destination_scarf.client import ScarfClient
 from destination_scarf.config import load_config_file, parse_config
 from destination_scarf.discover import check_object_names, destination_catalog_message
 from destination_scarf.errors import ScarfConfigError
-from destination_scarf.secrets import register_config_secrets
+from destination_scarf.secret_filter import register_config_secrets
 from destination_scarf.writer import Writer
 
 logger = logging.getLogger("airbyte")

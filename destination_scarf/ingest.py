@@ -41,6 +41,16 @@ def compile_mappers(config: ScarfConfig, streams: list[StreamInfo],
                            now=now) for s in streams]
 
 
+
+def start_windows(mappers: list[EventMapper], scope: int) -> None:
+    """A state of `scope` starts a new window for counting identical records (see UniqueIds.content_id): for
+    every stream after a GLOBAL state, for its own stream after a STREAM state."""
+    if scope == GLOBAL:
+        for mapper in mappers:
+            mapper.new_window()
+    elif scope >= 0:
+        mappers[scope].new_window()
+
 class Ingest:
     def __init__(self, *, config: ScarfConfig, streams: list[StreamInfo], clock: Callable[[], float],
                  now: Callable[[], datetime.datetime], describe: Callable[[LineOrigin], str]) -> None:
@@ -116,13 +126,7 @@ class Ingest:
             self.close_batch()
 
     def _add_state(self, message: dict, line: bytes) -> None:
-        scope = self.checkpoints.state_received(message, input_line=self.reader.line_no)
-        # A state starts a new window for counting identical records (see UniqueIds.content_id).
-        if scope == GLOBAL:
-            for mapper in self.mappers:
-                mapper.new_window()
-        elif scope >= 0:
-            self.mappers[scope].new_window()
+        start_windows(self.mappers, self.checkpoints.state_received(message, input_line=self.reader.line_no))
 
     def _on_trace(self, message: dict) -> None:
         """A STREAM_STATUS COMPLETE trace: that stream sends no more, so its last states need not wait for the

@@ -21,7 +21,7 @@ import orjson
 from destination_scarf.client import EventImport, ScarfClient
 from destination_scarf.config import ScarfConfig, load_config_file, parse_config
 from destination_scarf.errors import ScarfError
-from destination_scarf.secrets import filter_secrets, update_secrets
+from destination_scarf.secret_filter import filter_secrets, update_secrets
 from destination_scarf.timeparse import parse_event_time
 
 STATUSES = ("importing", "done", "aborted")

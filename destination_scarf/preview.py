@@ -32,14 +32,14 @@ import orjson
 
 from destination_scarf.airbyte_io import CHUNK_BYTES, dump_message
 from destination_scarf.catalog import StreamIndex, StreamInfo, load_catalog_file, parse_catalog
-from destination_scarf.checkpoints import GLOBAL, Checkpoints
+from destination_scarf.checkpoints import Checkpoints
 from destination_scarf.config import ScarfConfig, load_config_file, parse_config
 from destination_scarf.discover import check_object_names
 from destination_scarf.errors import ScarfError
-from destination_scarf.ingest import BAD_LINE_HINT, INVALID_RECORD_HINT, compile_mappers
+from destination_scarf.ingest import BAD_LINE_HINT, INVALID_RECORD_HINT, compile_mappers, start_windows
 from destination_scarf.mapping import InexactNumber, InvalidRecord
 from destination_scarf.reader import InputReader, exact_data
-from destination_scarf.secrets import filter_secrets, register_config_secrets
+from destination_scarf.secret_filter import filter_secrets, register_config_secrets
 
 DEFAULT_LIMIT = 10
 
@@ -181,12 +181,7 @@ class Preview:
             raise _LimitReached()
 
     def _add_state(self, message: dict, line: bytes) -> None:
-        scope = self._checkpoints.state_received(message, input_line=self.reader.line_no)
-        if scope == GLOBAL:
-            for mapper in self.mappers:
-                mapper.new_window()
-        elif scope >= 0:
-            self.mappers[scope].new_window()
+        start_windows(self.mappers, self._checkpoints.state_received(message, input_line=self.reader.line_no))
 
     def _bad_line(self, what: str) -> None:
         self.counts["unreadable_lines"] += 1

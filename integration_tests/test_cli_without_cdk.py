@@ -10,7 +10,7 @@ import orjson
 from airbyte_cdk.models import AirbyteMessageSerializer
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_scarf import secrets
+from destination_scarf import secret_filter as secrets
 from destination_scarf.errors import ScarfConfigError, ScarfTransientError
 from destination_scarf.trace import trace_message
 from support import ROOT, TOKEN, catalog, lines, make_config, messages_of, write_json
