@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from destination_scarf.mapping import explain
 from destination_scarf.mapping.fast import FastEncoder, fast_encoder
 from destination_scarf.mapping.rules import (
     _ARTIFACT_FIELDS,
@@ -239,52 +240,11 @@ class EventMapper:
 
     def describe_plan(self) -> str:
         """Where each Scarf field comes from, for the log at the start of a sync (names only, no values)."""
-        parts = [f"{field} <- {where}" for field, where in self.sources.items() if field != "$unique_id"]
-        if not self.ids.enabled:
-            parts.append("$unique_id: not sent (unique_id_mode off)")
-        else:
-            material = [self.sources["$unique_id"] + (" as given" if self.ids.as_mapped else "")]
-            if self.ids.pk_paths:
-                material.append("the primary key " + ", ".join(".".join(p) for p in self.ids.pk_paths))
-            material.append("a hash of the event's content, numbered for repeats")
-            parts.append("$unique_id <- " + ", else ".join(material))
-        parts.append(f"custom variables: {self.variables.describe()}")
-        return "; ".join(parts)
+        return explain.describe_plan(self)
 
     def sources_for(self, data: dict) -> dict[str, str]:
-        """Where each Scarf field of this record's event comes from, for the fields the event has, in Scarf's order.
-
-        A field's source is the record key that supplied its value (the first non-null of a convention's keys:
-        `$x`, `x`, then aliases; or the rule's source field), its dotted path, or "constant". `$unique_id`'s is
-        its material: "mapped field <key>" (", as given" under unique_id_mode as_mapped), "primary key <path>,
-        ...", or "content hash". Custom variables keep
-        their own names, so they are not listed.
-
-        For `preview`, never on the hot path: it maps the record again (raising InvalidRecord or InexactNumber as
-        the mapper does) and asks each compiled source which place it read, so it follows the mapper's precedence.
-        Pure, like calling the mapper. It names keys, never values.
-        """
-        event, plan = self._event(data)
-        found: dict[str, str] = {}
-        for field, source in self._field_sources.items():
-            if field == "$unique_id":
-                if self.ids.enabled:
-                    found[field] = self._unique_id_material(data, plan)
-                continue
-            if field in event:
-                supplier = source.supplier(data)
-                assert supplier is not None, f"{field} has a value but no source"
-                found[field] = supplier
-        return found
-
-    def _unique_id_material(self, data: dict, plan: _ShapePlan) -> str:
-        material = self.ids.material(data, may_have_mapped=plan.unique_source)
-        if material == "mapped":
-            given = ", as given" if self.ids.as_mapped else ""  # unique_id_mode: as_mapped sends the value itself
-            return f"mapped field {self._field_sources['$unique_id'].supplier(data)}{given}"
-        if material == "primary key":
-            return "primary key " + ", ".join(".".join(path) for path in self.ids.pk_paths)
-        return "content hash"
+        """Where each Scarf field of this record's event came from (for `preview`; see explain.py)."""
+        return explain.sources_for(self, data)
 
     def _specialize(self, shape: tuple[Any, ...]) -> FastEncoder | None:
         plan = self._plans.get(shape) or self._plan_for(shape)
