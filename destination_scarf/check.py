@@ -15,12 +15,15 @@ from destination_scarf.config import (
     parse_config,
 )
 from destination_scarf.dead_letter import probe
+from destination_scarf.discover import check_object_names
 from destination_scarf.errors import ScarfConfigError, ScarfError
 from destination_scarf.rejects import rejects_path_problem
 from destination_scarf.retry import RetryPolicy
 
 if TYPE_CHECKING:  # for the annotation only: check imports the CDK when it runs, write never does
     from airbyte_cdk.models import AirbyteConnectionStatus
+
+    from destination_scarf.catalog import StreamInfo
 
 #: `check` runs while a user waits in the UI: a few quick retries, then a clear answer.
 CHECK_RETRY = RetryPolicy(max_attempts=3, backoff_initial_seconds=0.5, max_total_seconds=10.0)
@@ -58,6 +61,12 @@ def _probe(client: ScarfClient, config: ScarfConfig) -> int:
     elif config.target.kind == TARGET_TRACKING_PIXEL and config.target.artifact_id:
         client.get_tracking_pixel(config.target.artifact_id)
     return len(active)
+
+
+def check_before_write(config: ScarfConfig, streams: list[StreamInfo]) -> None:
+    """What `write` refuses before any call to Scarf, on the command line and the programmatic path alike."""
+    check_object_names(streams, config.target)
+    check_local_paths(config)
 
 
 def check_local_paths(config: ScarfConfig) -> None:

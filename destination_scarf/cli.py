@@ -20,10 +20,9 @@ from typing import IO
 from destination_scarf import operator_cli
 from destination_scarf.airbyte_io import MessageOutput, install_log_handler, read_chunks
 from destination_scarf.catalog import load_catalog_file, parse_catalog
-from destination_scarf.check import check_local_paths, verify_access
+from destination_scarf.check import check_before_write, verify_access
 from destination_scarf.client import ScarfClient
 from destination_scarf.config import load_config_file, parse_config
-from destination_scarf.discover import check_object_names
 from destination_scarf.errors import ScarfError
 from destination_scarf.preview import DEFAULT_LIMIT, DESCRIPTION, preview_command
 from destination_scarf.secret_filter import register_config_secrets
@@ -102,8 +101,7 @@ def _write(*, config_path: str, catalog_path: str, stdin: IO[bytes], output: Mes
     register_config_secrets(raw_config)  # before anything can print them
     config = parse_config(raw_config)  # every option, with messages that name the field
     streams = parse_catalog(load_catalog_file(catalog_path))
-    check_object_names(streams, config.target)
-    check_local_paths(config)
+    check_before_write(config, streams)
     cancelled = threading.Event()
     with CancelOnSignals(cancelled), ScarfClient.from_config(config, cancelled=cancelled) as client:
         verify_access(client)  # a wrong token or owner fails in seconds, before any input is read

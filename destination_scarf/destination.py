@@ -28,10 +28,10 @@ from airbyte_cdk.models import (
 
 from destination_scarf import cli, operator_cli
 from destination_scarf.catalog import parse_catalog
-from destination_scarf.check import run_check, verify_access
+from destination_scarf.check import check_before_write, run_check, verify_access
 from destination_scarf.client import ScarfClient
 from destination_scarf.config import load_config_file, parse_config
-from destination_scarf.discover import check_object_names, destination_catalog_message
+from destination_scarf.discover import destination_catalog_message
 from destination_scarf.errors import ScarfConfigError
 from destination_scarf.secret_filter import register_config_secrets
 from destination_scarf.writer import Writer
@@ -108,7 +108,7 @@ class DestinationScarf(Destination):
         """
         streams = parse_catalog(ConfiguredAirbyteCatalogSerializer.dump(configured_catalog))
         parsed = parse_config(config)
-        check_object_names(streams, parsed.target)
+        check_before_write(parsed, streams)
         lines = (orjson.dumps(AirbyteMessageSerializer.dump(m)) + b"\n" for m in input_messages)
         with ScarfClient.from_config(parsed) as client:
             verify_access(client)
