@@ -124,22 +124,15 @@ def set_after(event: threading.Event, predicate: Callable[[], Any]) -> tuple[thr
     return thread, when
 
 
-class CaptureServer:
-    """A loopback TCP server that counts every connection it accepts and keeps every byte it receives.
+class LoopbackServer:
+    """A loopback TCP server on a free port: it accepts until closed and hands each connection to `_handle`."""
 
-    It never answers: all it proves is whether anything reached it.
-    """
-
-    def __init__(self) -> None:
+    def __init__(self, *, name: str) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.05)
-        self.port = self._listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.connections = 0
-        self.received = bytearray()
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="capture-server", daemon=True)
-        self._thread.start()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -149,15 +142,10 @@ class CaptureServer:
                 continue
             except OSError:
                 return
-            self.connections += 1
-            conn.settimeout(0.2)
-            try:
-                while chunk := conn.recv(65536):
-                    self.received += chunk
-            except OSError:
-                pass
-            finally:
-                conn.close()
+            self._handle(conn)
+
+    def _handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
         self._stop.set()
@@ -165,30 +153,43 @@ class CaptureServer:
         self._listener.close()
 
 
-class ScriptedServer:
+class CaptureServer(LoopbackServer):
+    """A loopback TCP server that counts every connection it accepts and keeps every byte it receives.
+
+    It never answers: all it proves is whether anything reached it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(name="capture-server")
+        self.connections = 0
+        self.received = bytearray()
+        self._thread.start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        self.connections += 1
+        conn.settimeout(0.2)
+        try:
+            while chunk := conn.recv(65536):
+                self.received += chunk
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
+class ScriptedServer(LoopbackServer):
     """A loopback HTTP server that reads each request's head and answers with `head`, then `body`, then
     `filler` bytes of "x" written as fast as the client reads them (until it hangs up)."""
 
     def __init__(self, head: bytes, body: bytes = b"", filler: int = 0) -> None:
+        super().__init__(name="scripted-server")
         self._answer_head = head + body  # made here, so that it is not counted in a test's allocations
         self._filler = filler
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self.requests = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="scripted-server", daemon=True)
         self._thread.start()
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+    def _handle(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
 
     def _answer(self, conn: socket.socket) -> None:
         filler = b"x" * 65536
@@ -209,11 +210,6 @@ class ScriptedServer:
                     left -= len(filler)
             except OSError:
                 pass
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._listener.close()
 
 
 @pytest.fixture
