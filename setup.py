@@ -31,5 +31,5 @@ setup(
         # ruff and mypy are the linters, locked with the rest so that everyone runs the same versions.
         "tests": ["pytest>=8", "pyyaml>=6", "moto[server]>=5", "ruff>=0.6", "mypy>=1.10"],
     },
-    entry_points={"console_scripts": ["destination-scarf=destination_scarf.run:run"]},
+    entry_points={"console_scripts": ["destination-scarf=destination_scarf.airbyte.cli:run"]},
 )

@@ -38,7 +38,7 @@ STARTUP_RECORDS = 1000
 
 
 def connector_command(config: Path, catalog: Path) -> list[str]:
-    return [sys.executable, "-c", "from destination_scarf.run import run; run()", "write",
+    return [sys.executable, "-c", "from destination_scarf.airbyte.cli import run; run()", "write",
             "--config", str(config), "--catalog", str(catalog)]
 
 

@@ -210,9 +210,9 @@ def config(api_url: str, owner: str, token: str) -> dict:
 
 def mappers(now: datetime.datetime | None = None) -> dict:
     """The connector's compiled mapper for each benchmark stream, under the benchmark's config."""
-    from destination_scarf.catalog import parse_catalog
     from destination_scarf.config import parse_config
     from destination_scarf.mapping import compile_mapper
+    from destination_scarf.sync.catalog import parse_catalog
 
     mapping = parse_config(config("http://127.0.0.1:1", "bench", "bench")).mapping
     moment = now or datetime.datetime.now(datetime.timezone.utc)

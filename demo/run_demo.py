@@ -27,7 +27,7 @@ USER_AGENTS = ["pip/24.0 CPython/3.12.1", "npm/10.2.4 node/v20.11.0", "curl/8.5.
 
 def connector() -> list[str]:
     found = shutil.which("destination-scarf", path=str(Path(sys.executable).parent))
-    return [found] if found else [sys.executable, "-c", "from destination_scarf.run import run; run()"]
+    return [found] if found else [sys.executable, "-c", "from destination_scarf.airbyte.cli import run; run()"]
 
 
 def start_emulator() -> tuple[subprocess.Popen, str]:

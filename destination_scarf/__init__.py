@@ -18,7 +18,7 @@ __all__ = ["DestinationScarf", "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name == "DestinationScarf":
-        from destination_scarf.destination import DestinationScarf
+        from destination_scarf.airbyte.destination import DestinationScarf
 
         return DestinationScarf
     raise AttributeError(f"module 'destination_scarf' has no attribute {name!r}")

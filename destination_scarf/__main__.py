@@ -1,5 +1,5 @@
 """`python -m destination_scarf ...`: the same as the `destination-scarf` console script."""
 
-from destination_scarf.cli import run
+from destination_scarf.airbyte.cli import run
 
 run()

@@ -17,12 +17,12 @@ from typing import Any
 import orjson
 from packaging.utils import canonicalize_name
 
-from destination_scarf.catalog import parse_catalog
-from destination_scarf.client import ScarfClient
 from destination_scarf.config import parse_config
-from destination_scarf.import_job import PollPolicy
-from destination_scarf.retry import RetryPolicy, SlotWaitPolicy
-from destination_scarf.writer import Writer, WriterTuning
+from destination_scarf.scarf.client import ScarfClient
+from destination_scarf.scarf.import_job import PollPolicy
+from destination_scarf.scarf.retry import RetryPolicy, SlotWaitPolicy
+from destination_scarf.sync.catalog import parse_catalog
+from destination_scarf.sync.writer import Writer, WriterTuning
 from scarf_emulator import ScarfEmulator
 
 TOKEN = "test-token-5b7c0d"
@@ -171,7 +171,7 @@ def run_write(emu: ScarfEmulator, raw_config: dict[str, Any], raw_catalog: dict[
 
 
 def connector_command(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from destination_scarf.run import run; run()", *args]
+    return [sys.executable, "-c", "from destination_scarf.airbyte.cli import run; run()", *args]
 
 
 def run_connector(args: list[str], *, stdin: bytes = b"", timeout: float = 60) -> subprocess.CompletedProcess:

@@ -10,9 +10,9 @@ import orjson
 from airbyte_cdk.models import AirbyteMessageSerializer
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_scarf import secret_filter as secrets
+from destination_scarf.airbyte import secret_filter as secrets
+from destination_scarf.airbyte.trace import trace_message
 from destination_scarf.errors import ScarfConfigError, ScarfTransientError
-from destination_scarf.trace import trace_message
 from support import ROOT, TOKEN, catalog, lines, make_config, messages_of, write_json
 from sync_helpers import STREAM, downloads_with_states
 
@@ -62,7 +62,7 @@ def test_write_never_imports_the_cdk_and_still_filters_secrets(emulator, tmp_pat
     config = write_json(tmp_path / "config.json", make_config(emulator, api_token=TOKEN + "\n"))
     raw_catalog = write_json(tmp_path / "catalog.json", catalog(STREAM))
     code = ("import atexit, sys; atexit.register(lambda: sys.stderr.write('CDK LOADED' if 'airbyte_cdk' in "
-            "sys.modules else 'NO CDK')); from destination_scarf.run import run; run()")
+            "sys.modules else 'NO CDK')); from destination_scarf.airbyte.cli import run; run()")
     result = subprocess.run([sys.executable, "-c", code, "write", "--config", config, "--catalog", raw_catalog],
                             input=b"".join(lines(downloads_with_states(10, every=10))), capture_output=True,
                             timeout=60, cwd=ROOT)

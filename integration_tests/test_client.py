@@ -21,7 +21,6 @@ import orjson
 import pytest
 from airbyte_cdk.models import AirbyteMessageSerializer, FailureType
 
-from destination_scarf.client import USER_AGENT, EventImport, ScarfClient
 from destination_scarf.config import TARGET_MULTI_ARTIFACT, TARGET_PACKAGE, TARGET_TRACKING_PIXEL, Target
 from destination_scarf.errors import (
     ScarfAuthError,
@@ -32,7 +31,8 @@ from destination_scarf.errors import (
     TooManyActiveImports,
     UncertainImport,
 )
-from destination_scarf.retry import RetryPolicy
+from destination_scarf.scarf.client import USER_AGENT, EventImport, ScarfClient
+from destination_scarf.scarf.retry import RetryPolicy
 from support import (
     FAST_RETRY,
     OTHER_OWNER,

@@ -25,8 +25,7 @@ from typing import Any
 import pytest
 from airbyte_cdk.models import FailureType, Status
 
-from destination_scarf.check import CHECK_RETRY, run_check
-from destination_scarf.client import ScarfClient
+from destination_scarf.airbyte.check import CHECK_RETRY, run_check
 from destination_scarf.errors import (
     ScarfAuthError,
     ScarfConfigError,
@@ -34,8 +33,9 @@ from destination_scarf.errors import (
     SyncCancelled,
     UncertainImport,
 )
-from destination_scarf.retry import RetryPolicy
-from destination_scarf.transport import MAX_ANSWER_BYTES
+from destination_scarf.scarf.client import ScarfClient
+from destination_scarf.scarf.retry import RetryPolicy
+from destination_scarf.scarf.transport import MAX_ANSWER_BYTES
 from integration_tests.test_client import TO_PACKAGE, Sleeps, events, ndjson_gz, requests_of, wait_final
 from support import OWNER, PACKAGE, TOKEN, make_config, messages_of, new_emulator, run_connector, wait_for, write_json
 

@@ -560,7 +560,7 @@ def test_a_store_that_cannot_be_written_fails_the_sync_and_no_state_leaves(emula
 def test_check_probes_the_store(emulator, server_url, bucket):
     from airbyte_cdk.models import Status
 
-    from destination_scarf.check import run_check
+    from destination_scarf.airbyte.check import run_check
     from support import make_config
 
     good = run_check(make_config(emulator, object_storage_config=_storage_config(server_url, bucket)),

@@ -30,12 +30,12 @@ from airbyte_cdk.models import (
 from airbyte_protocol_dataclasses.models import DestinationCatalog, DestinationOperation
 from serpyco_rs import Serializer
 
-from destination_scarf.catalog import parse_catalog
+from destination_scarf.airbyte.destination import DestinationScarf
+from destination_scarf.airbyte.discover import check_object_names
 from destination_scarf.config import parse_config
-from destination_scarf.destination import DestinationScarf
-from destination_scarf.discover import check_object_names
 from destination_scarf.errors import ScarfConfigError
-from destination_scarf.timeparse import to_scarf_time
+from destination_scarf.mapping.timeparse import to_scarf_time
+from destination_scarf.sync.catalog import parse_catalog
 from support import (
     OWNER,
     PACKAGE,

@@ -1,6 +1,6 @@
 """The operator commands (`imports`, `import-log`, `abort`) against the emulator.
 
-Most runs go through `operator_cli.run_operator_command` with arguments parsed by the connector's own
+Most runs go through `operators.run_operator_command` with arguments parsed by the connector's own
 parser, so they cost milliseconds; two subprocesses check the console entry point's wiring.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 import pytest
 
-from destination_scarf import operator_cli
+from destination_scarf.airbyte import operators
+from destination_scarf.airbyte.destination import DestinationScarf
 from destination_scarf.config import Target
-from destination_scarf.destination import DestinationScarf
 from support import (
     OTHER_TOKEN,
     OWNER,
@@ -50,7 +50,7 @@ def run_cli(argv: list[str], raw_config: dict[str, Any]) -> Run:
     """Parse argv with the connector's parser, then run the operator command in-process."""
     args = DestinationScarf().parse_args([argv[0], "--config", "config.json", *argv[1:]])
     out, err = io.StringIO(), io.StringIO()
-    code = operator_cli.run_operator_command(args, raw_config, out=out, err=err)
+    code = operators.run_operator_command(args, raw_config, out=out, err=err)
     return Run(code, out.getvalue(), err.getvalue())
 
 
@@ -338,9 +338,9 @@ def test_abort_command_line(emulator, tmp_path):
 def test_an_unreadable_config_file_is_an_error_line_not_a_traceback(tmp_path, capsys):
     broken = tmp_path / "config.json"
     broken.write_text("{not json")
-    assert operator_cli.read_config(str(broken)) is None
-    assert operator_cli.read_config(str(tmp_path / "missing.json")) is None
+    assert operators.read_config(str(broken)) is None
+    assert operators.read_config(str(tmp_path / "missing.json")) is None
     err = capsys.readouterr().err
     assert err.count("error: cannot read the config file") == 2
     args = DestinationScarf().parse_args(["imports", "--config", str(broken)])
-    assert operator_cli.run_operator_command(args, None) == 1
+    assert operators.run_operator_command(args, None) == 1

@@ -201,7 +201,7 @@ def test_entrypoints_run_the_console_script_setup_installs():
     assert exec_form(DOCKERFILE.one("ENTRYPOINT")) == [ENTRYPOINT_NAME]
     scripts = SETUP.keywords["entry_points"]["console_scripts"]
     assert [s.split("=")[0].strip() for s in scripts] == [ENTRYPOINT_NAME]
-    assert scripts[0].split("=")[1].strip() == "destination_scarf.run:run"
+    assert scripts[0].split("=")[1].strip() == "destination_scarf.airbyte.cli:run"
 
 
 def test_image_runs_as_the_base_images_non_root_user():

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from destination_scarf.ingest import BAD_LINE_HINT, INVALID_RECORD_HINT
+from destination_scarf.sync.ingest import BAD_LINE_HINT, INVALID_RECORD_HINT
 from support import (
     OWNER,
     PACKAGE,
@@ -212,7 +212,7 @@ def test_the_limit_stops_reading_early(emulator, tmp_path):
 
 
 def connector() -> list[str]:
-    return [sys.executable, "-c", "from destination_scarf.run import run; run()"]
+    return [sys.executable, "-c", "from destination_scarf.airbyte.cli import run; run()"]
 
 
 def test_limit_must_be_positive_and_bad_configs_fail_on_stderr(emulator, tmp_path):
@@ -232,7 +232,7 @@ def test_preview_never_imports_the_cdk(emulator, tmp_path):
     config = write_json(tmp_path / "config.json", make_config(emulator))
     raw_catalog = write_json(tmp_path / "catalog.json", catalog("downloads"))
     code = ("import atexit, sys; atexit.register(lambda: sys.stderr.write('CDK LOADED' if 'airbyte_cdk' in "
-            "sys.modules else 'NO CDK')); from destination_scarf.run import run; run()")
+            "sys.modules else 'NO CDK')); from destination_scarf.airbyte.cli import run; run()")
     result = subprocess.run([sys.executable, "-c", code, "preview", "--config", config, "--catalog", raw_catalog],
                             input=b"".join(lines([record("downloads", download(1))])), capture_output=True,
                             timeout=60, cwd=ROOT)

@@ -164,7 +164,7 @@ def test_a_killed_syncs_spool_folder_is_removed_by_the_next_sync(tmp_path):
 
 
 def test_a_running_syncs_spool_folder_is_never_removed(tmp_path):
-    from destination_scarf.spool import SpoolDir, remove_stale
+    from destination_scarf.sync.spool import SpoolDir, remove_stale
 
     live = SpoolDir(root=str(tmp_path))
     stale = SpoolDir(root=str(tmp_path))

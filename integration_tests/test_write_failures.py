@@ -20,7 +20,6 @@ import orjson
 import pytest
 from airbyte_cdk.models import FailureType
 
-from destination_scarf.catalog import parse_catalog
 from destination_scarf.config import parse_config
 from destination_scarf.errors import (
     FailedEvents,
@@ -29,7 +28,8 @@ from destination_scarf.errors import (
     ScarfTransientError,
     UncertainImport,
 )
-from destination_scarf.writer import Writer
+from destination_scarf.sync.catalog import parse_catalog
+from destination_scarf.sync.writer import Writer
 from support import (
     FAST_TUNING,
     OWNER,

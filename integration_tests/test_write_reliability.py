@@ -17,7 +17,6 @@ import orjson
 import pytest
 from airbyte_cdk.models import FailureType
 
-from destination_scarf.catalog import parse_catalog
 from destination_scarf.config import parse_config
 from destination_scarf.errors import (
     ImportFailed,
@@ -28,7 +27,8 @@ from destination_scarf.errors import (
     ScarfTransientError,
     SyncCancelled,
 )
-from destination_scarf.writer import Writer
+from destination_scarf.sync.catalog import parse_catalog
+from destination_scarf.sync.writer import Writer
 from support import (
     FAST_TUNING,
     OWNER,
@@ -125,7 +125,7 @@ def test_huge_integers_keep_every_digit_in_ids_custom_variables_and_states(emula
     assert {e["downloads"] for e in events} == {"123456789012345678901234567890"}
     assert {e["ratio"] for e in events} == {"1e+20"}
     assert len({row["unique_id"] for row in emulator.event_rows(OWNER)}) == 2
-    from destination_scarf.airbyte_io import dump_message
+    from destination_scarf.airbyte.protocol import dump_message
     assert b'"cursor":18446744073709551617' in dump_message(states[0])
 
 

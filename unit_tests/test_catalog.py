@@ -2,8 +2,8 @@
 
 import pytest
 
-from destination_scarf.catalog import parse_catalog
 from destination_scarf.errors import ScarfConfigError
+from destination_scarf.sync.catalog import parse_catalog
 
 
 def configured(name="access_log", **entry):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from destination_scarf.checkpoints import GLOBAL, UNKNOWN_STREAM, Checkpoints
+from destination_scarf.sync.checkpoints import GLOBAL, UNKNOWN_STREAM, Checkpoints
 
 STREAMS = {"a": 0, "b": 1}
 

@@ -15,8 +15,6 @@ from typing import Any
 
 import pytest
 
-from destination_scarf.batching import Batch
-from destination_scarf.client import EventImport
 from destination_scarf.config import Target
 from destination_scarf.errors import (
     FailedEvents,
@@ -29,8 +27,10 @@ from destination_scarf.errors import (
     TooManyActiveImports,
     UncertainImport,
 )
-from destination_scarf.import_job import ImportJob, JobSettings, Phase, PollPolicy
-from destination_scarf.retry import SlotWaitPolicy
+from destination_scarf.scarf.client import EventImport
+from destination_scarf.scarf.import_job import ImportJob, JobSettings, Phase, PollPolicy
+from destination_scarf.scarf.retry import SlotWaitPolicy
+from destination_scarf.sync.batching import Batch
 
 IDS = [f"0000000{n}-0000-4000-8000-000000000000" for n in range(1, 10)]
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from destination_scarf.import_job import PollPolicy
-from destination_scarf.retry import SlotWaitPolicy
+from destination_scarf.scarf.import_job import PollPolicy
+from destination_scarf.scarf.retry import SlotWaitPolicy
 
 
 def test_polls_start_quick_grow_with_the_imports_age_and_stop_at_the_cap():

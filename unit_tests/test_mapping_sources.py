@@ -25,8 +25,8 @@ from destination_scarf.mapping import (
     MappingConfig,
     compile_mapper,
 )
+from destination_scarf.mapping.timeparse import to_scarf_time
 from destination_scarf.mapping.values import _canonical_json, _field_text, _headers_from_text, _headers_from_value
-from destination_scarf.timeparse import to_scarf_time
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.timezone.utc)
 RECENT = "2026-11-27T11:00:00Z"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from destination_scarf.pool import PoolStopped, WorkerPool
+from destination_scarf.scarf.pool import PoolStopped, WorkerPool
 
 
 class Job:

@@ -4,7 +4,7 @@ import email.utils
 
 import pytest
 
-from destination_scarf.retry import RetryPolicy, parse_retry_after
+from destination_scarf.scarf.retry import RetryPolicy, parse_retry_after
 
 
 def test_backoff_grows_exponentially_up_to_the_cap_with_full_jitter():
@@ -101,7 +101,7 @@ def test_an_infinite_retry_after_is_ignored():
 
 
 def test_one_formula_serves_slot_waits_and_retries():
-    from destination_scarf.retry import SlotWaitPolicy, backoff_delay
+    from destination_scarf.scarf.retry import SlotWaitPolicy, backoff_delay
 
     assert SlotWaitPolicy(initial_seconds=2).wait(3, rand=lambda: 1.0) == backoff_delay(
         3, initial=2, factor=2, cap=60, rand=lambda: 1.0)

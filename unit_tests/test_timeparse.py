@@ -1,4 +1,4 @@
-"""Tests for destination_scarf.timeparse: every accepted shape, every unit, every rejection, and no values in errors."""
+"""Tests for destination_scarf.mapping.timeparse: every accepted shape, every unit, every rejection, and no values in errors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from destination_scarf.timeparse import (  # _parse_text_slow: the reference the fast path must agree with
+from destination_scarf.mapping.timeparse import (  # _parse_text_slow: the reference the fast path must agree with
     MICROSECONDS_BELOW,
     MILLISECONDS_BELOW,
     SECONDS_BELOW,

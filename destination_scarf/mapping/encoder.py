@@ -32,6 +32,7 @@ from destination_scarf.mapping.rules import (
     _source_for,
     validate_rules,
 )
+from destination_scarf.mapping.timeparse import to_scarf_time, window_cutoff
 from destination_scarf.mapping.unique_ids import UniqueIds
 from destination_scarf.mapping.values import (
     InvalidRecord,
@@ -43,7 +44,6 @@ from destination_scarf.mapping.values import (
     _read_path,
 )
 from destination_scarf.mapping.variables import CustomVariables
-from destination_scarf.timeparse import to_scarf_time, window_cutoff
 
 _dumps = orjson.dumps
 _SORTED = orjson.OPT_SORT_KEYS

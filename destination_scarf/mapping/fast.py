@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from destination_scarf.mapping.timeparse import recent_scarf_text
 from destination_scarf.mapping.values import _JSON_SCALARS, _field_text, _flatten_into, _float_text, _variable_text
-from destination_scarf.timeparse import recent_scarf_text
 
 if TYPE_CHECKING:  # for the annotations only
     from destination_scarf.mapping.encoder import EventMapper, _ShapePlan

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from destination_scarf.mapping.timeparse import parse_event_time
 from destination_scarf.mapping.values import InvalidRecord, _headers_from_text, _read_path
-from destination_scarf.timeparse import parse_event_time
 
 SCARF_FIELDS = (
     "$time",

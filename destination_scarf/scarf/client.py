@@ -20,7 +20,6 @@ import orjson
 import requests
 
 from destination_scarf import __version__
-from destination_scarf.calls import ApiCaller
 from destination_scarf.config import (
     TARGET_PACKAGE,
     TARGET_TRACKING_PIXEL,
@@ -29,8 +28,9 @@ from destination_scarf.config import (
     Target,
 )
 from destination_scarf.errors import ScarfConfigError, ScarfTransientError
-from destination_scarf.retry import RetryPolicy
-from destination_scarf.transport import Answer, Transport, iter_lines_bounded
+from destination_scarf.scarf.calls import ApiCaller
+from destination_scarf.scarf.retry import RetryPolicy
+from destination_scarf.scarf.transport import Answer, Transport, iter_lines_bounded
 
 USER_AGENT = f"destination-scarf/{__version__} (Airbyte destination; python-requests/{requests.__version__})"
 #: Import statuses after which an import changes no more, and what each means for the sync.

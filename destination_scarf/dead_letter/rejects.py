@@ -25,11 +25,11 @@ from typing import Any
 
 import orjson
 
-from destination_scarf.batching import LineOrigin
-from destination_scarf.catalog import StreamInfo
 from destination_scarf.dead_letter import S3DeadLetterStore, S3Settings, new_sync_id
 from destination_scarf.errors import ScarfConfigError, ScarfError
 from destination_scarf.mapping import InvalidRecord
+from destination_scarf.sync.batching import LineOrigin
+from destination_scarf.sync.catalog import StreamInfo
 
 logger = logging.getLogger("airbyte")
 

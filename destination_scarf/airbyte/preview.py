@@ -30,16 +30,16 @@ from typing import IO, Any
 
 import orjson
 
-from destination_scarf.airbyte_io import CHUNK_BYTES, dump_message
-from destination_scarf.catalog import StreamIndex, StreamInfo, load_catalog_file, parse_catalog
-from destination_scarf.checkpoints import Checkpoints
+from destination_scarf.airbyte.discover import check_object_names
+from destination_scarf.airbyte.protocol import CHUNK_BYTES, dump_message
+from destination_scarf.airbyte.secret_filter import filter_secrets, register_config_secrets
 from destination_scarf.config import ScarfConfig, load_config_file, parse_config
-from destination_scarf.discover import check_object_names
 from destination_scarf.errors import ScarfError
-from destination_scarf.ingest import BAD_LINE_HINT, INVALID_RECORD_HINT, compile_mappers, start_windows
 from destination_scarf.mapping import InexactNumber, InvalidRecord
-from destination_scarf.reader import InputReader, exact_data
-from destination_scarf.secret_filter import filter_secrets, register_config_secrets
+from destination_scarf.sync.catalog import StreamIndex, StreamInfo, load_catalog_file, parse_catalog
+from destination_scarf.sync.checkpoints import Checkpoints
+from destination_scarf.sync.ingest import BAD_LINE_HINT, INVALID_RECORD_HINT, compile_mappers, start_windows
+from destination_scarf.sync.reader import InputReader, exact_data
 
 DEFAULT_LIMIT = 10
 

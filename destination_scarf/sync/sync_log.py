@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # for the annotations only
-    from destination_scarf.catalog import StreamInfo
-    from destination_scarf.checkpoints import Checkpoints
-    from destination_scarf.imports import ImportPipeline
+    from destination_scarf.dead_letter.rejects import RejectLog
     from destination_scarf.mapping import EventMapper
-    from destination_scarf.rejects import RejectLog
+    from destination_scarf.scarf.imports import ImportPipeline
+    from destination_scarf.sync.catalog import StreamInfo
+    from destination_scarf.sync.checkpoints import Checkpoints
 
 logger = logging.getLogger("airbyte")
 

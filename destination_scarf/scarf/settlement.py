@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from destination_scarf.batching import Batch, LineOrigin
-from destination_scarf.client import EventImport
 from destination_scarf.errors import FailedEvents, ImportIncomplete, ScarfError
+from destination_scarf.scarf.client import EventImport
+from destination_scarf.sync.batching import Batch, LineOrigin
 
 #: How many failed lines to name in a message; the rest are counted.
 _SAMPLES = 5

@@ -17,18 +17,18 @@ import threading
 from contextlib import closing
 from typing import IO
 
-from destination_scarf import operator_cli
-from destination_scarf.airbyte_io import MessageOutput, install_log_handler, read_chunks
-from destination_scarf.catalog import load_catalog_file, parse_catalog
-from destination_scarf.check import check_before_write, verify_access
-from destination_scarf.client import ScarfClient
+from destination_scarf.airbyte import operators
+from destination_scarf.airbyte.check import check_before_write, verify_access
+from destination_scarf.airbyte.preview import DEFAULT_LIMIT, DESCRIPTION, preview_command
+from destination_scarf.airbyte.protocol import MessageOutput, install_log_handler, read_chunks
+from destination_scarf.airbyte.secret_filter import register_config_secrets
+from destination_scarf.airbyte.signals import CancelOnSignals
+from destination_scarf.airbyte.trace import trace_message
 from destination_scarf.config import load_config_file, parse_config
 from destination_scarf.errors import ScarfError
-from destination_scarf.preview import DEFAULT_LIMIT, DESCRIPTION, preview_command
-from destination_scarf.secret_filter import register_config_secrets
-from destination_scarf.signals import CancelOnSignals
-from destination_scarf.trace import trace_message
-from destination_scarf.writer import Writer
+from destination_scarf.scarf.client import ScarfClient
+from destination_scarf.sync.catalog import load_catalog_file, parse_catalog
+from destination_scarf.sync.writer import Writer
 
 logger = logging.getLogger("airbyte")
 
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--limit", type=_limit, default=DEFAULT_LIMIT, metavar="N",
                          help=f"how many records to preview, across streams (default {DEFAULT_LIMIT})")
     preview.add_argument("--json", action="store_true", help="print NDJSON, one object per record, for scripts")
-    operator_cli.add_parsers(commands)
+    operators.add_parsers(commands)
     return parser
 
 
@@ -76,9 +76,9 @@ def run(argv: list[str] | None = None) -> None:
     if parsed.command == "preview":
         sys.exit(preview_command(config_path=parsed.config, catalog_path=parsed.catalog, limit=parsed.limit,
                                  as_json=parsed.json))
-    if parsed.command in operator_cli.COMMANDS:
-        sys.exit(operator_cli.run_operator_command(parsed, operator_cli.read_config(parsed.config)))
-    from destination_scarf.destination import DestinationScarf  # the CDK, for spec, check and discover
+    if parsed.command in operators.COMMANDS:
+        sys.exit(operators.run_operator_command(parsed, operators.read_config(parsed.config)))
+    from destination_scarf.airbyte.destination import DestinationScarf  # the CDK, for spec, check and discover
 
     DestinationScarf().run(args)
 

@@ -16,9 +16,9 @@ import json
 from importlib import resources
 from typing import Any
 
-from destination_scarf.catalog import StreamInfo
 from destination_scarf.config import TARGET_PACKAGE, TARGET_TRACKING_PIXEL, Target
 from destination_scarf.errors import ScarfConfigError
+from destination_scarf.sync.catalog import StreamInfo
 
 OBJECT_NAMES = {
     "multi_artifact": "events",

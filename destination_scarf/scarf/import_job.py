@@ -25,8 +25,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from destination_scarf.batching import Batch, LineOrigin
-from destination_scarf.client import EventImport, ScarfClient
 from destination_scarf.config import Target
 from destination_scarf.errors import (
     ImportFailed,
@@ -36,8 +34,10 @@ from destination_scarf.errors import (
     SyncCancelled,
     TooManyActiveImports,
 )
-from destination_scarf.retry import SlotWaitPolicy, backoff_delay, duration_text
-from destination_scarf.settlement import FailedLine, settle, shortfall
+from destination_scarf.scarf.client import EventImport, ScarfClient
+from destination_scarf.scarf.retry import SlotWaitPolicy, backoff_delay, duration_text
+from destination_scarf.scarf.settlement import FailedLine, settle, shortfall
+from destination_scarf.sync.batching import Batch, LineOrigin
 
 logger = logging.getLogger("airbyte")
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import orjson
 
-from destination_scarf.airbyte_io import dump_message
-from destination_scarf.catalog import StreamIndex
+from destination_scarf.airbyte.protocol import dump_message
 from destination_scarf.mapping import ExactFloat, InvalidRecord
+from destination_scarf.sync.catalog import StreamIndex
 
 logger = logging.getLogger("airbyte")
 

@@ -35,8 +35,8 @@ from destination_scarf.errors import (
     TooManyActiveImports,
     UncertainImport,
 )
-from destination_scarf.retry import RetryPolicy, duration_text, parse_retry_after
-from destination_scarf.transport import Answer, Consume, Transport, Unanswered, read_bounded
+from destination_scarf.scarf.retry import RetryPolicy, duration_text, parse_retry_after
+from destination_scarf.scarf.transport import Answer, Consume, Transport, Unanswered, read_bounded
 
 logger = logging.getLogger("airbyte")
 

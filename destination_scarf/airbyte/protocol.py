@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import orjson
 
-from destination_scarf.secret_filter import filter_secrets
+from destination_scarf.airbyte.secret_filter import filter_secrets
 
 #: Read stdin in chunks of up to this many bytes: large enough that the per-chunk cost vanishes.
 CHUNK_BYTES = 1 << 20

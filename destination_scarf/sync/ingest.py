@@ -14,16 +14,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from destination_scarf.batching import Batch, BatchBuilder, LineOrigin
-from destination_scarf.catalog import StreamIndex, StreamInfo
-from destination_scarf.checkpoints import GLOBAL, Checkpoints
 from destination_scarf.config import ScarfConfig
+from destination_scarf.dead_letter.rejects import RejectLog
 from destination_scarf.errors import InvalidInput
-from destination_scarf.import_job import Outcome
 from destination_scarf.mapping import EventMapper, InexactNumber, InvalidRecord, compile_mapper
-from destination_scarf.reader import InputReader, exact_data
-from destination_scarf.rejects import RejectLog
-from destination_scarf.spool import SpoolDir, remove_stale
+from destination_scarf.scarf.import_job import Outcome
+from destination_scarf.sync.batching import Batch, BatchBuilder, LineOrigin
+from destination_scarf.sync.catalog import StreamIndex, StreamInfo
+from destination_scarf.sync.checkpoints import GLOBAL, Checkpoints
+from destination_scarf.sync.reader import InputReader, exact_data
+from destination_scarf.sync.spool import SpoolDir, remove_stale
 
 #: What to do about a record that cannot become an event, as a sync under `on_invalid_record: fail` says it
 #: (and `preview` repeats it, so that both give the same advice).

@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from destination_scarf.batching import Batch, LineOrigin
-from destination_scarf.client import ScarfClient
 from destination_scarf.errors import ScarfError
-from destination_scarf.import_job import ImportJob, JobSettings, Outcome, Phase
-from destination_scarf.pool import WorkerPool
+from destination_scarf.scarf.client import ScarfClient
+from destination_scarf.scarf.import_job import ImportJob, JobSettings, Outcome, Phase
+from destination_scarf.scarf.pool import WorkerPool
+from destination_scarf.sync.batching import Batch, LineOrigin
 
 logger = logging.getLogger("airbyte")
 

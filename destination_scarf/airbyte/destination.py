@@ -26,15 +26,15 @@ from airbyte_cdk.models import (
     Type,
 )
 
-from destination_scarf import cli, operator_cli
-from destination_scarf.catalog import parse_catalog
-from destination_scarf.check import check_before_write, run_check, verify_access
-from destination_scarf.client import ScarfClient
+from destination_scarf.airbyte import cli, operators
+from destination_scarf.airbyte.check import check_before_write, run_check, verify_access
+from destination_scarf.airbyte.discover import destination_catalog_message
+from destination_scarf.airbyte.secret_filter import register_config_secrets
 from destination_scarf.config import load_config_file, parse_config
-from destination_scarf.discover import destination_catalog_message
 from destination_scarf.errors import ScarfConfigError
-from destination_scarf.secret_filter import register_config_secrets
-from destination_scarf.writer import Writer
+from destination_scarf.scarf.client import ScarfClient
+from destination_scarf.sync.catalog import parse_catalog
+from destination_scarf.sync.writer import Writer
 
 logger = logging.getLogger("airbyte")
 
@@ -61,8 +61,8 @@ class DestinationScarf(Destination):
             if code:
                 sys.exit(code)
             return
-        if parsed.command in operator_cli.COMMANDS:
-            sys.exit(operator_cli.run_operator_command(parsed, operator_cli.read_config(parsed.config)))
+        if parsed.command in operators.COMMANDS:
+            sys.exit(operators.run_operator_command(parsed, operators.read_config(parsed.config)))
         if parsed.command == "discover":
             self._run_discover_command(config_path=parsed.config)
             return

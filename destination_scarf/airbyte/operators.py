@@ -18,11 +18,11 @@ from typing import Any, TextIO
 
 import orjson
 
-from destination_scarf.client import EventImport, ScarfClient
+from destination_scarf.airbyte.secret_filter import filter_secrets, update_secrets
 from destination_scarf.config import ScarfConfig, load_config_file, parse_config
 from destination_scarf.errors import ScarfError
-from destination_scarf.secret_filter import filter_secrets, update_secrets
-from destination_scarf.timeparse import parse_event_time
+from destination_scarf.mapping.timeparse import parse_event_time
+from destination_scarf.scarf.client import EventImport, ScarfClient
 
 STATUSES = ("importing", "done", "aborted")
 

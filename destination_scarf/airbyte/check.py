@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from destination_scarf.client import ScarfClient
+from destination_scarf.airbyte.discover import check_object_names
 from destination_scarf.config import (
     SCARF_MAX_ACTIVE_IMPORTS,
     TARGET_PACKAGE,
@@ -15,15 +15,15 @@ from destination_scarf.config import (
     parse_config,
 )
 from destination_scarf.dead_letter import probe
-from destination_scarf.discover import check_object_names
+from destination_scarf.dead_letter.rejects import rejects_path_problem
 from destination_scarf.errors import ScarfConfigError, ScarfError
-from destination_scarf.rejects import rejects_path_problem
-from destination_scarf.retry import RetryPolicy
+from destination_scarf.scarf.client import ScarfClient
+from destination_scarf.scarf.retry import RetryPolicy
 
 if TYPE_CHECKING:  # for the annotation only: check imports the CDK when it runs, write never does
     from airbyte_cdk.models import AirbyteConnectionStatus
 
-    from destination_scarf.catalog import StreamInfo
+    from destination_scarf.sync.catalog import StreamInfo
 
 #: `check` runs while a user waits in the UI: a few quick retries, then a clear answer.
 CHECK_RETRY = RetryPolicy(max_attempts=3, backoff_initial_seconds=0.5, max_total_seconds=10.0)

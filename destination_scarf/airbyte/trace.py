@@ -11,8 +11,8 @@ import time
 import traceback
 from typing import Any
 
+from destination_scarf.airbyte.secret_filter import filter_secrets
 from destination_scarf.errors import ScarfError
-from destination_scarf.secret_filter import filter_secrets
 
 #: What the CDK says for an error that is not one of ours (a bug): the details are in the internal message.
 UNEXPECTED = "Something went wrong in the connector. See the logs for more details."

@@ -28,17 +28,17 @@ from collections.abc import Callable, Generator, Iterable, Iterator, MutableMapp
 from dataclasses import dataclass
 from typing import Any
 
-from destination_scarf.batching import Batch
-from destination_scarf.catalog import StreamInfo
-from destination_scarf.client import ScarfClient
 from destination_scarf.config import ScarfConfig
 from destination_scarf.errors import InvalidInput, ScarfError, SyncCancelled
-from destination_scarf.import_job import JobSettings, Outcome, PollPolicy
-from destination_scarf.imports import ImportPipeline, describe_streams
-from destination_scarf.ingest import Ingest
-from destination_scarf.pool import PoolStopped
-from destination_scarf.retry import SlotWaitPolicy
-from destination_scarf.sync_log import SyncLog
+from destination_scarf.scarf.client import ScarfClient
+from destination_scarf.scarf.import_job import JobSettings, Outcome, PollPolicy
+from destination_scarf.scarf.imports import ImportPipeline, describe_streams
+from destination_scarf.scarf.pool import PoolStopped
+from destination_scarf.scarf.retry import SlotWaitPolicy
+from destination_scarf.sync.batching import Batch
+from destination_scarf.sync.catalog import StreamInfo
+from destination_scarf.sync.ingest import Ingest
+from destination_scarf.sync.sync_log import SyncLog
 
 logger = logging.getLogger("airbyte")
 
