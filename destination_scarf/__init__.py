@@ -1,17 +1,13 @@
 """destination-scarf: an Airbyte destination that imports records into Scarf as events.
 
 Importing the package is cheap: `DestinationScarf` (which needs the Airbyte CDK, about a second to
-import) is loaded only when it is asked for, so the pure modules (timeparse, mapping, checkpoints)
-can be used and tested without the CDK.
+import) is loaded only when it is asked for, so the pure modules (mapping, sync.checkpoints) can be
+used and tested without the CDK. The layout is the README's Architecture section.
 """
 
-from importlib import metadata
 from typing import Any
 
-try:
-    __version__ = metadata.version("destination-scarf")
-except metadata.PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+source"
+from destination_scarf.options import VERSION as __version__
 
 __all__ = ["DestinationScarf", "__version__"]
 

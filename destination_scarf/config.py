@@ -22,16 +22,19 @@ import orjson
 
 from destination_scarf.dead_letter import S3Settings, parse_object_storage
 from destination_scarf.errors import ScarfConfigError
-from destination_scarf.mapping import SCARF_FIELDS, FieldRule, MappingConfig, validate_rules
+from destination_scarf.mapping import FieldRule, MappingConfig, validate_rules
 from destination_scarf.options import (
     BY_KEY,
     DEFAULT_API_URL,
     OWNER_REGEX,
+    SCARF_FIELDS,
     SCARF_MAX_ACTIVE_IMPORTS,
     UUID_REGEX,
     CustomVariablesMode,
     OnFailedEvents,
     OnInvalidRecord,
+    TargetKind,
+    UniqueIdMode,
 )
 
 __all__ = ["DEFAULT_API_URL", "SCARF_MAX_ACTIVE_IMPORTS", "ScarfConfig", "Target", "load_config_file", "parse_config"]
@@ -39,9 +42,8 @@ __all__ = ["DEFAULT_API_URL", "SCARF_MAX_ACTIVE_IMPORTS", "ScarfConfig", "Target
 OWNER_PATTERN = re.compile(OWNER_REGEX)
 UUID_PATTERN = re.compile(UUID_REGEX)
 
-TARGET_MULTI_ARTIFACT = "multi_artifact"
-TARGET_PACKAGE = "package"
-TARGET_TRACKING_PIXEL = "tracking_pixel"
+#: The option naming a single target's artifact.
+_TARGET_ID_KEYS: dict[TargetKind, str] = {"package": "package_id", "tracking_pixel": "tracking_pixel_id"}
 
 
 def _default(key: str) -> Any:
@@ -52,13 +54,13 @@ def _default(key: str) -> Any:
 class Target:
     """Where the events go: the multi-artifact endpoint, or one package, or one tracking pixel."""
 
-    kind: str
+    kind: TargetKind
     artifact_id: str | None = None
 
     def describe(self) -> str:
-        if self.kind == TARGET_PACKAGE:
+        if self.kind == "package":
             return f"package {self.artifact_id}"
-        if self.kind == TARGET_TRACKING_PIXEL:
+        if self.kind == "tracking_pixel":
             return f"tracking pixel {self.artifact_id}"
         return "multi-artifact import"
 
@@ -83,7 +85,7 @@ class ScarfConfig:
     api_token: str = field(repr=False)
     owner: str
     api_url: str = DEFAULT_API_URL
-    target: Target = Target(kind=TARGET_MULTI_ARTIFACT)
+    target: Target = Target(kind="multi_artifact")
     mapping: MappingConfig = MappingConfig()
     batch: BatchLimits = BatchLimits()
     max_concurrent_imports: int = _default("max_concurrent_imports")
@@ -188,17 +190,17 @@ class _Problems:
 
 def _parse_target(raw: Any, problems: _Problems) -> Target:
     if raw is None:
-        return Target(kind=TARGET_MULTI_ARTIFACT)
+        return Target(kind="multi_artifact")
     if not isinstance(raw, Mapping):
         problems.add("target must be an object with target_type")
-        return Target(kind=TARGET_MULTI_ARTIFACT)
-    kind = raw.get("target_type", TARGET_MULTI_ARTIFACT)
-    if kind == TARGET_MULTI_ARTIFACT:
-        return Target(kind=kind)
-    id_key = {TARGET_PACKAGE: "package_id", TARGET_TRACKING_PIXEL: "tracking_pixel_id"}.get(kind)
-    if id_key is None:
+        return Target(kind="multi_artifact")
+    kind = raw.get("target_type", "multi_artifact")
+    if kind not in get_args(TargetKind):
         problems.add("target.target_type must be multi_artifact, package or tracking_pixel")
-        return Target(kind=TARGET_MULTI_ARTIFACT)
+        return Target(kind="multi_artifact")
+    if kind == "multi_artifact":
+        return Target(kind=kind)
+    id_key = _TARGET_ID_KEYS[kind]
     artifact_id = raw.get(id_key)
     if not isinstance(artifact_id, str) or not UUID_PATTERN.fullmatch(artifact_id.strip()):
         problems.add(
@@ -235,7 +237,7 @@ def _parse_field_rules(raw: Any, problems: _Problems) -> tuple[FieldRule, ...]:
     return tuple(rules)
 
 
-def _parse_custom_variables(raw: Any, problems: _Problems) -> tuple[str, tuple[str, ...]]:
+def _parse_custom_variables(raw: Any, problems: _Problems) -> tuple[CustomVariablesMode, tuple[str, ...]]:
     if raw is None:
         return "all", ()
     if not isinstance(raw, Mapping) or raw.get("mode") not in get_args(CustomVariablesMode):
@@ -306,13 +308,12 @@ def parse_config(raw: Mapping[str, Any]) -> ScarfConfig:
     target = _parse_target(raw.get("target"), problems)
     mode, listed = _parse_custom_variables(raw.get("custom_variables"), problems)
     window_days = problems.integer(raw, "event_time_window_days")
-    id_mode = problems.choice(raw, "unique_id_mode")
+    id_mode = cast(UniqueIdMode, problems.choice(raw, "unique_id_mode"))
     mapping = MappingConfig(
         field_rules=_parse_field_rules(raw.get("field_mappings"), problems),
         custom_variables=mode,
         custom_variable_fields=listed,
-        unique_ids=id_mode != "off",
-        unique_ids_as_mapped=id_mode == "as_mapped",
+        unique_id_mode=id_mode,
         time_window=datetime.timedelta(days=window_days) if window_days else None,
         target_type=target.kind,
     )

@@ -18,6 +18,7 @@ and `as_airbyte_message()` convert.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 
@@ -100,4 +101,10 @@ class FailedEvents(ScarfConfigError):
 
 class SyncCancelled(ScarfTransientError):
     """SIGTERM/SIGINT: the sync stopped on request; in-flight imports were aborted."""
+
+    @classmethod
+    def check(cls, cancelled: threading.Event, message: str = "The sync was cancelled.") -> None:
+        """Raise when the sync was cancelled: every step that may take a while looks here first."""
+        if cancelled.is_set():
+            raise cls(message)
 

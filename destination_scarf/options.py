@@ -6,7 +6,8 @@ field (`config.py`). The structured options (target, field mappings, custom vari
 store) carry their JSON schema here and their own parsers in `config.py`. `spec.json` is generated
 (`make spec`), and a test fails when it differs from what this module produces.
 
-Imports nothing heavy: it is read by `config.py`, which the operator commands and the tests use too.
+The bottom of the package: it imports nothing of the connector but the dead-letter store's own schema, so
+every layer can use its words.
 """
 
 from __future__ import annotations
@@ -14,15 +15,37 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any, Literal, get_args
 
-from destination_scarf.dead_letter import SPEC_FRAGMENT as OBJECT_STORAGE_SCHEMA
-from destination_scarf.mapping.rules import SCARF_FIELDS
+from destination_scarf.dead_letter.settings import SPEC_FRAGMENT as OBJECT_STORAGE_SCHEMA
 
+try:
+    VERSION = metadata.version("destination-scarf")
+except metadata.PackageNotFoundError:  # running from a source tree that was not installed
+    VERSION = "0.0.0+source"
+
+# The words of the configuration, each a `Literal` used end to end (config, mapping, sync, Scarf client).
+TargetKind = Literal["multi_artifact", "package", "tracking_pixel"]
 OnInvalidRecord = Literal["fail", "skip"]
 OnFailedEvents = Literal["fail", "warn"]
 UniqueIdMode = Literal["deterministic", "as_mapped", "off"]
 CustomVariablesMode = Literal["all", "listed", "none"]
+
+#: Scarf's event fields (its `Event` schema), the values of a field mapping's `scarf_field`.
+SCARF_FIELDS = (
+    "$time",
+    "$unique_id",
+    "$package",
+    "$tracking_pixel",
+    "$version",
+    "$type",
+    "$remote_address",
+    "$user_agent",
+    "$domain",
+    "$referrer",
+    "$headers",
+)
 
 DEFAULT_API_URL = "https://api.scarf.sh"
 #: Scarf's documented per-account limit on active imports.

@@ -11,7 +11,7 @@ from airbyte_cdk.models import AirbyteMessageSerializer
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_scarf.airbyte import secret_filter as secrets
-from destination_scarf.airbyte.trace import trace_message
+from destination_scarf.airbyte.protocol import trace_message
 from destination_scarf.errors import ScarfConfigError, ScarfTransientError
 from support import ROOT, TOKEN, catalog, lines, make_config, messages_of, write_json
 from sync_helpers import STREAM, downloads_with_states

@@ -21,7 +21,7 @@ import orjson
 import pytest
 from airbyte_cdk.models import AirbyteMessageSerializer, FailureType
 
-from destination_scarf.config import TARGET_MULTI_ARTIFACT, TARGET_PACKAGE, TARGET_TRACKING_PIXEL, Target
+from destination_scarf.config import Target
 from destination_scarf.errors import (
     ScarfAuthError,
     ScarfConfigError,
@@ -48,9 +48,9 @@ from support import (
     wait_for,
 )
 
-MULTI = Target(kind=TARGET_MULTI_ARTIFACT)
-TO_PACKAGE = Target(kind=TARGET_PACKAGE, artifact_id=PACKAGE)
-TO_PIXEL = Target(kind=TARGET_TRACKING_PIXEL, artifact_id=PIXEL)
+MULTI = Target(kind="multi_artifact")
+TO_PACKAGE = Target(kind="package", artifact_id=PACKAGE)
+TO_PIXEL = Target(kind="tracking_pixel", artifact_id=PIXEL)
 UNKNOWN_ID = "99999999-9999-4999-8999-999999999999"
 OPENAPI = ROOT / "destination_scarf" / "resources" / "event-import.openapi.json"
 
@@ -171,9 +171,9 @@ def test_import_events_to_each_endpoint(emulator, tmp_path, target, extra, artif
 
     [post] = requests_of(emulator, "POST")
     expected_path = {
-        TARGET_MULTI_ARTIFACT: f"/v2/{OWNER}/import",
-        TARGET_PACKAGE: f"/v2/packages/{OWNER}/{PACKAGE}/import",
-        TARGET_TRACKING_PIXEL: f"/v2/tracking-pixels/{OWNER}/{PIXEL}/import",
+        "multi_artifact": f"/v2/{OWNER}/import",
+        "package": f"/v2/packages/{OWNER}/{PACKAGE}/import",
+        "tracking_pixel": f"/v2/tracking-pixels/{OWNER}/{PIXEL}/import",
     }[target.kind]
     assert post.path == expected_path
     assert post.status == 200
@@ -298,9 +298,9 @@ def test_403_on_import_post_is_not_retried(emulator):
          "nobody"),
         (OWNER, lambda c: c.get_package(UNKNOWN_ID), UNKNOWN_ID),
         (OWNER, lambda c: c.get_tracking_pixel(UNKNOWN_ID), UNKNOWN_ID),
-        (OWNER, lambda c: c.import_events(target=Target(kind=TARGET_PACKAGE, artifact_id=UNKNOWN_ID),
+        (OWNER, lambda c: c.import_events(target=Target(kind="package", artifact_id=UNKNOWN_ID),
                                           body=ndjson_gz(events(1, "x")), safe_to_resend=True), UNKNOWN_ID),
-        (OWNER, lambda c: c.import_events(target=Target(kind=TARGET_TRACKING_PIXEL, artifact_id=UNKNOWN_ID),
+        (OWNER, lambda c: c.import_events(target=Target(kind="tracking_pixel", artifact_id=UNKNOWN_ID),
                                           body=ndjson_gz(events(1, "x")), safe_to_resend=True), UNKNOWN_ID),
         (OWNER, lambda c: c.get_import(UNKNOWN_ID), UNKNOWN_ID),
         (OWNER, lambda c: list(c.import_log(UNKNOWN_ID)), UNKNOWN_ID),
@@ -483,7 +483,7 @@ def test_connection_refused_on_post_is_retried_then_transient(tmp_path):
         (OWNER, lambda c: c.get_package(f"{PACKAGE}?x=1"), f"/v2/packages/{OWNER}/{PACKAGE}%3Fx%3D1", "?x=1"),
         (OWNER, lambda c: c.get_tracking_pixel(f"{PIXEL}%2F"), f"/v2/tracking-pixels/{OWNER}/{PIXEL}%252F",
          f"{PIXEL}%2F"),
-        (OWNER, lambda c: c.import_events(target=Target(kind=TARGET_PACKAGE, artifact_id=f"{PACKAGE}/import"),
+        (OWNER, lambda c: c.import_events(target=Target(kind="package", artifact_id=f"{PACKAGE}/import"),
                                           body=ndjson_gz(events(1, "p")), safe_to_resend=True),
          f"/v2/packages/{OWNER}/{PACKAGE}%2Fimport/import", f"{PACKAGE}/import"),
     ],

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from destination_scarf.sync.ingest import BAD_LINE_HINT, INVALID_RECORD_HINT
+from destination_scarf.sync.writer import BAD_LINE_HINT, INVALID_RECORD_HINT
 from support import (
     OWNER,
     PACKAGE,

@@ -164,10 +164,10 @@ def test_a_killed_syncs_spool_folder_is_removed_by_the_next_sync(tmp_path):
 
 
 def test_a_running_syncs_spool_folder_is_never_removed(tmp_path):
-    from destination_scarf.sync.spool import SpoolDir, remove_stale
+    from destination_scarf.sync.batches import Spool, remove_stale
 
-    live = SpoolDir(root=str(tmp_path))
-    stale = SpoolDir(root=str(tmp_path))
+    live = Spool(root=str(tmp_path), gzip_level=2, stream_labels=[])
+    stale = Spool(root=str(tmp_path), gzip_level=2, stream_labels=[])
     os.close(stale._lock_fd)  # as if its process had died: the kernel drops the lock
     stale._lock_fd = -1
     (stale.path / "batch-000001.ndjson.gz").write_bytes(b"record data")

@@ -6,9 +6,6 @@ import pytest
 
 from destination_scarf.config import (
     DEFAULT_API_URL,
-    TARGET_MULTI_ARTIFACT,
-    TARGET_PACKAGE,
-    TARGET_TRACKING_PIXEL,
     parse_config,
     validate_api_url,
 )
@@ -25,7 +22,7 @@ def base(**extra):
 def test_minimal_config_gets_the_documented_defaults():
     config = parse_config(base())
     assert config.api_url == DEFAULT_API_URL
-    assert config.target.kind == TARGET_MULTI_ARTIFACT
+    assert config.target.kind == "multi_artifact"
     assert config.max_concurrent_imports == 4
     assert config.on_invalid_record == "fail" and config.on_failed_events == "fail"
     assert config.mapping.unique_ids is True
@@ -39,8 +36,8 @@ def test_the_token_never_appears_in_repr():
 
 @pytest.mark.parametrize(
     ("target", "kind"),
-    [({"target_type": "package", "package_id": PKG.upper()}, TARGET_PACKAGE),
-     ({"target_type": "tracking_pixel", "tracking_pixel_id": PKG}, TARGET_TRACKING_PIXEL)],
+    [({"target_type": "package", "package_id": PKG.upper()}, "package"),
+     ({"target_type": "tracking_pixel", "tracking_pixel_id": PKG}, "tracking_pixel")],
 )
 def test_single_artifact_targets_carry_a_normalised_id(target, kind):
     config = parse_config(base(target=target))

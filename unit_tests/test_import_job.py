@@ -28,9 +28,8 @@ from destination_scarf.errors import (
     UncertainImport,
 )
 from destination_scarf.scarf.client import EventImport
-from destination_scarf.scarf.import_job import ImportJob, JobSettings, Phase, PollPolicy
+from destination_scarf.scarf.import_job import Batch, ImportJob, JobSettings, Phase, PollPolicy
 from destination_scarf.scarf.retry import SlotWaitPolicy
-from destination_scarf.sync.batching import Batch
 
 IDS = [f"0000000{n}-0000-4000-8000-000000000000" for n in range(1, 10)]
 
@@ -97,14 +96,13 @@ def batch(tmp_path: Path) -> Batch:
     path.write_bytes(gzip.compress(b'{"a":1}\n{"a":2}\n{"a":3}\n'))
     return Batch(batch_id=7, path=path, events=3, raw_bytes=24, wire_bytes=path.stat().st_size,
                  streams=frozenset({0}), stream_indexes=array("H", [0, 0, 0]), record_positions=array("Q", [1, 2, 3]),
-                 input_lines=array("Q", [1, 2, 3]))
+                 input_lines=array("Q", [1, 2, 3]), stream_labels=["downloads"])
 
 
 def run(batch: Batch, scarf: FakeScarf, *, cancelled: threading.Event | None = None, **settings: Any):
     clock = Clock()
     values: dict[str, Any] = dict(target=Target(kind="multi_artifact"), safe_to_resend=True, on_failed_events="fail",
                                   import_timeout_seconds=600, slot_wait_seconds=60, upload_budget_seconds=60,
-                                  describe_origin=lambda o: f"record #{o.record_position}",
                                   poll=PollPolicy(initial_seconds=1, age_fraction=0.1, max_seconds=5),
                                   slot_wait=SlotWaitPolicy(initial_seconds=1, factor=2, max_seconds=4),
                                   not_found_grace_seconds=10)
@@ -233,7 +231,7 @@ def test_cancelled_while_polling_takes_a_last_look_and_keeps_a_done_import(batch
     clock = Clock()
     job = ImportJob(batch=batch, settings=JobSettings(
         target=Target(kind="multi_artifact"), safe_to_resend=True, on_failed_events="fail",
-        import_timeout_seconds=60, slot_wait_seconds=60, upload_budget_seconds=60, describe_origin=str),
+        import_timeout_seconds=60, slot_wait_seconds=60, upload_budget_seconds=60),
         client=scarf, cancelled=cancelled, clock=clock, wait=wait)  # type: ignore[arg-type]
     outcome = job.run()
     assert outcome.phase is Phase.DONE and outcome.error is None  # Scarf had finished it: its state can leave
@@ -246,7 +244,7 @@ def test_cancelled_while_polling_an_unfinished_import_aborts_it(batch):
     clock = Clock()
     job = ImportJob(batch=batch, settings=JobSettings(
         target=Target(kind="multi_artifact"), safe_to_resend=True, on_failed_events="fail",
-        import_timeout_seconds=60, slot_wait_seconds=60, upload_budget_seconds=60, describe_origin=str),
+        import_timeout_seconds=60, slot_wait_seconds=60, upload_budget_seconds=60),
         client=scarf, cancelled=cancelled, clock=clock, wait=lambda s: cancelled.set() or True)  # type: ignore
     outcome = job.run()
     assert outcome.phase is Phase.CANCELLED and isinstance(outcome.error, SyncCancelled)

@@ -81,7 +81,7 @@ def rule(field: str, source: str | None = None, *, constant: str | None = None, 
 
 
 def test_minimal_record() -> None:
-    event = make(unique_ids=False)(record())
+    event = make(unique_id_mode="off")(record())
     assert event == {"$time": RECENT, "$package": PACKAGE}
 
 
@@ -474,7 +474,7 @@ def test_no_custom_variables_but_ignored_keys_are_still_reported() -> None:
 
 
 def test_unique_id_keys_are_consumed_even_with_ids_off() -> None:
-    event = make(unique_ids=False)(record(unique_id="u-1"))
+    event = make(unique_id_mode="off")(record(unique_id="u-1"))
     assert "$unique_id" not in event and "unique_id" not in event
 
 
@@ -559,7 +559,7 @@ def test_kinds_of_material_do_not_collide() -> None:
 
 
 def test_unique_ids_off() -> None:
-    event = make(rule("$unique_id", "eid"), unique_ids=False, primary_key=[["id"]])(record(eid="e", id=1))
+    event = make(rule("$unique_id", "eid"), unique_id_mode="off", primary_key=[["id"]])(record(eid="e", id=1))
     assert "$unique_id" not in event
 
 
@@ -787,7 +787,7 @@ def test_generated_records_give_schema_valid_events_or_real_violations() -> None
 @pytest.mark.parametrize("settings", [
     {},  # content-hash ids: the line is built from the hashed bytes
     {"primary_key": [["var0"]]},  # key ids where var0 is there, content ids where it is not
-    {"unique_ids": False},
+    {"unique_id_mode": "off"},
 ], ids=["content-ids", "key-ids", "no-ids"])
 def test_encode_gives_the_same_event_as_the_mapper_as_one_ndjson_line(settings: dict[str, Any]) -> None:
     rng = random.Random(2711)

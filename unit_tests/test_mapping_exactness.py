@@ -137,10 +137,10 @@ def test_a_deep_primary_key_value_is_invalid_not_a_crash() -> None:
 
 
 def test_as_mapped_sends_the_mapped_id_unchanged_and_others_deterministically() -> None:
-    mapper = make(unique_ids_as_mapped=True, primary_key=[["id"]])
+    mapper = make(unique_id_mode="as_mapped", primary_key=[["id"]])
     assert orjson.loads(mapper.encode(record(unique_id="evt-42", id=1)))["$unique_id"] == "evt-42"
     assert orjson.loads(mapper.encode(record(unique_id=12345, id=1)))["$unique_id"] == "12345"
     by_key = orjson.loads(mapper.encode(record(id=7)))["$unique_id"]  # no mapped id: the primary key's hash
     assert by_key == make(primary_key=[["id"]])(record(id=7))["$unique_id"]
     assert "as given" in mapper.describe_plan()
-    assert make(stream="other", unique_ids_as_mapped=True)(record(unique_id="evt-42"))["$unique_id"] == "evt-42"
+    assert make(stream="other", unique_id_mode="as_mapped")(record(unique_id="evt-42"))["$unique_id"] == "evt-42"

@@ -26,7 +26,7 @@ from destination_scarf.mapping import (
     compile_mapper,
 )
 from destination_scarf.mapping.timeparse import to_scarf_time
-from destination_scarf.mapping.values import _canonical_json, _field_text, _headers_from_text, _headers_from_value
+from destination_scarf.mapping.values import canonical_json, field_text, headers_from_text, headers_from_value
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.timezone.utc)
 RECENT = "2026-11-27T11:00:00Z"
@@ -65,7 +65,7 @@ def value_at(data: dict[str, Any], name: str) -> Any:
 
 
 def test_the_key_actually_used_for_this_record() -> None:
-    mapper = make(rule("$remote_address", "client.ip"), rule("$type", constant="download"), unique_ids=False)
+    mapper = make(rule("$remote_address", "client.ip"), rule("$type", constant="download"), unique_id_mode="off")
     data = {"$time": None, "time": RECENT, "package": PACKAGE, "$version": "", "version": "2.0",
             "client": {"ip": "192.0.2.1"}, "pixel": PIXEL, "country": "NL"}
     assert mapper.sources_for(data) == {
@@ -96,8 +96,8 @@ def test_unique_id_material() -> None:
     assert mapped.sources_for(data)["$unique_id"] == "mapped field event.id"
     assert mapped.sources_for({**data, "event": {"id": ""}})["$unique_id"] == "primary key id"  # empty: not an id
     assert make().sources_for({**data, "$unique_id": "u"})["$unique_id"] == "mapped field $unique_id"
-    assert "$unique_id" not in make(unique_ids=False).sources_for(data)
-    as_given = make(rule("$unique_id", "event.id"), unique_ids_as_mapped=True)
+    assert "$unique_id" not in make(unique_id_mode="off").sources_for(data)
+    as_given = make(rule("$unique_id", "event.id"), unique_id_mode="as_mapped")
     assert as_given.sources_for(data)["$unique_id"] == "mapped field event.id, as given"
     assert as_given(data)["$unique_id"] == "E1"
     assert as_given.sources_for({**data, "event": None})["$unique_id"] == "content hash"  # no mapped id: hashed
@@ -127,6 +127,10 @@ def scalar(rng: random.Random) -> Any:
     return rng.choice(INVALID) if rng.random() < 0.02 else rng.choice(VALUES)
 
 
+def id_mode(ids: bool, as_mapped: bool) -> str:
+    return "off" if not ids else "as_mapped" if as_mapped else "deterministic"
+
+
 def random_config(rng: random.Random) -> tuple[MappingConfig, list[list[str]] | None, str | None]:
     candidates = [
         rule("$time", "ts"), rule("$time", "request.ts", stream="downloads"), rule("$time", constant=RECENT),
@@ -144,7 +148,7 @@ def random_config(rng: random.Random) -> tuple[MappingConfig, list[list[str]] | 
     config = MappingConfig(
         field_rules=tuple(chosen.values()), custom_variables=mode,
         custom_variable_fields=("country", "request.ts") if mode == "listed" else (),
-        unique_ids=rng.random() < 0.8, unique_ids_as_mapped=rng.random() < 0.3, time_window=rng.choice([None, dt.timedelta(days=7)]),
+        unique_id_mode=id_mode(rng.random() < 0.8, rng.random() < 0.3), time_window=rng.choice([None, dt.timedelta(days=7)]),
         target_type=rng.choice(["multi_artifact", "multi_artifact", "package"]))
     primary_key = rng.choice([None, [["id"]], [["id"], ["request", "ts"]]])
     return config, primary_key, rng.choice([None, "ns"])
@@ -209,24 +213,24 @@ def check_value(field: str, source: str, event: dict[str, Any], data: dict[str, 
     if field == "$time":
         assert to_scarf_time(raw)[1] == event["$time"]
     elif field == "$headers":
-        assert (_headers_from_text(raw) if source == "constant" else _headers_from_value(raw)) == event["$headers"]
+        assert (headers_from_text(raw) if source == "constant" else headers_from_value(raw)) == event["$headers"]
     else:
-        assert _field_text(field, raw) == event[field]
+        assert field_text(field, raw) == event[field]
 
 
 def check_unique_id(source: str, event: dict[str, Any], data: dict[str, Any], stream: str,
                     namespace: str | None, primary_key: list[list[str]] | None) -> None:
     if source.startswith("mapped field ") and source.endswith(", as given"):
         key = source.removeprefix("mapped field ").removesuffix(", as given")
-        assert event["$unique_id"] == _field_text("$unique_id", value_at(data, key))  # the value itself
+        assert event["$unique_id"] == field_text("$unique_id", value_at(data, key))  # the value itself
         return
     if source.startswith("mapped field "):
-        text = _field_text("$unique_id", value_at(data, source.removeprefix("mapped field ")))
+        text = field_text("$unique_id", value_at(data, source.removeprefix("mapped field ")))
         material, kind = text.encode(), "i"
     elif source.startswith("primary key "):
         assert primary_key and source == "primary key " + ", ".join(".".join(p) for p in primary_key)
         values = [value_at(data, ".".join(path)) for path in primary_key]
-        material, kind = _canonical_json(values), "k"
+        material, kind = canonical_json(values), "k"
     else:
         assert source == "content hash"
         body = {k: v for k, v in event.items() if k != "$unique_id"}

@@ -7,23 +7,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from destination_scarf.airbyte.discover import check_object_names
-from destination_scarf.config import (
-    SCARF_MAX_ACTIVE_IMPORTS,
-    TARGET_PACKAGE,
-    TARGET_TRACKING_PIXEL,
-    ScarfConfig,
-    parse_config,
-)
-from destination_scarf.dead_letter import probe
-from destination_scarf.dead_letter.rejects import rejects_path_problem
+from destination_scarf.config import ScarfConfig, parse_config
+from destination_scarf.dead_letter import probe, rejects_path_problem
 from destination_scarf.errors import ScarfConfigError, ScarfError
+from destination_scarf.options import SCARF_MAX_ACTIVE_IMPORTS
 from destination_scarf.scarf.client import ScarfClient
 from destination_scarf.scarf.retry import RetryPolicy
+from destination_scarf.sync.catalog import StreamInfo
 
 if TYPE_CHECKING:  # for the annotation only: check imports the CDK when it runs, write never does
     from airbyte_cdk.models import AirbyteConnectionStatus
-
-    from destination_scarf.sync.catalog import StreamInfo
 
 #: `check` runs while a user waits in the UI: a few quick retries, then a clear answer.
 CHECK_RETRY = RetryPolicy(max_attempts=3, backoff_initial_seconds=0.5, max_total_seconds=10.0)
@@ -56,9 +49,9 @@ def run_check(raw_config: Mapping[str, Any], *, logger: logging.Logger,
 def _probe(client: ScarfClient, config: ScarfConfig) -> int:
     """Cheap reads that exercise token, owner and target; returns the number of active imports seen."""
     active = client.list_imports(statuses=["importing"], per_page=100)
-    if config.target.kind == TARGET_PACKAGE and config.target.artifact_id:
+    if config.target.kind == "package" and config.target.artifact_id:
         client.get_package(config.target.artifact_id)
-    elif config.target.kind == TARGET_TRACKING_PIXEL and config.target.artifact_id:
+    elif config.target.kind == "tracking_pixel" and config.target.artifact_id:
         client.get_tracking_pixel(config.target.artifact_id)
     return len(active)
 

@@ -1,11 +1,16 @@
-"""The command line: `destination-scarf spec|check|discover|write` (the Airbyte protocol), `preview` (a mapping
-preview, preview.py) and the operator commands (`imports`, `import-log`, `abort`).
+"""The command line: every command of `destination-scarf` is dispatched here.
 
-`write`, the command that runs long and often, starts without importing the Airbyte CDK (about a second
+    spec | check | discover | write    the Airbyte protocol: messages on stdout, a TRACE and exit code 1 on failure
+    preview                            what the first records of stdin would become, without sending anything
+    imports | import-log | abort       operator commands, for people and scripts
+
+`write`, the command that runs long and often, runs without importing the Airbyte CDK (about a second
 of CPU and 45 MB): it reads raw stdin, echoes states with orjson, filters secrets with the CDK's own
-filter (secret_filter.py) and ends a failed sync with a TRACE in the CDK's format (trace.py). The other
-commands go through the CDK's `Destination` (destination.py), as before. Both paths share
-`write_command`, so `DestinationScarf().run(["write", ...])` behaves exactly like the console script.
+filter and ends a failed sync with a TRACE in the CDK's format (protocol.py). Only `check` imports the
+CDK, for its CONNECTION_STATUS model. The CDK's `Destination` class (destination.py) is a thin adapter
+onto the same functions, so `DestinationScarf().run([...])` behaves exactly like the console script.
+
+Every sync, the console's, the CDK's programmatic one and `preview`'s, is opened by `open_sync`.
 """
 
 from __future__ import annotations
@@ -14,27 +19,28 @@ import argparse
 import logging
 import sys
 import threading
-from contextlib import closing
-from typing import IO
+from collections.abc import Generator, Iterable, Mapping, MutableMapping
+from typing import IO, Any, NoReturn
 
 from destination_scarf.airbyte import operators
-from destination_scarf.airbyte.check import check_before_write, verify_access
-from destination_scarf.airbyte.preview import DEFAULT_LIMIT, DESCRIPTION, preview_command
-from destination_scarf.airbyte.protocol import MessageOutput, install_log_handler, read_chunks
-from destination_scarf.airbyte.secret_filter import register_config_secrets
+from destination_scarf.airbyte.check import check_before_write, run_check, verify_access
+from destination_scarf.airbyte.discover import destination_catalog_message
+from destination_scarf.airbyte.preview import DEFAULT_LIMIT, DESCRIPTION, preview
+from destination_scarf.airbyte.protocol import MessageOutput, install_log_handler, log_to, read_chunks, trace_message
+from destination_scarf.airbyte.secret_filter import filter_secrets, register_config_secrets
 from destination_scarf.airbyte.signals import CancelOnSignals
-from destination_scarf.airbyte.trace import trace_message
-from destination_scarf.config import load_config_file, parse_config
+from destination_scarf.config import ScarfConfig, load_config_file, parse_config
 from destination_scarf.errors import ScarfError
+from destination_scarf.options import spec
 from destination_scarf.scarf.client import ScarfClient
-from destination_scarf.sync.catalog import load_catalog_file, parse_catalog
+from destination_scarf.sync.catalog import StreamInfo, load_catalog_file, parse_catalog
 from destination_scarf.sync.writer import Writer
 
 logger = logging.getLogger("airbyte")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The CDK's commands (spec, check, write), plus `discover`, `preview` and the operator commands."""
+    """The Airbyte protocol's commands (spec, check, discover, write), `preview` and the operator commands."""
     parser = argparse.ArgumentParser(prog="destination-scarf")
     commands = parser.add_subparsers(title="commands", dest="command", required=True)
     commands.add_parser("spec", help="print the connector's configuration specification")
@@ -67,47 +73,105 @@ def _limit(text: str) -> int:
     return value
 
 
-def run(argv: list[str] | None = None) -> None:
-    """The console entry point."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    parsed = build_parser().parse_args(args)
-    if parsed.command == "write":
-        sys.exit(write_command(config_path=parsed.config, catalog_path=parsed.catalog))
-    if parsed.command == "preview":
-        sys.exit(preview_command(config_path=parsed.config, catalog_path=parsed.catalog, limit=parsed.limit,
-                                 as_json=parsed.json))
+def run(argv: list[str] | None = None) -> NoReturn:
+    """The console entry point: runs the command and exits with its code."""
+    sys.exit(main(sys.argv[1:] if argv is None else argv))
+
+
+def main(argv: list[str]) -> int:
+    """Run one command; returns the process exit code."""
+    parsed = build_parser().parse_args(argv)
     if parsed.command in operators.COMMANDS:
-        sys.exit(operators.run_operator_command(parsed, operators.read_config(parsed.config)))
-    from destination_scarf.airbyte.destination import DestinationScarf  # the CDK, for spec, check and discover
+        return operators.run_operator_command(parsed, operators.read_config(parsed.config))
+    if parsed.command == "preview":
+        return _preview(parsed)
+    return _protocol_command(parsed)
 
-    DestinationScarf().run(args)
+
+def _preview(parsed: argparse.Namespace) -> int:
+    """`preview`: the report on stdout; a config or catalog it cannot use on stderr with exit code 1."""
+    log_to(sys.stderr)  # nothing here should log, but whatever does goes to stderr, never into the report
+    try:
+        config, streams = open_sync(load_config_file(parsed.config), load_catalog_file(parsed.catalog))
+    except ScarfError as error:
+        print(f"error: {filter_secrets(str(error))}", file=sys.stderr)
+        return 1
+    preview(config=config, streams=streams, limit=parsed.limit, as_json=parsed.json, stdin=sys.stdin.buffer,
+            out=sys.stdout.buffer)
+    return 0
 
 
-def write_command(*, config_path: str, catalog_path: str, stdin: IO[bytes] | None = None) -> int:
-    """`write`: states on stdout as they become safe; on failure a TRACE (the last line) and exit code 1."""
+def _protocol_command(parsed: argparse.Namespace) -> int:
+    """spec, check, discover or write: protocol messages on stdout; on failure a TRACE (the last line), exit 1."""
     output = MessageOutput()
     install_log_handler(output)
     try:
-        _write(config_path=config_path, catalog_path=catalog_path, stdin=stdin or sys.stdin.buffer, output=output)
+        if parsed.command == "spec":
+            output.emit({"type": "SPEC", "spec": spec()})
+        elif parsed.command == "check":
+            output.emit(_check_message(_load_config(parsed.config)))
+        elif parsed.command == "discover":
+            config = parse_config(_load_config(parsed.config))
+            output.emit(destination_catalog_message(config.target))
+        else:
+            _write(config_path=parsed.config, catalog_path=parsed.catalog, stdin=sys.stdin.buffer, output=output)
         return 0
     except Exception as error:
-        logger.error("%s", error, exc_info=not isinstance(error, ScarfError))
         output.emit(trace_message(error))  # through the CDK's secret filter, like every LOG
         return 1
 
 
-def _write(*, config_path: str, catalog_path: str, stdin: IO[bytes], output: MessageOutput) -> None:
-    raw_config = load_config_file(config_path)
-    register_config_secrets(raw_config)  # before anything can print them
+def _load_config(path: str) -> MutableMapping[str, Any]:
+    """The config file, its secrets registered with the log filter before anything can print them."""
+    raw_config = load_config_file(path)
+    register_config_secrets(raw_config)
+    return raw_config
+
+
+def _check_message(raw_config: Mapping[str, Any]) -> dict[str, Any]:
+    """`check` validates with our own config parser, whose messages name the field and the fix.
+
+    (The CDK would validate against spec.json first, and a JSON-schema message such as
+    "'x' does not match '^[0-9a-f]...'" names neither.)
+    """
+    from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer, Type  # check's status is the CDK's
+
+    status = run_check(raw_config, logger=logger)
+    return dict(AirbyteMessageSerializer.dump(AirbyteMessage(type=Type.CONNECTION_STATUS, connectionStatus=status)))
+
+
+def open_sync(raw_config: Mapping[str, Any], raw_catalog: Any) -> tuple[ScarfConfig, list[StreamInfo]]:
+    """What every sync starts with (the console's `write`, the CDK's programmatic write, `preview`): the config's
+    secrets registered before anything can print them, the config and catalog parsed, and what a sync refuses
+    before any call to Scarf checked."""
+    register_config_secrets(raw_config)
     config = parse_config(raw_config)  # every option, with messages that name the field
-    streams = parse_catalog(load_catalog_file(catalog_path))
+    streams = parse_catalog(raw_catalog)
     check_before_write(config, streams)
-    cancelled = threading.Event()
-    with CancelOnSignals(cancelled), ScarfClient.from_config(config, cancelled=cancelled) as client:
+    return config, streams
+
+
+def sync(config: ScarfConfig, streams: list[StreamInfo], chunks: Iterable[bytes], *,
+         cancelled: threading.Event | None = None) -> Generator[MutableMapping[str, Any], None, None]:
+    """Run a sync: the token and owner are checked before any input is read; then each state once it is safe."""
+    with ScarfClient.from_config(config, cancelled=cancelled) as client:
         verify_access(client)  # a wrong token or owner fails in seconds, before any input is read
-        writer = Writer(config=config, streams=streams, client=client, cancelled=cancelled)
-        # closing(): however the loop ends, the generator's cleanup runs now: in-flight imports are
-        # aborted, spool files removed.
-        with closing(writer.write(read_chunks(stdin, idle_seconds=1.0))) as states:
-            for state in states:
-                output.emit(state)
+        yield from Writer(config=config, streams=streams, client=client, cancelled=cancelled).write(chunks)
+
+
+def _write(*, config_path: str, catalog_path: str, stdin: IO[bytes], output: MessageOutput) -> None:
+    """`write`: states on stdout as they become safe. Why a sync ended early is in its log as well as its TRACE."""
+    try:
+        config, streams = open_sync(load_config_file(config_path), load_catalog_file(catalog_path))
+        cancelled = threading.Event()
+        with CancelOnSignals(cancelled):
+            states = sync(config, streams, read_chunks(stdin, idle_seconds=1.0), cancelled=cancelled)
+            try:
+                for state in states:
+                    output.emit(state)
+            finally:
+                # However the loop ends, the sync's cleanup runs now: imports in flight aborted, spool files removed.
+                states.close()
+    except Exception as error:
+        logger.error("%s", error, exc_info=not isinstance(error, ScarfError))
+        raise

@@ -16,14 +16,16 @@ import json
 from importlib import resources
 from typing import Any
 
-from destination_scarf.config import TARGET_PACKAGE, TARGET_TRACKING_PIXEL, Target
+from destination_scarf.config import Target
 from destination_scarf.errors import ScarfConfigError
+from destination_scarf.options import TargetKind
 from destination_scarf.sync.catalog import StreamInfo
 
-OBJECT_NAMES = {
+#: The one object each target offers for data activation.
+OBJECT_NAMES: dict[TargetKind, str] = {
     "multi_artifact": "events",
-    TARGET_PACKAGE: "package_events",
-    TARGET_TRACKING_PIXEL: "tracking_pixel_events",
+    "package": "package_events",
+    "tracking_pixel": "tracking_pixel_events",
 }
 
 

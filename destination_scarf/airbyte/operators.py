@@ -11,14 +11,14 @@ JSON with --json) on stdout; errors go to stderr with exit code 1.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TextIO
 
 import orjson
 
-from destination_scarf.airbyte.secret_filter import filter_secrets, update_secrets
+from destination_scarf.airbyte.protocol import log_to
+from destination_scarf.airbyte.secret_filter import update_secrets
 from destination_scarf.config import ScarfConfig, load_config_file, parse_config
 from destination_scarf.errors import ScarfError
 from destination_scarf.mapping.timeparse import parse_event_time
@@ -72,7 +72,7 @@ def run_operator_command(
     """Run one operator command; returns the process exit code (None config: it could not be read)."""
     out = out if out is not None else sys.stdout  # looked up now, so redirections and test capture apply
     err = err if err is not None else sys.stderr
-    _log_to(err)
+    log_to(err)  # logs (retries, say) go to stderr: stdout holds only the answer
     if raw_config is None:
         return 1
     try:
@@ -90,22 +90,6 @@ def run_operator_command(
     except ScarfError as error:
         print(f"error: {error}", file=err)
         return 1
-
-
-def _log_to(err: TextIO) -> None:
-    """Operator commands are for people and scripts: their logs (retries, say) go to stderr as plain text, so
-    stdout holds only the answer (JSON with --json), never an Airbyte LOG message."""
-    handler = logging.StreamHandler(err)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    handler.addFilter(_without_secrets)
-    airbyte = logging.getLogger("airbyte")
-    airbyte.handlers = [handler]
-    airbyte.propagate = False
-
-
-def _without_secrets(record: logging.LogRecord) -> bool:
-    record.msg, record.args = filter_secrets(record.getMessage()), ()
-    return True
 
 
 def _client(config: ScarfConfig) -> ScarfClient:

@@ -7,12 +7,13 @@ field's value and the record key it came from (`EventMapper.sources_for`) and th
 reason the sync would reject the record, with the sync's own advice. Then a one-line summary and the mapping
 plan of each stream previewed. `--json` writes the same as NDJSON, one object per line.
 
-It cannot disagree with a sync: the config and catalog are read and checked as `write` reads them, the mappers
-are the sync's own (`ingest.compile_mappers`), the input goes through the sync's `InputReader` (byte-order
-marks, glued lines, huge integers read again exactly), record positions and state windows are counted by the
-sync's `Checkpoints` (so repeated content gets the numbered ids a sync gives it), and each event is parsed
-from the very line `encode` gives a sync. It never contacts Scarf (no client exists here), stops reading after
-N records, and exits 0 whatever the records would become; 1 only for a config or catalog it cannot use.
+It cannot disagree with a sync: the config and catalog are opened as `write` opens them (`cli.open_sync`),
+the mappers are the sync's own (`writer.compile_mappers`), the input goes through the sync's `InputReader`
+(byte-order marks, glued lines, huge integers read again exactly), each record takes the sync's record step
+(`EventMapper.encode_record`), record positions and state windows are counted by the sync's `Checkpoints`
+(so repeated content gets the numbered ids a sync gives it), and each event is parsed from the very line a
+sync sends. It never contacts Scarf (no client exists here), stops reading after N records, and exits 0
+whatever the records would become; 1 only for a config or catalog it cannot use.
 
 Unlike logs, it prints record values: they are the user's own data, on the user's own terminal. Unreadable
 lines and records of streams outside the catalog are reported by line number, never quoted.
@@ -22,24 +23,28 @@ from __future__ import annotations
 
 import datetime
 import json
-import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 import orjson
 
-from destination_scarf.airbyte.discover import check_object_names
-from destination_scarf.airbyte.protocol import CHUNK_BYTES, dump_message
-from destination_scarf.airbyte.secret_filter import filter_secrets, register_config_secrets
-from destination_scarf.config import ScarfConfig, load_config_file, parse_config
-from destination_scarf.errors import ScarfError
-from destination_scarf.mapping import InexactNumber, InvalidRecord
-from destination_scarf.sync.catalog import StreamIndex, StreamInfo, load_catalog_file, parse_catalog
+from destination_scarf.airbyte.protocol import CHUNK_BYTES
+from destination_scarf.config import ScarfConfig
+from destination_scarf.mapping import InvalidRecord
+from destination_scarf.sync.catalog import StreamIndex, StreamInfo
 from destination_scarf.sync.checkpoints import Checkpoints
-from destination_scarf.sync.ingest import BAD_LINE_HINT, INVALID_RECORD_HINT, compile_mappers, start_windows
-from destination_scarf.sync.reader import InputReader, exact_data
+from destination_scarf.sync.reader import (
+    BadLine,
+    InputReader,
+    Message,
+    Record,
+    State,
+    UnknownStream,
+    dump_message,
+)
+from destination_scarf.sync.writer import BAD_LINE_HINT, INVALID_RECORD_HINT, compile_mappers, start_windows
 
 DEFAULT_LIMIT = 10
 
@@ -57,40 +62,14 @@ It prints record values, unlike the connector's logs: they are your own data, sh
 It stops after --limit records (default {DEFAULT_LIMIT}) and exits 0 even when records would be rejected."""
 
 
-class _LimitReached(Exception):
-    """The N-th record is previewed: stop reading."""
-
-
-def preview_command(*, config_path: str, catalog_path: str, limit: int = DEFAULT_LIMIT, as_json: bool = False,
-                    stdin: IO[bytes] | None = None, out: IO[bytes] | None = None, err: IO[str] | None = None) -> int:
-    """`preview`: the report on stdout; a config or catalog it cannot use on stderr with exit code 1."""
-    err = err if err is not None else sys.stderr
-    out = out if out is not None else sys.stdout.buffer
-    _log_to(err)
-    try:
-        raw_config = load_config_file(config_path)
-        register_config_secrets(raw_config)  # before anything can print them
-        config = parse_config(raw_config)
-        streams = parse_catalog(load_catalog_file(catalog_path))
-        check_object_names(streams, config.target)
-    except ScarfError as error:
-        print(f"error: {filter_secrets(str(error))}", file=err)
-        return 1
+def preview(*, config: ScarfConfig, streams: list[StreamInfo], limit: int = DEFAULT_LIMIT, as_json: bool = False,
+            stdin: IO[bytes], out: IO[bytes]) -> None:
+    """Write the report on `out`; a reader of `out` that hangs up early (`preview | head`) ends it quietly."""
     report = JsonReport(out) if as_json else TextReport(out)
     try:
-        Preview(config=config, streams=streams, limit=limit, report=report).run(stdin or sys.stdin.buffer)
+        Preview(config=config, streams=streams, limit=limit, report=report).run(stdin)
     except BrokenPipeError:  # `preview | head`: the reader has seen enough
         _silence_stdout()
-    return 0
-
-
-def _log_to(err: IO[str]) -> None:
-    """Nothing here should log, but whatever does goes to stderr as plain text, never into the report."""
-    handler = logging.StreamHandler(err)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    airbyte = logging.getLogger("airbyte")
-    airbyte.handlers = [handler]
-    airbyte.propagate = False
 
 
 def _silence_stdout() -> None:
@@ -122,8 +101,7 @@ class Preview:
         # Record positions and state scopes counted exactly as a sync counts them. Nothing is ever batched, so
         # no state leaves; a state only starts a new window for numbering repeated content, as in a sync.
         self._checkpoints = Checkpoints(stream_count=len(streams), find_stream=index.find)
-        self.reader = InputReader(index=index, add_record=self._add_record, add_state=self._add_state,
-                                  bad_line=self._bad_line, unknown_stream=self._unknown_stream)
+        self.reader = InputReader(index=index)
         self.counts = {"records": 0, "would_send": 0, "would_reject": 0, "unreadable_lines": 0,
                        "unknown_streams": 0}
         self._previewed: set[int] = set()
@@ -131,66 +109,63 @@ class Preview:
     def run(self, stdin: IO[bytes]) -> None:
         read = getattr(stdin, "read1", stdin.read)  # what has arrived, so a slow source is previewed as it comes
         stopped = False
-        try:
-            while chunk := read(CHUNK_BYTES):
-                self._now = self._wall_now()
-                self.reader.feed(chunk)
-            self.reader.end()
-        except _LimitReached:
-            stopped = True
+        while not stopped and (chunk := read(CHUNK_BYTES)):
+            self._now = self._wall_now()
+            stopped = self._take(self.reader.read(chunk))
+        if not stopped:
+            stopped = self._take(self.reader.end())
         self._report.summary({**self.counts, "limit": self._limit, "stopped_at_limit": stopped,
                               "streams": [self._stream_summary(i) for i in sorted(self._previewed)]})
+
+    def _take(self, messages: Iterable[Message]) -> bool:
+        """Preview each message; True once the `limit`-th record is previewed (the rest of the input is not read)."""
+        return any(self._add(message) for message in messages)
 
     def _stream_summary(self, index: int) -> dict[str, Any]:
         stream, mapper = self._streams[index], self.mappers[index]
         return {"stream": stream.name, "namespace": stream.namespace, "plan": mapper.describe_plan(),
                 "dropped_fields": sorted(mapper.ignored_fields)}
 
-    # ----- the reader's callbacks -------------------------------------------------------------------------
+    def _add(self, message: Message) -> bool:
+        if type(message) is Record:
+            return self._add_record(message)
+        if type(message) is State:
+            start_windows(self.mappers, self._checkpoints.state_received(message.message,
+                                                                         input_line=message.input_line))
+        elif type(message) is BadLine:
+            self.counts["unreadable_lines"] += 1
+            self._report.unreadable_line({"input_line": message.input_line, "reason": message.what,
+                                          "hint": SKIPPED_LINE_HINT if self._skip else BAD_LINE_HINT})
+        elif type(message) is UnknownStream:
+            self.counts["unknown_streams"] += 1
+            self._report.unknown_stream({"stream": message.stream, "namespace": message.namespace,
+                                         "input_line": message.input_line})
+        return False
 
-    def _add_record(self, index: int, data: Any, line: bytes, line_no: int) -> None:
-        """What `Ingest._add_record` does with a record, up to the batch: the same encoder, the same re-read."""
-        stream, mapper = self._streams[index], self.mappers[index]
+    def _add_record(self, record: Record) -> bool:
+        """A sync's record step (`encode_record`, the position in its stream), and what the event is made of."""
+        stream, mapper = self._streams[record.stream], self.mappers[record.stream]
         repeated = mapper.repeated
         try:
-            if type(data) is not dict:
-                raise InvalidRecord("data", "the record's `data` is not an object")
-            try:
-                encoded = mapper.encode(data)
-            except InexactNumber:
-                data = exact_data(line)
-                encoded = mapper.encode(data)
+            line = mapper.encode_record(record.data, record.line)
         except InvalidRecord as invalid:
-            position = self._checkpoints.record_rejected(index)
+            position = self._checkpoints.record_rejected(record.stream)
             self.counts["would_reject"] += 1
             entry: dict[str, Any] = {"rejected": {
                 "field": invalid.field, "reason": invalid.reason,
                 "hint": SKIPPED_RECORD_HINT if self._skip else INVALID_RECORD_HINT}}
         else:
-            position = self._checkpoints.record_batched(index)
+            position = self._checkpoints.record_batched(record.stream)
             self.counts["would_send"] += 1
-            sources = mapper.sources_for(data)
+            sources = mapper.sources_for(record.data, record.line)
             if mapper.repeated > repeated:  # `encode` numbered this id: the content repeats an earlier record's
                 sources["$unique_id"] += ", numbered: the same content as an earlier record since the last state"
-            entry = {"event": _event_of(encoded), "sources": sources}
+            entry = {"event": _event_of(line), "sources": sources}
         self.counts["records"] += 1
-        self._previewed.add(index)
+        self._previewed.add(record.stream)
         self._report.record({"stream": stream.name, "namespace": stream.namespace, "record_position": position,
-                             "input_line": line_no, **entry}, label=stream.label)
-        if self.counts["records"] >= self._limit:
-            raise _LimitReached()
-
-    def _add_state(self, message: dict, line: bytes) -> None:
-        start_windows(self.mappers, self._checkpoints.state_received(message, input_line=self.reader.line_no))
-
-    def _bad_line(self, what: str) -> None:
-        self.counts["unreadable_lines"] += 1
-        self._report.unreadable_line({"input_line": self.reader.line_no, "reason": what,
-                                      "hint": SKIPPED_LINE_HINT if self._skip else BAD_LINE_HINT})
-
-    def _unknown_stream(self, namespace: Any, stream: Any) -> None:
-        self.counts["unknown_streams"] += 1
-        self._report.unknown_stream({"stream": stream, "namespace": namespace, "input_line": self.reader.line_no})
+                             "input_line": record.line_no, **entry}, label=stream.label)
+        return self.counts["records"] >= self._limit
 
 
 def _event_of(line: bytes) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""The dead-letter store: rejected records written in batches to S3 (or an S3-compatible server).
+"""Rejected records: counted, the first ones logged, kept in a local file and in a dead-letter store.
+
+`rejects.py` is what a sync talks to (`RejectLog`); the rest is the dead-letter store, where rejected records
+are written in batches to S3 (or an S3-compatible server): `settings.py` (its option and validation), `s3.py`
+(the bounded boto3 client and its errors), `store.py` (batch objects, and the probe `check` runs).
 
 A local rejected-records file is lost with an Airbyte pod, so rejected records can also go to object
 storage, configured the way Airbyte's bulk-CDK destinations configure their dead-letter queue
@@ -26,6 +30,7 @@ botocore's connect and read timeouts and a fixed number of attempts.
 boto3 is imported only when a store is created or probed: importing this module does not import it.
 """
 
+from destination_scarf.dead_letter.rejects import RejectLog, rejects_path_problem
 from destination_scarf.dead_letter.s3 import translate_error
 from destination_scarf.dead_letter.settings import (
     CONNECTOR_FOLDER,
@@ -46,11 +51,13 @@ __all__ = [
     "PROBE_TIMEOUTS",
     "S3_REGIONS",
     "SPEC_FRAGMENT",
+    "RejectLog",
     "S3DeadLetterStore",
     "S3Settings",
     "S3Timeouts",
     "new_sync_id",
     "parse_object_storage",
     "probe",
+    "rejects_path_problem",
     "translate_error",
 ]

@@ -25,11 +25,9 @@ from typing import Any
 
 import orjson
 
-from destination_scarf.dead_letter import S3DeadLetterStore, S3Settings, new_sync_id
+from destination_scarf.dead_letter.settings import S3Settings, new_sync_id
+from destination_scarf.dead_letter.store import S3DeadLetterStore
 from destination_scarf.errors import ScarfConfigError, ScarfError
-from destination_scarf.mapping import InvalidRecord
-from destination_scarf.sync.batching import LineOrigin
-from destination_scarf.sync.catalog import StreamInfo
 
 logger = logging.getLogger("airbyte")
 
@@ -63,8 +61,9 @@ def rejects_path_problem(path: str) -> str | None:
 
 
 class RejectLog:
-    def __init__(self, *, policy: str, path: str | None, store: S3Settings | None = None) -> None:
-        self.policy = policy
+    """Where a sync's rejected records go: counted, the first ones logged, kept in the file and the store."""
+
+    def __init__(self, *, path: str | None, store: S3Settings | None = None) -> None:
         self._path = path
         self._store_settings = store
         self._store: S3DeadLetterStore | None = None
@@ -101,26 +100,26 @@ class RejectLog:
                 problem = f"rejected_records_path {self._path} cannot be opened ({type(error).__name__})"
         raise ScarfConfigError(f"The destination's configuration is not valid: {problem}.")
 
-    def record(self, where: str, invalid: InvalidRecord, *, stream: StreamInfo, origin: LineOrigin,
-               line: bytes) -> None:
-        """A record that could not become a valid event was skipped; `line` is its input line as received."""
+    def invalid_record(self, *, where: str, stream: str, namespace: str | None, record_position: int,
+                       input_line: int, field: str, reason: str, message: bytes) -> None:
+        """A record that could not become a valid event was skipped; `message` is its input line as received."""
         self.count += 1
-        self._log(f"Skipped {where}: {invalid.field} {invalid.reason}")
+        self._log(f"Skipped {where}: {field} {reason}")
         self._write({
-            "stream": stream.name, "namespace": stream.namespace, "record_position": origin.record_position,
-            "input_line": origin.input_line, "field": invalid.field, "reason": invalid.reason,
-        }, message=line)
+            "stream": stream, "namespace": namespace, "record_position": record_position,
+            "input_line": input_line, "field": field, "reason": reason,
+        }, message=message)
 
-    def failed_event(self, where: str, *, stream: StreamInfo, origin: LineOrigin, kind: str, reason: str,
-                     import_id: str, event: bytes | None) -> None:
+    def failed_event(self, *, where: str, stream: str, namespace: str | None, record_position: int,
+                     input_line: int, kind: str, reason: str, import_id: str, event: bytes | None) -> None:
         """An event Scarf failed (kept under `on_failed_events: warn`), with the event line as it was sent."""
         self.failed_events += 1
         if self.failed_events <= LOGGED_REASONS:
             logger.warning("Scarf failed %s (import %s): %s", where, import_id,
                            kind + (f" ({reason})" if reason else ""))
         self._write({
-            "stream": stream.name, "namespace": stream.namespace, "record_position": origin.record_position,
-            "input_line": origin.input_line, "reason": f"Scarf could not import the event: {kind}",
+            "stream": stream, "namespace": namespace, "record_position": record_position,
+            "input_line": input_line, "reason": f"Scarf could not import the event: {kind}",
             "scarf_message": reason, "import_id": import_id,
         }, event=event)
 

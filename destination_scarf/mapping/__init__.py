@@ -1,17 +1,21 @@
-"""Turn one Airbyte record's `data` into one Scarf event.
+"""Turn one Airbyte record's `data` into one Scarf event's NDJSON line.
 
+- `encoder.py`: `compile_mapper` and the per-stream `EventMapper`, the hot path (and, for people, the plan a
+  sync logs and `preview`'s sources of one record's fields);
 - `rules.py`: the user's field mappings, their validation, and which source feeds each Scarf field;
-- `encoder.py`: `compile_mapper` and the per-stream `EventMapper`, the hot path;
-- `values.py`: values as text, flattening, headers, exactness and depth checks;
-- `unique_ids.py`: deterministic `$unique_id`s.
+- `values.py`: values as text, flattening, headers, and the exactness and depth checks;
+- `variables.py`: custom variables;
+- `unique_ids.py`: deterministic `$unique_id`s;
+- `timeparse.py`: event times, parsed and written as Scarf wants them.
 
 Nothing here puts a record value into an error message: records carry personal data (IP addresses, user agents)
 and errors end up in logs. `InvalidRecord` names the field and a reason only. Nothing here imports the CDK.
 """
 
 from destination_scarf.mapping.encoder import EventMapper, compile_mapper
-from destination_scarf.mapping.rules import SCARF_FIELDS, FieldRule, MappingConfig, validate_rules
-from destination_scarf.mapping.values import MAX_DEPTH, ExactFloat, InexactNumber, InvalidRecord
+from destination_scarf.mapping.rules import FieldRule, MappingConfig, validate_rules
+from destination_scarf.mapping.values import MAX_DEPTH, ExactFloat, InexactNumber, InvalidRecord, read_exactly
+from destination_scarf.options import SCARF_FIELDS
 
 __all__ = [
     "MAX_DEPTH",
@@ -23,5 +27,6 @@ __all__ = [
     "InvalidRecord",
     "MappingConfig",
     "compile_mapper",
+    "read_exactly",
     "validate_rules",
 ]

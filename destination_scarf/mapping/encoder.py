@@ -3,12 +3,16 @@
 The mapping is compiled once per stream (`compile_mapper`) into an `EventMapper`: every decision that depends only
 on the config and the stream (which rule wins for each Scarf field, which record keys are consumed, the unique-id
 namespace) is made up front, and each record shape (its key names, in order) is planned once, so the per-record
-call is a handful of dict lookups. It is the hot path: no per-record rule lookups, regexes or schema checks.
+work is a handful of dict lookups. It is the hot path: no per-record rule lookups, regexes or schema checks, and one
+path for every record, whatever its shape.
 
 Every top-level key no Scarf field uses becomes a custom variable (mode "all"): nested objects as dotted keys,
 nulls dropped, values as text. `$` keys that are not Scarf fields are dropped and reported in
 `EventMapper.ignored_fields`, and Airbyte's own "_airbyte_*" keys are skipped. Each event gets a deterministic
 `$unique_id` (see unique_ids.py).
+
+For people, never on the hot path: `describe_plan` (the plan a sync logs at its start) and `sources_for` (for
+`preview`: which record key supplied each field of one record's event). Both name keys, never values.
 """
 
 from __future__ import annotations
@@ -20,48 +24,54 @@ from typing import Any
 
 import orjson
 
-from destination_scarf.mapping import explain
-from destination_scarf.mapping.fast import FastEncoder, fast_encoder
 from destination_scarf.mapping.rules import (
-    _ARTIFACT_FIELDS,
-    _STRING_FIELDS,
-    SCARF_FIELDS,
+    ARTIFACT_FIELDS,
+    STRING_FIELDS,
     MappingConfig,
-    _choose_rules,
-    _Source,
-    _source_for,
+    Source,
+    choose_rules,
+    source_for,
     validate_rules,
 )
-from destination_scarf.mapping.timeparse import to_scarf_time, window_cutoff
+from destination_scarf.mapping.timeparse import recent_scarf_text, to_scarf_time, window_cutoff
 from destination_scarf.mapping.unique_ids import UniqueIds
 from destination_scarf.mapping.values import (
+    InexactNumber,
     InvalidRecord,
-    _canonical_json,
-    _field_text,
-    _float_text,
-    _headers_from_text,
-    _headers_from_value,
-    _read_path,
+    canonical_json,
+    field_text,
+    float_text,
+    headers_from_text,
+    headers_from_value,
+    read_exactly,
+    read_path,
 )
 from destination_scarf.mapping.variables import CustomVariables
+from destination_scarf.options import SCARF_FIELDS
 
 _dumps = orjson.dumps
 _SORTED = orjson.OPT_SORT_KEYS
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
 
-_SHAPE_CACHE_LIMIT = 256  # record shapes (key tuples) remembered per stream; more are planned each time
-_UNSEEN: Any = object()
+#: Record shapes (key tuples) whose plan is remembered per stream. A stream has a handful; one with optional
+#: keys may have thousands (12 optional keys: 4,096). Past this many the memory is cleared and shapes are planned
+#: again as they come, so a stream of unbounded shapes keeps its memory flat.
+SHAPE_CACHE_LIMIT = 8192
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _ShapePlan:
-    """For one record shape: the present candidate keys of each Scarf string field, and the custom keys."""
+    """For one record shape: the present candidate keys of $time and of each Scarf string field, and the custom
+    keys. Keys that the shape lacks cost nothing per record."""
 
+    time: tuple[str, ...] | None  # the present $time keys; None when $time is a dotted path or a constant
     fields: tuple[tuple[str, tuple[str, ...]], ...]
     custom: tuple[str, ...]
     variables: bool  # whether this shape has any custom variable to send (its custom keys, or listed fields)
     headers: bool  # whether $headers may have a value in this shape (a candidate key is there, or a path rule)
+    extras: bool  # whether fields from dotted paths, constants or $headers may be added
     unique_source: bool  # likewise for a mapped $unique_id source
+    key_id: bool  # whether the id may come from a mapped field or the primary key (else: from the content)
 
 
 _R_TIME_MISSING = "missing (map a source field to $time, or name a field `time`)"
@@ -108,12 +118,11 @@ def _window_text(window: _dt.timedelta) -> str:
 
 
 class EventMapper:
-    """Maps one stream's records to Scarf events. Build it with `compile_mapper`; call it once per record.
+    """Maps one stream's records to Scarf events. Build it with `compile_mapper`; `encode` once per record.
 
     `ignored_fields` collects `$`-prefixed record keys that are not Scarf fields (typos such as "$referer", or
     "$pixel" when a rule maps $tracking_pixel) and were dropped; the caller warns about them once.
-    `sources` says where each Scarf field comes from, for logging the plan (no record values); `sources_for(data)`
-    says it for one record (which key supplied each field), for `preview`.
+    `sources` says where each Scarf field comes from, for logging the plan (no record values).
     """
 
     def __init__(
@@ -125,7 +134,6 @@ class EventMapper:
         primary_key: list[list[str]] | None,
         now: Callable[[], _dt.datetime],
     ) -> None:
-        self.ignored_fields: set[str] = set()
         self.stream = stream
         self.namespace = namespace
         self._now = now
@@ -136,54 +144,79 @@ class EventMapper:
             if config.time_window is not None
             else ""
         )
-        rules = _choose_rules(config.field_rules, stream, namespace)
-        sources = {field: _source_for(field, rules.get(field)) for field in SCARF_FIELDS}
+        self._cutoff_now: object = None
+        self._cutoff_text = ""
+        rules = choose_rules(config.field_rules, stream, namespace)
+        sources = {field: source_for(field, rules.get(field)) for field in SCARF_FIELDS}
         self.sources = {field: source.describe() for field, source in sources.items()}
-        self._field_sources = sources  # for `sources_for`
-        self._compile_fields(sources, config.target_type)
-        self._compile_custom_variables(sources, config)
-        unique = sources["$unique_id"]
-        self._unique_keys = unique.keys if unique.constant is None and not unique.path else None
-        self.ids = UniqueIds(enabled=config.unique_ids, namespace=namespace, stream=stream,
-                             read_mapped=unique.reader(), primary_key=primary_key,
-                             as_mapped=config.unique_ids_as_mapped)
-        if not config.unique_ids:
-            self.sources["$unique_id"] = "not sent: unique ids are off"
-
-    # compile steps
-
-    def _compile_fields(self, sources: dict[str, _Source], target_type: str) -> None:
-        time, headers = sources["$time"], sources["$headers"]
-        self._read_time = time.reader()
-        self._time_keys = time.keys if time.keys else None  # None: a path or a constant (not specialized)
-        self._time_constant = None if time.constant is None else to_scarf_time(time.constant)
-        self._read_headers_value = headers.reader()
-        self._headers_keys = headers.keys if not headers.path else None  # None: a path, look every time
-        self._headers_constant = None if headers.constant is None else _headers_from_text(headers.constant)
-        single_target = target_type != "multi_artifact"
-        self._need_artifact = not single_target
-        # With a single target the endpoint names the artifact: $package/$tracking_pixel are not sent at all.
-        emitted = [f for f in _STRING_FIELDS if not (single_target and f in _ARTIFACT_FIELDS)]
-        self._constants = {f: sources[f].constant for f in emitted if sources[f].constant is not None}
-        self._keyed = tuple((f, sources[f].keys) for f in emitted if sources[f].keys)
-        self._pathed = tuple((f, ".".join(sources[f].path), sources[f].path) for f in emitted if sources[f].path)
-        if single_target:
-            for field in _ARTIFACT_FIELDS:
-                self.sources[field] = "not sent: the import target names the artifact"
-
-    def _compile_custom_variables(self, sources: dict[str, _Source], config: MappingConfig) -> None:
+        self._field_sources = sources
+        self._compile_fields(sources, single_target=config.target_type != "multi_artifact")
         self.variables = CustomVariables(
             mode=config.custom_variables, listed=config.custom_variable_fields,
             consumed=(key for source in sources.values() for key in source.consumed))
         self.ignored_fields = self.variables.ignored_fields
+        self._put_variables = self.variables.put
+        unique = sources["$unique_id"]
+        self._unique_keys = unique.keys if unique.constant is None and not unique.path else None
+        self.ids = UniqueIds(enabled=config.unique_ids, namespace=namespace, stream=stream,
+                             read_mapped=unique.reader(), primary_key=primary_key,
+                             as_mapped=config.unique_id_mode == "as_mapped")
+        if not config.unique_ids:
+            self.sources["$unique_id"] = "not sent: unique ids are off"
         self._plans: dict[tuple[Any, ...], _ShapePlan] = {}
-        self._fast: dict[tuple[Any, ...], FastEncoder | None] = {}
-        #: Whether record shapes get specialized encoders (off only to compare them with the general path).
-        self.specialize = True
-        self._cutoff_now: object = None
-        self._cutoff_text = ""
+        #: Record shapes planned so far (a shape planned again after the cache was cleared counts again).
+        self.shapes_planned = 0
 
-    # per record
+    def _compile_fields(self, sources: dict[str, Source], *, single_target: bool) -> None:
+        time, headers = sources["$time"], sources["$headers"]
+        self._read_time = time.reader()
+        self._time_keys = time.keys or None  # None: a path or a constant (read through `_read_time`)
+        self._time_constant = None if time.constant is None else to_scarf_time(time.constant)
+        self._read_headers_value = headers.reader()
+        self._headers_keys = headers.keys if not headers.path else None  # None: a path, look every time
+        self._headers_constant = None if headers.constant is None else headers_from_text(headers.constant)
+        self._need_artifact = not single_target
+        # With a single target the endpoint names the artifact: $package/$tracking_pixel are not sent at all.
+        emitted = [f for f in STRING_FIELDS if not (single_target and f in ARTIFACT_FIELDS)]
+        self._constants = {f: sources[f].constant for f in emitted if sources[f].constant is not None}
+        self._keyed = tuple((f, sources[f].keys) for f in emitted if sources[f].keys)
+        self._pathed = tuple((f, ".".join(sources[f].path), sources[f].path) for f in emitted if sources[f].path)
+        if single_target:
+            for field in ARTIFACT_FIELDS:
+                self.sources[field] = "not sent: the import target names the artifact"
+
+    # ----- per record ----------------------------------------------------------------------------
+
+    def encode(self, data: dict) -> bytes:
+        """One record's event as the NDJSON line that is sent, or raise InvalidRecord (or InexactNumber).
+
+        When the id is a hash of the event, the line is built from the very bytes that were hashed (sorted keys,
+        then the id spliced in before the closing brace), so each event is serialized once, not twice. A record
+        whose content repeats an earlier one of the same window gets an id numbered by its occurrence (see
+        `UniqueIds.content_id`); otherwise the line is JSON equal to `self(data)`.
+        """
+        event, plan = self._event(data)
+        ids = self.ids
+        if ids.enabled:
+            key_id = ids.key_id(data, may_have_mapped=plan.unique_source) if plan.key_id else None
+            if key_id is None:
+                canonical = _dumps(event, option=_SORTED)  # events hold only text: orjson never refuses them
+                return canonical[:-1] + b',"$unique_id":"' + ids.content_id(canonical).encode() + b'"}\n'
+            event["$unique_id"] = key_id
+        return _dumps(event, option=_NEWLINE)
+
+    def encode_record(self, data: Any, line: bytes) -> bytes:
+        """`encode` for a record read from input `line`: what a sync (and `preview`) does with each record.
+
+        A float that may be an integer the fast JSON parser could not hold (2**64 and up) has the line read again
+        exactly, so ids and custom variables keep every digit.
+        """
+        if type(data) is not dict:
+            raise InvalidRecord("data", "the record's `data` is not an object")
+        try:
+            return self.encode(data)
+        except InexactNumber:
+            return self.encode(read_exactly(line))
 
     def __call__(self, data: dict) -> dict:
         """Map one record's data to a Scarf event, or raise InvalidRecord (or InexactNumber).
@@ -193,42 +226,9 @@ class EventMapper:
         """
         event, plan = self._event(data)
         if self.ids.enabled:
-            event["$unique_id"] = self.ids.key_id(data, may_have_mapped=plan.unique_source) or \
-                self.ids.first_content_id(_canonical_json(event))
+            key_id = self.ids.key_id(data, may_have_mapped=plan.unique_source) if plan.key_id else None
+            event["$unique_id"] = key_id or self.ids.first_content_id(canonical_json(event))
         return event
-
-    def encode(self, data: dict) -> bytes:
-        """One record's event as the NDJSON line that is sent, or raise InvalidRecord (or InexactNumber).
-
-        When the id is a hash of the event, the line is built from the very bytes that were hashed (sorted keys,
-        then the id spliced in before the closing brace), so the hot path serializes each event once, not twice.
-        A record whose content repeats an earlier one of the same window gets an id numbered by its occurrence
-        (see `UniqueIds.content_id`); otherwise the line is JSON equal to `self(data)`.
-
-        Each record shape gets a specialized encoder (fast.py) that writes the same line in straight-line
-        code; it hands back to the general path for anything unusual.
-        """
-        shape = tuple(data)
-        fast = self._fast.get(shape, _UNSEEN)
-        if fast is _UNSEEN:
-            fast = self._specialize(shape)
-        if fast is not None:
-            line = fast(data)
-            if line is not None:
-                return line
-        return self.encode_general(data, shape)
-
-    def encode_general(self, data: dict, shape: tuple[Any, ...] | None = None) -> bytes:
-        """`encode` without the specialized encoders (what they are checked against)."""
-        event, plan = self._event(data, shape)
-        ids = self.ids
-        if ids.enabled:
-            key_id = ids.key_id(data, may_have_mapped=plan.unique_source)
-            if key_id is None:
-                canonical = _dumps(event, option=_SORTED)  # events hold only text: orjson never refuses them
-                return canonical[:-1] + b',"$unique_id":"' + ids.content_id(canonical).encode() + b'"}\n'
-            event["$unique_id"] = key_id
-        return _dumps(event, option=_NEWLINE)
 
     @property
     def repeated(self) -> int:
@@ -238,20 +238,84 @@ class EventMapper:
     def new_window(self) -> None:
         self.ids.new_window()
 
-    def describe_plan(self) -> str:
-        """Where each Scarf field comes from, for the log at the start of a sync (names only, no values)."""
-        return explain.describe_plan(self)
+    def _event(self, data: dict) -> tuple[dict[str, Any], _ShapePlan]:
+        """The event without its $unique_id, and the record's shape plan. The hot path: loops inlined."""
+        shape = tuple(data)
+        plan = self._plans.get(shape)
+        if plan is None:
+            plan = self._plan_for(shape)
+        keys = plan.time
+        if keys is not None:  # $time from record keys, the common case: canonical recent text is a string compare
+            raw = None
+            for key in keys:
+                raw = data[key]
+                if raw is not None:
+                    break
+            text = recent_scarf_text(raw, self._cutoff) if type(raw) is str else None
+            event: dict[str, Any] = {"$time": text if text is not None else self._parsed_time(raw)}
+        else:
+            event = {"$time": self._constant_or_path_time(data)}
+        for field, keys in plan.fields:
+            for key in keys:
+                value = data[key]
+                if value is not None:
+                    break
+            else:
+                continue
+            if type(value) is not str:
+                value = field_text(field, value)
+            if value:
+                event[field] = value
+        if plan.extras:
+            self._put_extras(data, event, plan)
+        if self._need_artifact and "$package" not in event and "$tracking_pixel" not in event:
+            raise InvalidRecord("$package", _R_NO_ARTIFACT)
+        if plan.variables:
+            self._put_variables(data, event, plan.custom)
+        return event, plan
 
-    def sources_for(self, data: dict) -> dict[str, str]:
-        """Where each Scarf field of this record's event came from (for `preview`; see explain.py)."""
-        return explain.sources_for(self, data)
+    def _put_extras(self, data: Mapping[str, Any], event: dict[str, Any], plan: _ShapePlan) -> None:
+        """Fields from dotted paths, constants, and $headers."""
+        for field, dotted, path in self._pathed:
+            value = read_path(data, dotted, path)
+            if value is not None:
+                if type(value) is not str:
+                    value = field_text(field, value)
+                if value:
+                    event[field] = value
+        if self._constants:
+            event.update(self._constants)
+        if self._headers_constant is not None:
+            event["$headers"] = [dict(header) for header in self._headers_constant]  # events must not share state
+        elif plan.headers:
+            value = self._read_headers_value(data)
+            headers = [] if value is None else headers_from_value(value)
+            if headers:
+                event["$headers"] = headers
 
-    def _specialize(self, shape: tuple[Any, ...]) -> FastEncoder | None:
-        plan = self._plans.get(shape) or self._plan_for(shape)
-        fast = fast_encoder(self, plan, shape) if self.specialize else None
-        if len(self._fast) < _SHAPE_CACHE_LIMIT:
-            self._fast[shape] = fast
-        return fast
+    def _constant_or_path_time(self, data: Mapping[str, Any]) -> str:
+        if self._time_constant is not None:
+            return self._checked_time(*self._time_constant)
+        raw = self._read_time(data)
+        text = recent_scarf_text(raw, self._cutoff) if type(raw) is str else None
+        return text if text is not None else self._parsed_time(raw)
+
+    def _parsed_time(self, raw: Any) -> str:
+        """$time parsed from anything but canonical recent text: checked, formatted, and held against the window."""
+        if raw is None:
+            raise InvalidRecord("$time", _R_TIME_MISSING)
+        if type(raw) is float:
+            float_text(raw)  # a huge integral float may have lost digits: InexactNumber
+        try:
+            moment, text = to_scarf_time(raw)
+        except ValueError as exc:  # the parser's reasons never contain the value
+            raise InvalidRecord("$time", f"{_R_TIME_FORMAT} ({exc})") from None
+        return self._checked_time(moment, text)
+
+    def _checked_time(self, moment: _dt.datetime, text: str) -> str:
+        if self._window is not None and moment < self._now() - self._window:
+            raise InvalidRecord("$time", self._too_old)
+        return text
 
     @property
     def _cutoff(self) -> str:
@@ -261,91 +325,83 @@ class EventMapper:
             self._cutoff_now, self._cutoff_text = now, window_cutoff(now, self._window)
         return self._cutoff_text
 
-    def _event(self, data: dict, shape: tuple[Any, ...] | None = None) -> tuple[dict[str, Any], _ShapePlan]:
-        """The event without its $unique_id, and the record's shape plan."""
-        event: dict[str, Any] = {"$time": self._event_time(data)}
-        if shape is None:
-            shape = tuple(data)
-        plan = self._plans.get(shape)
-        if plan is None:
-            plan = self._plan_for(shape)
-        self._put_string_fields(data, event, plan)
-        headers: list[dict[str, str]] | None
-        if self._headers_constant is not None:
-            headers = [dict(header) for header in self._headers_constant]  # a copy: events must not share state
-        else:
-            headers = self._read_headers(data) if plan.headers else None
-        if headers:
-            event["$headers"] = headers
-        if self._need_artifact and "$package" not in event and "$tracking_pixel" not in event:
-            raise InvalidRecord("$package", _R_NO_ARTIFACT)
-        if plan.variables:
-            self.variables.put(data, event, plan.custom)
-        return event, plan
-
-    def _event_time(self, data: Mapping[str, Any]) -> str:
-        if self._time_constant is not None:
-            moment, text = self._time_constant
-        else:
-            raw = self._read_time(data)
-            if raw is None:
-                raise InvalidRecord("$time", _R_TIME_MISSING)
-            if type(raw) is float:
-                _float_text(raw)  # a huge integral float may have lost digits: InexactNumber
-            try:
-                moment, text = to_scarf_time(raw)
-            except ValueError as exc:  # the parser's reasons never contain the value
-                raise InvalidRecord("$time", f"{_R_TIME_FORMAT} ({exc})") from None
-        if self._window is not None and moment < self._now() - self._window:
-            raise InvalidRecord("$time", self._too_old)
-        return text
-
-    def _put_string_fields(self, data: Mapping[str, Any], event: dict[str, Any], plan: _ShapePlan) -> None:
-        # Inlined loops rather than one reader call per field: this runs for every record. The plan lists,
-        # per field, only the candidate keys this record shape has, so absent keys cost nothing.
-        for field, keys in plan.fields:
-            for key in keys:
-                value = data[key]
-                if value is not None:
-                    break
-            else:
-                continue
-            if type(value) is not str:
-                value = _field_text(field, value)
-            if value:
-                event[field] = value
-        for field, dotted, path in self._pathed:
-            value = _read_path(data, dotted, path)
-            if value is not None:
-                if type(value) is not str:
-                    value = _field_text(field, value)
-                if value:
-                    event[field] = value
-        if self._constants:
-            event.update(self._constants)
-
-    def _read_headers(self, data: Mapping[str, Any]) -> list[dict[str, str]]:
-        value = self._read_headers_value(data)
-        return [] if value is None else _headers_from_value(value)
-
     def _plan_for(self, shape: tuple[Any, ...]) -> _ShapePlan:
-        """Work out, once per record shape (its key names, in order), which keys feed which field.
-
-        A stream's records nearly always share one shape, so this runs a handful of times per sync;
-        the per-record work is then only the lookups of keys that are there.
-        """
+        """Work out, once per record shape (its key names, in order), which keys feed which field."""
         present = set(shape)
         fields = tuple(
             (field, found) for field, keys in self._keyed if (found := tuple(k for k in keys if k in present))
         )
         custom = self.variables.keys_of(shape)
+        unique_source = self._unique_keys is None or any(k in present for k in self._unique_keys)
+        headers = self._headers_keys is None or any(k in present for k in self._headers_keys)
         plan = _ShapePlan(
+            time=None if self._time_keys is None else tuple(k for k in self._time_keys if k in present),
             fields=fields,
             custom=custom,
             variables=bool(custom) or self.variables.mode == "listed",
-            headers=self._headers_keys is None or any(k in present for k in self._headers_keys),
-            unique_source=self._unique_keys is None or any(k in present for k in self._unique_keys),
+            headers=headers,
+            extras=headers or bool(self._pathed or self._constants or self._headers_constant is not None),
+            unique_source=unique_source,
+            key_id=unique_source or bool(self.ids.pk_paths),
         )
-        if len(self._plans) < _SHAPE_CACHE_LIMIT:
-            self._plans[shape] = plan
+        if len(self._plans) >= SHAPE_CACHE_LIMIT:
+            self._plans.clear()
+        self._plans[shape] = plan
+        self.shapes_planned += 1
         return plan
+
+    # ----- for people ----------------------------------------------------------------------------
+
+    def describe_plan(self) -> str:
+        """Where each Scarf field comes from, for the log at the start of a sync (names only, no values)."""
+        parts = [f"{field} <- {where}" for field, where in self.sources.items() if field != "$unique_id"]
+        if not self.ids.enabled:
+            parts.append("$unique_id: not sent (unique_id_mode off)")
+        else:
+            material = [self.sources["$unique_id"] + (" as given" if self.ids.as_mapped else "")]
+            if self.ids.pk_paths:
+                material.append("the primary key " + ", ".join(".".join(p) for p in self.ids.pk_paths))
+            material.append("a hash of the event's content, numbered for repeats")
+            parts.append("$unique_id <- " + ", else ".join(material))
+        parts.append(f"custom variables: {self.variables.describe()}")
+        return "; ".join(parts)
+
+    def sources_for(self, data: dict, line: bytes | None = None) -> dict[str, str]:
+        """Where each Scarf field of this record's event comes from, for the fields the event has, in Scarf's order.
+
+        A field's source is the record key that supplied its value (the first non-null of a convention's keys:
+        `$x`, `x`, then aliases; or the rule's source field), its dotted path, or "constant". `$unique_id`'s is
+        its material: "mapped field <key>" (", as given" under unique_id_mode as_mapped), "primary key <path>,
+        ...", or "content hash". Custom variables keep their own names, so they are not listed.
+
+        For `preview`, never on the hot path: it maps the record again (raising InvalidRecord or InexactNumber as
+        `encode` does; given the record's input `line`, a record with a huge integer is read again exactly, as
+        `encode_record` does) and asks each compiled source which place it read. Pure; names keys, never values.
+        """
+        try:
+            event, plan = self._event(data)
+        except InexactNumber:
+            if line is None:
+                raise
+            data = read_exactly(line)
+            event, plan = self._event(data)
+        found: dict[str, str] = {}
+        for field, source in self._field_sources.items():
+            if field == "$unique_id":
+                if self.ids.enabled:
+                    found[field] = self._unique_id_material(data, plan)
+                continue
+            if field in event:
+                supplier = source.supplier(data)
+                assert supplier is not None, f"{field} has a value but no source"
+                found[field] = supplier
+        return found
+
+    def _unique_id_material(self, data: dict, plan: _ShapePlan) -> str:
+        material = self.ids.material(data, may_have_mapped=plan.unique_source)
+        if material == "mapped":
+            given = ", as given" if self.ids.as_mapped else ""  # unique_id_mode: as_mapped sends the value itself
+            return f"mapped field {self._field_sources['$unique_id'].supplier(data)}{given}"
+        if material == "primary key":
+            return "primary key " + ", ".join(".".join(path) for path in self.ids.pk_paths)
+        return "content hash"

@@ -18,38 +18,21 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from destination_scarf.mapping.timeparse import parse_event_time
-from destination_scarf.mapping.values import InvalidRecord, _headers_from_text, _read_path
+from destination_scarf.mapping.values import InvalidRecord, headers_from_text, read_path
+from destination_scarf.options import SCARF_FIELDS, CustomVariablesMode, TargetKind, UniqueIdMode
 
-SCARF_FIELDS = (
-    "$time",
-    "$unique_id",
-    "$package",
-    "$tracking_pixel",
-    "$version",
-    "$type",
-    "$remote_address",
-    "$user_agent",
-    "$domain",
-    "$referrer",
-    "$headers",
-)
+SCARF_FIELD_SET = frozenset(SCARF_FIELDS)
 
-_SCARF_FIELD_SET = frozenset(SCARF_FIELDS)
+#: Fields sent as plain strings. $time, $headers and $unique_id have their own handling.
+STRING_FIELDS = tuple(f for f in SCARF_FIELDS if f not in ("$time", "$unique_id", "$headers"))
 
-# Fields sent as plain strings. $time, $headers and $unique_id have their own handling.
-_STRING_FIELDS = tuple(f for f in SCARF_FIELDS if f not in ("$time", "$unique_id", "$headers"))
+ARTIFACT_FIELDS = ("$package", "$tracking_pixel")
 
-_ARTIFACT_FIELDS = ("$package", "$tracking_pixel")
-
-# Extra convention keys, tried after F and F without "$".
-_ALIASES: dict[str, tuple[str, ...]] = {"$tracking_pixel": ("pixel", "$pixel")}
-
-CUSTOM_VARIABLE_MODES = ("all", "listed", "none")
-
-TARGET_TYPES = ("multi_artifact", "package", "tracking_pixel")
+#: Extra convention keys, tried after F and F without "$".
+ALIASES: dict[str, tuple[str, ...]] = {"$tracking_pixel": ("pixel", "$pixel")}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,13 +50,18 @@ class MappingConfig:
     """The mapping part of the connector config."""
 
     field_rules: tuple[FieldRule, ...] = ()
-    custom_variables: str = "all"  # "all" | "listed" | "none"
+    custom_variables: CustomVariablesMode = "all"
     custom_variable_fields: tuple[str, ...] = ()  # for "listed": top-level names or dotted paths
-    unique_ids: bool = True  # deterministic $unique_id; False: send none
-    #: A mapped $unique_id is sent as given (not hashed with the stream): for ids Scarf already holds.
-    unique_ids_as_mapped: bool = False
+    #: deterministic: every event gets a $unique_id; as_mapped: the same, but a mapped $unique_id is sent as
+    #: given (for ids Scarf already holds); off: no $unique_id.
+    unique_id_mode: UniqueIdMode = "deterministic"
     time_window: _dt.timedelta | None = _dt.timedelta(days=7)  # None: no age check
-    target_type: str = "multi_artifact"  # "multi_artifact" | "package" | "tracking_pixel"
+    target_type: TargetKind = "multi_artifact"
+
+    @property
+    def unique_ids(self) -> bool:
+        """Whether events carry a $unique_id (so a re-sent event overrides itself instead of counting twice)."""
+        return self.unique_id_mode != "off"
 
 
 # --- validation -----------------------------------------------------------------------------------------
@@ -92,16 +80,16 @@ def validate_rules(config: MappingConfig) -> list[str]:
         if key in seen:
             problems.append(f"{_describe_rule(rule)}: more than one entry; keep one")
         seen.add(key)
-    if config.custom_variables not in CUSTOM_VARIABLE_MODES:
+    if config.custom_variables not in get_args(CustomVariablesMode):
         problems.append(
             f"custom variables mode {config.custom_variables!r} is unknown; "
-            f"use one of {', '.join(CUSTOM_VARIABLE_MODES)}"
+            f"use one of {', '.join(get_args(CustomVariablesMode))}"
         )
     elif config.custom_variables == "listed":
         for path in config.custom_variable_fields:
             problems.extend(_listed_field_problems(path))
-    if config.target_type not in TARGET_TYPES:
-        problems.append(f"target type {config.target_type!r} is unknown; use one of {', '.join(TARGET_TYPES)}")
+    if config.target_type not in get_args(TargetKind):
+        problems.append(f"target type {config.target_type!r} is unknown; use one of {', '.join(get_args(TargetKind))}")
     if config.time_window is not None and config.time_window <= _dt.timedelta(0):
         problems.append("the event time window must be positive (or unset to disable the check)")
     return problems
@@ -114,7 +102,7 @@ def _describe_rule(rule: FieldRule) -> str:
 
 def _rule_problems(rule: FieldRule) -> list[str]:
     name = _describe_rule(rule)
-    if rule.scarf_field not in _SCARF_FIELD_SET:
+    if rule.scarf_field not in SCARF_FIELD_SET:
         return [f"{name}: unknown Scarf field; use one of {', '.join(SCARF_FIELDS)}"]
     has_source, has_constant = rule.source_field is not None, rule.constant is not None
     if has_source == has_constant:
@@ -140,7 +128,7 @@ def _constant_problems(field: str, constant: str) -> list[str]:
             return [f"the constant is not a valid time ({exc})"]
     elif field == "$headers":
         try:
-            _headers_from_text(constant)
+            headers_from_text(constant)
         except InvalidRecord as exc:
             return [f"the constant is not valid headers ({exc.reason})"]
     elif field == "$unique_id":
@@ -160,7 +148,7 @@ def _listed_field_problems(path: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class _Source:
+class Source:
     """Where a Scarf field's value comes from for one stream: exactly one of the three is set."""
 
     keys: tuple[str, ...] = ()  # top-level keys, first non-null wins (a plain source field is a 1-tuple)
@@ -201,7 +189,7 @@ class _Source:
             return lambda data: constant
         if path:
             dotted = ".".join(path)
-            return lambda data: _read_path(data, dotted, path)
+            return lambda data: read_path(data, dotted, path)
         if len(keys) == 1:
             (only,) = keys
             return lambda data: data.get(only)
@@ -220,7 +208,7 @@ class _Source:
         return read_first_present
 
 
-def _choose_rules(rules: Iterable[FieldRule], stream: str, namespace: str | None) -> dict[str, FieldRule]:
+def choose_rules(rules: Iterable[FieldRule], stream: str, namespace: str | None) -> dict[str, FieldRule]:
     """The winning rule per Scarf field for this stream: "namespace.name" > name > default."""
     qualified = f"{namespace}.{stream}" if namespace else None
     chosen: dict[str, tuple[int, FieldRule]] = {}
@@ -238,10 +226,10 @@ def _choose_rules(rules: Iterable[FieldRule], stream: str, namespace: str | None
     return {field: rule for field, (_, rule) in chosen.items()}
 
 
-def _source_for(field: str, rule: FieldRule | None) -> _Source:
+def source_for(field: str, rule: FieldRule | None) -> Source:
     if rule is None:
-        return _Source(keys=(field, field[1:]) + _ALIASES.get(field, ()))
+        return Source(keys=(field, field[1:]) + ALIASES.get(field, ()))
     if rule.constant is not None:
-        return _Source(constant=rule.constant)
+        return Source(constant=rule.constant)
     parts = tuple((rule.source_field or "").split("."))
-    return _Source(path=parts) if len(parts) > 1 else _Source(keys=parts)
+    return Source(path=parts) if len(parts) > 1 else Source(keys=parts)

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from destination_scarf.mapping.values import _canonical_json, _check_exact, _field_text, _read_path_exact
+from destination_scarf.mapping.values import canonical_json, check_exact, field_text, read_path_exact
 
 # Hex digit of the variant nibble: keep its low two bits, set the top two to 10 (RFC 4122 variant).
 _VARIANT_DIGIT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
@@ -74,7 +74,7 @@ class UniqueIds:
         if self.pk_paths:
             values = self._primary_key_values(data)
             if values is not None:
-                return _uuid_from(self._hashers["k"], _canonical_json(values))
+                return _uuid_from(self._hashers["k"], canonical_json(values))
         return None
 
     def material(self, data: Mapping[str, Any], *, may_have_mapped: bool) -> str:
@@ -121,16 +121,16 @@ class UniqueIds:
         value = self._read_mapped(data)
         if value is None:
             return None
-        text = value if type(value) is str else _field_text("$unique_id", value)
+        text = value if type(value) is str else field_text("$unique_id", value)
         return text or None
 
     def _primary_key_values(self, data: Mapping[str, Any]) -> tuple[Any, ...] | None:
         values = []
         for path in self.pk_paths:
-            value = data.get(path[0]) if len(path) == 1 else _read_path_exact(data, path)
+            value = data.get(path[0]) if len(path) == 1 else read_path_exact(data, path)
             if value is None:
                 return None
             if type(value) is not str and type(value) is not int:
-                _check_exact(value, ".".join(path), 1)
+                check_exact(value, ".".join(path), 1)
             values.append(value)
         return tuple(values)

@@ -51,19 +51,30 @@ class ExactFloat(float):
     """A float that was written as a float in the JSON text (from the exact parser): never re-read."""
 
 
+def read_exactly(line: bytes) -> dict:
+    """A RECORD line's `data` read again exactly: integers keep every digit, floats are marked as such."""
+    try:
+        message = json.loads(line, parse_float=ExactFloat)
+    except RecursionError:
+        raise InvalidRecord("data", "nests objects or lists too deeply to be read exactly") from None
+    except ValueError:  # Python refuses integers of more than 4300 digits
+        raise InvalidRecord("data", "holds a number too long to be read exactly") from None
+    return message["record"]["data"]
+
+
 # --- reading ---------------------------------------------------------------------------------------------
 
 
-def _read_path(data: Mapping[str, Any], dotted: str, path: tuple[str, ...]) -> Any:
+def read_path(data: Mapping[str, Any], dotted: str, path: tuple[str, ...]) -> Any:
     """Read a dotted path (`dotted` is `path` joined, precomputed). A top-level key spelled with the dots wins:
     some sources do have "a.b" keys."""
     value = data.get(dotted)
     if value is not None:
         return value
-    return _read_path_exact(data, path)
+    return read_path_exact(data, path)
 
 
-def _read_path_exact(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+def read_path_exact(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     """Walk a path of keys through nested objects (primary keys come as such lists; dotted names are split)."""
     value: Any = data
     for part in path:
@@ -79,7 +90,7 @@ def _read_path_exact(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 
 
 #: The non-string scalar types orjson produces: checked by identity before any (slow) ABC isinstance.
-_JSON_SCALARS = frozenset({int, float, bool})
+JSON_SCALARS = frozenset({int, float, bool})
 
 
 def _type_name(value: object) -> str:
@@ -93,41 +104,41 @@ def _type_name(value: object) -> str:
     return type(value).__name__
 
 
-def _float_text(value: float) -> str:
+def float_text(value: float) -> str:
     """A float as text, unless it may be an integer the parser could not hold exactly (then InexactNumber)."""
     if not -_EXACT_FLOAT_LIMIT < value < _EXACT_FLOAT_LIMIT and value.is_integer():
         raise InexactNumber()
     return str(value)
 
 
-def _check_exact(value: object, where: str, depth: int) -> None:
+def check_exact(value: object, where: str, depth: int) -> None:
     """Walk a container: InvalidRecord past MAX_DEPTH levels, InexactNumber for a float that may have lost digits."""
     if depth > MAX_DEPTH:
         raise InvalidRecord(where, _R_TOO_DEEP)
     value_type = type(value)
     if value_type is float:
-        _float_text(value)  # type: ignore[arg-type]
+        float_text(value)  # type: ignore[arg-type]
     elif value_type is list or value_type is tuple:
         for item in value:  # type: ignore[attr-defined]
-            _check_exact(item, where, depth + 1)
+            check_exact(item, where, depth + 1)
     elif value_type is dict or isinstance(value, Mapping):
         for item in value.values():  # type: ignore[attr-defined]
-            _check_exact(item, where, depth + 1)
+            check_exact(item, where, depth + 1)
 
 
-def _field_text(field: str, value: object) -> str:
+def field_text(field: str, value: object) -> str:
     """A Scarf string field's value: numbers become str(v) (so 2.0 stays "2.0"); booleans and containers are
     errors, since they almost always mean the wrong source field was mapped."""
     if isinstance(value, str):
         return str(value)
     if type(value) is float:
-        return _float_text(value)
+        return float_text(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     raise InvalidRecord(field, f"expected a string, got {_type_name(value)}")
 
 
-def _variable_text(value: object) -> str:
+def variable_text(value: object) -> str:
     """A custom variable's value as text.
 
     Scarf stores custom variables as text; sending strings ourselves keeps the value exactly as the source had it
@@ -137,7 +148,7 @@ def _variable_text(value: object) -> str:
     if value_type is int or value_type is str:
         return str(value)
     if value_type is float:
-        return _float_text(value)  # type: ignore[arg-type]
+        return float_text(value)  # type: ignore[arg-type]
     if value is True:
         return "true"
     if value is False:
@@ -145,12 +156,12 @@ def _variable_text(value: object) -> str:
     if isinstance(value, (int, float, str)):
         return str(value)
     if isinstance(value, (list, tuple)):
-        _check_exact(value, "a list", 1)
-        return _canonical_json(value).decode("utf-8", "surrogatepass")
+        check_exact(value, "a list", 1)
+        return canonical_json(value).decode("utf-8", "surrogatepass")
     return str(value)
 
 
-def _flatten_into(out: dict[str, Any], prefix: str, obj: Mapping[Any, Any], skip: frozenset[str],
+def flatten_into(out: dict[str, Any], prefix: str, obj: Mapping[Any, Any], skip: frozenset[str],
                   depth: int = 1) -> None:
     """Nested objects become dotted keys ("geo.country"); nulls are dropped at every level; `skip` holds dotted
     paths a Scarf field consumed (e.g. "request.ip" while "request.path" stays a custom variable). Should a record
@@ -167,33 +178,33 @@ def _flatten_into(out: dict[str, Any], prefix: str, obj: Mapping[Any, Any], skip
         value_type = type(value)
         if value_type is str:
             out[name] = value
-        elif value_type is bool:  # as _variable_text spells them, without the call: nested flags are common
+        elif value_type is bool:  # as variable_text spells them, without the call: nested flags are common
             out[name] = "true" if value else "false"
         elif value_type is int:
             out[name] = str(value)
         elif value_type is dict:
-            _flatten_into(out, name, value, skip, depth + 1)
-        elif value_type in _JSON_SCALARS or not isinstance(value, Mapping):  # ABC checks are slow
-            out[name] = _variable_text(value)
+            flatten_into(out, name, value, skip, depth + 1)
+        elif value_type in JSON_SCALARS or not isinstance(value, Mapping):  # ABC checks are slow
+            out[name] = variable_text(value)
         else:
-            _flatten_into(out, name, value, skip, depth + 1)
+            flatten_into(out, name, value, skip, depth + 1)
 
 
 # --- headers --------------------------------------------------------------------------------------------
 
 
-def _headers_from_value(value: object) -> list[dict[str, str]]:
+def headers_from_value(value: object) -> list[dict[str, str]]:
     """Normalize $headers: a list of {name, value}, an object {name: value or [values]}, or JSON text of either."""
     if isinstance(value, str):
-        return _headers_from_text(value)
+        return headers_from_text(value)
     if isinstance(value, (list, tuple)):
-        return _headers_from_list(value)
+        return headers_from_list(value)
     if isinstance(value, Mapping):
-        return _headers_from_object(value)
+        return headers_from_object(value)
     raise InvalidRecord("$headers", f"{_R_HEADERS_SHAPE}; got {_type_name(value)}")
 
 
-def _headers_from_text(text: str) -> list[dict[str, str]]:
+def headers_from_text(text: str) -> list[dict[str, str]]:
     if not text.strip():
         return []
     try:
@@ -202,10 +213,10 @@ def _headers_from_text(text: str) -> list[dict[str, str]]:
         raise InvalidRecord("$headers", f"{_R_HEADERS_SHAPE}; got text that is not JSON") from None
     if not isinstance(parsed, (list, dict)):
         raise InvalidRecord("$headers", f"{_R_HEADERS_SHAPE}; got JSON text of {_type_name(parsed)}")
-    return _headers_from_value(parsed)
+    return headers_from_value(parsed)
 
 
-def _headers_from_list(items: Iterable[object]) -> list[dict[str, str]]:
+def headers_from_list(items: Iterable[object]) -> list[dict[str, str]]:
     headers = []
     for item in items:
         if not isinstance(item, Mapping):
@@ -217,7 +228,7 @@ def _headers_from_list(items: Iterable[object]) -> list[dict[str, str]]:
     return headers
 
 
-def _headers_from_object(obj: Mapping[Any, Any]) -> list[dict[str, str]]:
+def headers_from_object(obj: Mapping[Any, Any]) -> list[dict[str, str]]:
     headers = []
     for raw_name, value in obj.items():
         name = _header_name(raw_name)
@@ -237,10 +248,10 @@ def _header_name(name: object) -> str:
 def _header_text(value: object) -> str:
     if isinstance(value, (Mapping, list, tuple)):
         raise InvalidRecord("$headers", f"header names and values must be text or numbers, got {_type_name(value)}")
-    return _variable_text(value)
+    return variable_text(value)
 
 
-def _canonical_json(value: object) -> bytes:
+def canonical_json(value: object) -> bytes:
     """Deterministic JSON bytes (sorted keys). orjson first; the stdlib fallback covers what orjson refuses
     (integers beyond 64 bits, lone surrogates), so hashing never fails on odd but valid records."""
     try:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from destination_scarf.mapping.rules import _SCARF_FIELD_SET
-from destination_scarf.mapping.values import _JSON_SCALARS, _flatten_into, _float_text, _read_path, _variable_text
+from destination_scarf.mapping.rules import SCARF_FIELD_SET
+from destination_scarf.mapping.values import JSON_SCALARS, flatten_into, float_text, read_path, variable_text
 
 # Key classes, cached per key name (record key sets repeat across a stream).
 _CUSTOM, _SKIP, _IGNORED = 0, 1, 2
@@ -54,13 +54,13 @@ class CustomVariables:
             elif value_type is int:  # bool is not: it is spelled the JSON way below
                 event[key] = str(value)
             elif value_type is float:
-                event[key] = _float_text(value)
+                event[key] = float_text(value)
             elif value_type is dict:
-                _flatten_into(event, key, value, self.consumed_nested)
-            elif value_type in _JSON_SCALARS or not isinstance(value, Mapping):  # ABC checks are slow
-                event[key] = _variable_text(value)
+                flatten_into(event, key, value, self.consumed_nested)
+            elif value_type in JSON_SCALARS or not isinstance(value, Mapping):  # ABC checks are slow
+                event[key] = variable_text(value)
             else:
-                _flatten_into(event, key, value, self.consumed_nested)
+                flatten_into(event, key, value, self.consumed_nested)
 
     def describe(self) -> str:
         if self.mode == "all":
@@ -72,15 +72,15 @@ class CustomVariables:
     def _put_listed(self, data: Mapping[str, Any], event: dict[str, Any]) -> None:
         """Listed fields are sent as listed, even if a Scarf field also uses them: the user asked for them."""
         for name, path in self._listed:
-            value = _read_path(data, name, path) if path else data.get(name)
+            value = read_path(data, name, path) if path else data.get(name)
             if value is None:
                 continue
             if type(value) is str:
                 event[name] = value
             elif isinstance(value, Mapping):
-                _flatten_into(event, name, value, frozenset())
+                flatten_into(event, name, value, frozenset())
             else:
-                event[name] = _variable_text(value)
+                event[name] = variable_text(value)
 
     def _classify(self, key: Any) -> int:
         """Custom variable, skipped, or an ignored `$` key; cached, since a stream repeats its key names."""
@@ -88,7 +88,7 @@ class CustomVariables:
             kind = _SKIP
         elif key.startswith("$"):
             # A Scarf field's own key that a rule overrides is dropped silently: the user chose another source.
-            kind = _SKIP if key in _SCARF_FIELD_SET else _IGNORED
+            kind = _SKIP if key in SCARF_FIELD_SET else _IGNORED
         else:
             kind = _CUSTOM
         if len(self._key_class) < _KEY_CACHE_LIMIT:

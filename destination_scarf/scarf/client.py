@@ -1,12 +1,26 @@
-"""The Scarf Event Import API client: one method per endpoint, and what Scarf's answers mean.
+"""The Scarf Event Import API client: one method per endpoint, what Scarf's answers mean, and how calls are retried.
 
-How a call is retried, and how an HTTP outcome becomes one of our errors, is in `calls.py`; how an
-exchange is bounded in time and size, and why redirects are never followed, in `transport.py`.
-The token is only ever placed in the Authorization header.
+- Idempotent calls (GETs, abort) are retried on connection errors, timeouts, 429 and 5xx under one
+  `RetryPolicy`, whose time budget includes the attempt in flight. A caller may pass its own deadline
+  (an import's poll retries until that import's own deadline). An import POST is only re-sent when
+  that cannot double-count: when the request provably never reached Scarf (connection refused, 429),
+  or when every event carries a `$unique_id` (a re-sent event then overrides itself). Otherwise it
+  raises `UncertainImport`.
+- 422 is never retried here: it means "all the account's import slots are busy" and the import job waits for a
+  slot with its own patience. A redirect is a configuration error naming the other host.
+- Waits between attempts wake up on cancellation (`cancelled`), which then raises `SyncCancelled`;
+  aborts are never cancellable, since they run while a cancelled sync stops (so their waits are plain
+  sleeps: a wait on the cancelled event would return at once and leave no backoff between retries).
+- `_raise_if_final` is the one place where an HTTP status becomes one of the connector's error types.
+  No message built here contains the token; error excerpts of response bodies are short and stripped
+  of it just in case. The token is only ever placed in the Authorization header.
+
+How an exchange is bounded in time and size, and why redirects are never followed, is in `transport.py`.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -14,25 +28,32 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import requests
 
-from destination_scarf import __version__
-from destination_scarf.config import (
-    TARGET_PACKAGE,
-    TARGET_TRACKING_PIXEL,
-    UUID_PATTERN,
-    ScarfConfig,
-    Target,
+from destination_scarf.config import UUID_PATTERN, ScarfConfig, Target
+from destination_scarf.errors import (
+    ScarfAuthError,
+    ScarfConfigError,
+    ScarfError,
+    ScarfNotFound,
+    ScarfTransientError,
+    SyncCancelled,
+    TooManyActiveImports,
+    UncertainImport,
 )
-from destination_scarf.errors import ScarfConfigError, ScarfTransientError
-from destination_scarf.scarf.calls import ApiCaller
-from destination_scarf.scarf.retry import RetryPolicy
-from destination_scarf.scarf.transport import Answer, Transport, iter_lines_bounded
+from destination_scarf.options import SCARF_MAX_ACTIVE_IMPORTS, VERSION
+from destination_scarf.scarf.retry import RetryPolicy, duration_text, parse_retry_after
+from destination_scarf.scarf.transport import Answer, Consume, Transport, Unanswered, iter_lines_bounded, read_bounded
 
-USER_AGENT = f"destination-scarf/{__version__} (Airbyte destination; python-requests/{requests.__version__})"
+logger = logging.getLogger("airbyte")
+
+USER_AGENT = f"destination-scarf/{VERSION} (Airbyte destination; python-requests/{requests.__version__})"
+#: What an import's status means for the sync: it is still running (importing, or any word Scarf has not
+#: documented), or it ended done, aborted or failed.
+ImportOutcome = Literal["running", "done", "aborted", "failed"]
 #: Import statuses after which an import changes no more, and what each means for the sync.
 DONE = "done"
 ABORTED_STATUSES = frozenset({"aborted", "cancelled", "canceled"})
@@ -64,7 +85,7 @@ class EventImport:
         return self.outcome != "running"
 
     @property
-    def outcome(self) -> str:
+    def outcome(self) -> ImportOutcome:
         """What the status means for the sync: "done", "aborted", "failed", or "running" (importing, and any
         word Scarf has not documented: an unknown status is never taken for a final one)."""
         word = (self.status or "").strip().lower()
@@ -133,7 +154,14 @@ class ScarfClient:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._owner = owner
-        cancelled = cancelled if cancelled is not None else threading.Event()
+        self._base = api_url.rstrip("/")
+        self._token = api_token  # only to strip it from error excerpts; never in a repr or a message
+        self._retry = retry
+        self._cancelled = cancelled if cancelled is not None else threading.Event()
+        self._sleep: Callable[[float], object] = sleep if sleep is not None else self._cancelled.wait
+        self._steady_sleep: Callable[[float], object] = sleep if sleep is not None else time.sleep
+        self._clock = clock
+        self._rand = rand
         self._transport = Transport(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
@@ -141,10 +169,9 @@ class ScarfClient:
             headers={"Authorization": f"Bearer {api_token}", "User-Agent": USER_AGENT},
             clock=clock,
         )
-        self._calls = ApiCaller(base=api_url.rstrip("/"), owner=owner, token=api_token, retry=retry,
-                                transport=self._transport, sleep=sleep if sleep is not None else cancelled.wait,
-                                steady_sleep=sleep if sleep is not None else time.sleep,
-                                cancelled=cancelled, clock=clock, rand=rand)
+
+    def __repr__(self) -> str:
+        return f"ScarfClient(api_url={self._base!r}, owner={self._owner!r})"
 
     @classmethod
     def from_config(cls, config: ScarfConfig, **kwargs: Any) -> ScarfClient:
@@ -157,7 +184,7 @@ class ScarfClient:
 
     @property
     def retry(self) -> RetryPolicy:
-        return self._calls.retry
+        return self._retry
 
     def close(self) -> None:
         self._transport.close()
@@ -173,9 +200,9 @@ class ScarfClient:
     def import_path(self, target: Target) -> str:
         """The import endpoint of a target: multi-artifact, one package, or one tracking pixel."""
         owner = _segment(self._owner)
-        if target.kind == TARGET_PACKAGE:
+        if target.kind == "package":
             return f"/v2/packages/{owner}/{_segment(target.artifact_id or '')}/import"
-        if target.kind == TARGET_TRACKING_PIXEL:
+        if target.kind == "tracking_pixel":
             return f"/v2/tracking-pixels/{owner}/{_segment(target.artifact_id or '')}/import"
         return f"/v2/{owner}/import"
 
@@ -198,7 +225,7 @@ class ScarfClient:
         headers = {"Content-Type": "application/x-ndjson"}
         if gzipped:
             headers["Content-Encoding"] = "gzip"
-        answer = self._calls.request(
+        answer = self._request(
             "POST",
             self.import_path(target),
             headers=headers,
@@ -216,7 +243,7 @@ class ScarfClient:
         `cancellable=False` is for a cancelled sync's last look at its imports (see `ImportJob`).
         """
         self._check_import_id(import_id)
-        answer = self._calls.request(
+        answer = self._request(
             "GET",
             f"/v2/imports/{_segment(self._owner)}/{_segment(import_id)}",
             context=f"reading import {import_id}",
@@ -241,7 +268,7 @@ class ScarfClient:
         if after is not None:
             self._check_import_id(after)
             params.append(("after", after))
-        answer = self._calls.request(
+        answer = self._request(
             "GET",
             f"/v2/imports/{_segment(self._owner)}",
             params=params,
@@ -279,7 +306,7 @@ class ScarfClient:
                         break
             return entries
 
-        answer = self._calls.request(
+        answer = self._request(
             "GET",
             f"/v2/imports/{_segment(self._owner)}/{_segment(import_id)}/log",
             context=f"reading the log of import {import_id}",
@@ -292,7 +319,7 @@ class ScarfClient:
     def abort_import(self, import_id: str, *, budget_seconds: float | None = None) -> None:
         """Abort one import. Never cancellable: it is what a cancelled sync does on its way out."""
         self._check_import_id(import_id)
-        self._calls.request(
+        self._request(
             "POST",
             f"/v2/imports/{_segment(self._owner)}/{_segment(import_id)}/abort",
             idempotent=True,
@@ -303,7 +330,7 @@ class ScarfClient:
         )
 
     def get_package(self, package_id: str) -> Mapping[str, Any]:
-        answer = self._calls.request(
+        answer = self._request(
             "GET",
             f"/v2/packages/{_segment(self._owner)}/{_segment(package_id)}",
             context=f"reading package {package_id}",
@@ -312,7 +339,7 @@ class ScarfClient:
         return self._json(answer)
 
     def get_tracking_pixel(self, tracking_pixel_id: str) -> Mapping[str, Any]:
-        answer = self._calls.request(
+        answer = self._request(
             "GET",
             f"/v2/tracking-pixels/{_segment(self._owner)}/{_segment(tracking_pixel_id)}",
             context=f"reading tracking pixel {tracking_pixel_id}",
@@ -325,10 +352,135 @@ class ScarfClient:
 
     # ----- machinery -----------------------------------------------------------------------------
 
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        context: str,
+        not_found: str,
+        params: Sequence[tuple[str, str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | Path | None = None,
+        idempotent: bool | None = None,
+        budget: float | None = None,
+        deadline: float | None = None,
+        consume: Consume = read_bounded,
+        cancellable: bool = True,
+    ) -> Answer:
+        """Send with retries; return a 2xx answer or raise one of our error types.
+
+        The call ends by the earlier of `deadline` and `budget` (default: the policy's budget) seconds
+        from now, the attempt in flight included.
+        """
+        if idempotent is None:
+            idempotent = method == "GET"
+        policy = self._retry if budget is None and deadline is None else self._retry.with_budget(
+            budget if budget is not None else float("inf"))
+        started = self._clock()
+        end = started + policy.max_total_seconds
+        if deadline is not None:
+            end = min(end, deadline)
+        attempt = 0
+        while True:
+            attempt += 1
+            if cancellable:
+                SyncCancelled.check(self._cancelled, "The sync was cancelled while calling Scarf's API.")
+            retry_after: float | None = None
+            try:
+                answer = self._transport.exchange(method, self._base + path, path=path, deadline=end,
+                                                  params=params, headers=headers, body=body, consume=consume)
+            except Unanswered as failure:
+                if not (idempotent or not failure.reached_server):
+                    raise UncertainImport(
+                        f"Scarf's API did not answer while {context} ({failure.reason}), so it is unknown "
+                        "whether the import was created. The events carry no $unique_id, so re-sending could "
+                        "count them twice: the sync stops here. Check `imports` in Scarf, then re-run the sync "
+                        "(set unique_id_mode to deterministic to make such retries safe).",
+                        internal=f"{method} {path}: {failure.reason}",
+                    ) from None
+                problem = failure.reason if failure.reached_server else (
+                    f"could not reach Scarf at {self._base} ({failure.reason})")
+            else:
+                if answer.status < 300:
+                    return answer
+                problem = f"HTTP {answer.status}"
+                self._raise_if_final(answer, context=context, not_found=not_found, idempotent=idempotent)
+                retry_after = parse_retry_after(answer.headers.get("Retry-After"))
+            elapsed = self._clock() - started
+            wait = policy.next_wait(attempt=attempt, elapsed=elapsed, retry_after=retry_after, rand=self._rand,
+                                    remaining=end - self._clock())
+            if wait is None:
+                raise ScarfTransientError(
+                    f"Scarf's API kept failing while {context}: {problem} after {attempt} attempt(s) over "
+                    f"{duration_text(elapsed)}. Check api_url and the network; if Scarf is having an outage, "
+                    "try again later (a sync resumes from its last saved state).",
+                    internal=f"{method} {path}: {problem}",
+                )
+            logger.warning("Scarf API %s %s: %s; retry %d in %.1f s (trying for %s so far)",
+                           method, path, problem, attempt, wait, duration_text(elapsed))
+            # Calls that go through a cancellation (aborts) wait with a plain sleep: the cancellable wait returns
+            # at once once the sync is cancelled, which would turn their retries into a burst without backoff.
+            (self._sleep if cancellable else self._steady_sleep)(wait)
+
+    def _raise_if_final(self, answer: Answer, *, context: str, not_found: str, idempotent: bool) -> None:
+        """Raise for statuses that retrying cannot fix; return for retriable ones."""
+        status = answer.status
+        if 300 <= status < 400:
+            raise ScarfConfigError(
+                f"Scarf's API answered with a redirect (HTTP {status}) to {_redirect_target(answer, self._base)} "
+                f"while {context}. The connector never follows redirects, so that the API token and record data "
+                "are never sent to another host: check api_url (Scarf's API is https://api.scarf.sh)."
+            )
+        if status == 401:
+            raise ScarfAuthError(
+                f"Scarf rejected the API token while {context} (HTTP 401): check api_token; "
+                "create a new token in Scarf if it was revoked."
+            )
+        if status == 403:
+            raise ScarfAuthError(
+                f"Scarf refused the API token for owner '{self._owner}' (HTTP 403 while {context}): the token is "
+                "unknown or revoked, or it belongs to an account without access to that owner. Check api_token "
+                "and owner."
+            )
+        if status == 404:
+            raise ScarfNotFound(f"{not_found[0].upper()}{not_found[1:]} (HTTP 404 while {context}).")
+        if status == 422:
+            raise TooManyActiveImports(
+                f"Scarf refused a new import: too many active imports (HTTP 422 while {context}). "
+                f"The account allows {SCARF_MAX_ACTIVE_IMPORTS} at once, shared with other tools.",
+                internal=f"422{self._excerpt(answer)}",
+            )
+        if status == 429:  # not processed, try again later: for every request, POSTs included
+            return
+        if status >= 500:
+            if idempotent:
+                return
+            raise UncertainImport(
+                f"Scarf answered HTTP {status} while {context}; it is unknown whether the import was created. "
+                "The events carry no $unique_id, so re-sending could count them twice: the sync stops here. "
+                "Check `imports` in Scarf, then re-run the sync (set unique_id_mode to deterministic to make "
+                "such retries safe).",
+                internal=f"HTTP {status}{self._excerpt(answer)}",
+            )
+        raise ScarfError(
+            f"Scarf answered HTTP {status} while {context}{self._excerpt(answer)}. "
+            "This is unexpected; please report it with this message.",
+        )
+
+
+    def _excerpt(self, answer: Answer) -> str:
+        """A short, token-free excerpt of an error body: Scarf's error bodies are undocumented."""
+        text = answer.body.decode("utf-8", "replace")[:200].replace("\n", " ").strip()
+        if self._token and self._token in text:
+            text = text.replace(self._token, "****")
+        return f": {text}" if text else ""
+
+
     def _describe_target_not_found(self, target: Target) -> str:
-        if target.kind == TARGET_PACKAGE:
+        if target.kind == "package":
             return f"owner '{self._owner}' or package {target.artifact_id} was not found at Scarf: check both"
-        if target.kind == TARGET_TRACKING_PIXEL:
+        if target.kind == "tracking_pixel":
             return f"owner '{self._owner}' or tracking pixel {target.artifact_id} was not found at Scarf: check both"
         return f"owner '{self._owner}' was not found at Scarf: check the owner name"
 
@@ -346,3 +498,23 @@ class ScarfClient:
                 f"Scarf answered {answer.method} {answer.path} with a body that is not JSON (HTTP {answer.status})."
             ) from error
 
+
+def _redirect_target(answer: Answer, base: str) -> str:
+    """The host a redirect points to (never its path, query or credentials, which may carry anything)."""
+    location = answer.headers.get("Location") or ""
+    if not location:
+        return "nowhere (no Location header)"
+    try:
+        target = urllib.parse.urlsplit(urllib.parse.urljoin(base + "/", location))
+        hostname, port_number = target.hostname, target.port
+    except ValueError:  # a port out of range or not a number, a broken IPv6 literal: still name the host
+        scheme, _, rest = location.partition("://")
+        hostport = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+        return f"{scheme[:20]}://{hostport[:100]} (a malformed address)" if rest else "a malformed Location header"
+    host = hostname or "?"
+    if ":" in host:  # an IPv6 literal, bracketed as in a URL
+        host = f"[{host}]"
+    port = f":{port_number}" if port_number else ""
+    same = urllib.parse.urlsplit(base)
+    where = f"{target.scheme}://{host}{port}"
+    return f"{where} (the same host)" if (hostname, port_number) == (same.hostname, same.port) else where

@@ -1,8 +1,11 @@
-"""The import pipeline: closed batches become import jobs (`import_job.py`) run by a worker pool (`pool.py`).
+"""The import slots: closed batches become import jobs (`import_job.py`), run on threads of their own.
 
-The main thread never blocks on HTTP: it submits batches (waiting only when too many are queued:
-backpressure) and collects the outcomes of finished jobs, which release states. This module adds
-what is Scarf-specific around the pool: the counters the logs report, and the way a sync stops:
+Up to `slots` imports run at once, and up to `slots` more batches wait their turn; the sync's loop
+hands a batch over only while there is room (`has_room`), so a fast reader is paused instead of piling
+batches up: backpressure. The sync's own thread never blocks on HTTP: it starts batches, waits for any
+import to end (`wait`), and takes the outcomes of ended jobs (`take_finished`), which release states.
+
+Stopping is explicit and bounded:
 
 - `stop()`: after a fatal error, queued batches never start; running jobs go on to their end, so
   that their states can still be echoed.
@@ -16,16 +19,19 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from destination_scarf.errors import ScarfError
 from destination_scarf.scarf.client import ScarfClient
-from destination_scarf.scarf.import_job import ImportJob, JobSettings, Outcome, Phase
-from destination_scarf.scarf.pool import WorkerPool
-from destination_scarf.sync.batching import Batch, LineOrigin
+from destination_scarf.scarf.import_job import Batch, ImportJob, JobSettings, Outcome, Phase
 
 logger = logging.getLogger("airbyte")
+
+
+class ImportsStopped(ScarfError):
+    """A batch was handed over after `stop()`: the sync is stopping, and it never starts."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ class CancelReport:
 
 
 @dataclass
-class PipelineStats:
+class ImportStats:
     imports_started: int = 0
     imports_done: int = 0
     events_imported: int = 0
@@ -60,7 +66,7 @@ class PipelineStats:
     events_settled: int = 0  # events of uploaded batches whose job has ended
 
 
-class ImportPipeline:
+class ImportSlots:
     """Runs up to `slots` import jobs at once; see the module docstring."""
 
     def __init__(
@@ -69,52 +75,86 @@ class ImportPipeline:
         client: ScarfClient,
         settings: JobSettings,
         slots: int,
-        max_queued: int,
         cancelled: threading.Event,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._client = client
         self._settings = settings
+        self._max_queued = slots
         self._cancelled = cancelled
         self._clock = clock
         self._rand = rand
-        self._pool: WorkerPool[ImportJob] = WorkerPool(workers=slots, max_queued=max_queued,
-                                                        name="scarf-import-slot")
-        self.stats = PipelineStats()
+        self._cond = threading.Condition()
+        self._queue: deque[ImportJob] = deque()
+        self._running: list[ImportJob] = []
+        self._ended: deque[tuple[ImportJob, object]] = deque()
+        self._stopped = False
+        self.stats = ImportStats()
+        self._threads = [threading.Thread(target=self._work, name=f"scarf-import-slot-{n}", daemon=True)
+                         for n in range(slots)]
+        for thread in self._threads:
+            thread.start()
 
-    # ----- running -------------------------------------------------------------------------------
+    # ----- the sync's side -----------------------------------------------------------------------
 
-    def submit(self, batch: Batch, *, on_wait: Callable[[], None] = lambda: None) -> None:
-        """Queue a closed batch; blocks while the queue is full, calling `on_wait` about every half second."""
+    @property
+    def has_room(self) -> bool:
+        """Whether a batch may be handed over now without piling up (fewer than `slots` wait for a slot)."""
+        with self._cond:
+            return self._has_room()
+
+    def start(self, batch: Batch) -> None:
+        """Queue a closed batch for import (call it when `has_room`); it starts as soon as a slot is free."""
         job = ImportJob(batch=batch, settings=self._settings, client=self._client, cancelled=self._cancelled,
                         clock=self._clock, rand=self._rand)
-        self._pool.submit(job, on_wait=on_wait)
+        with self._cond:
+            if self._stopped:
+                raise ImportsStopped(f"Batch {batch.batch_id} was not imported: the sync is stopping.")
+            self._queue.append(job)
+            self._cond.notify_all()
+
+    def wait(self, timeout: float, *, for_room: bool = False) -> None:
+        """Block until an import ends (with `for_room`, or a waiting batch starts), none is left, or `timeout`."""
+        with self._cond:
+            self._cond.wait_for(lambda: bool(self._ended) or not self._busy() or (for_room and self._has_room()),
+                                timeout)
 
     def take_finished(self) -> list[Outcome]:
         """Outcomes of the jobs that ended since the last call, in the order they ended."""
+        with self._cond:
+            ended = list(self._ended)
+            self._ended.clear()
         outcomes = []
-        for job, result in self._pool.take():
+        for job, result in ended:
             outcome = result if isinstance(result, Outcome) else _crashed(job, result)
             self._count(outcome)
             outcomes.append(outcome)
         return outcomes
 
-    def wait_for_progress(self, timeout: float) -> None:
-        self._pool.wait(timeout)
-
     @property
     def busy(self) -> bool:
-        return self._pool.busy
+        """True while any batch waits for a slot or any import runs."""
+        with self._cond:
+            return self._busy()
 
     @property
     def in_flight(self) -> int:
-        return len(self._pool.running())
+        with self._cond:
+            return len(self._running)
 
     @property
     def events_uploaded(self) -> int:
         """Events sent so far: those of ended jobs, plus those of running jobs past their upload."""
-        return self.stats.events_settled + sum(job.events_sent for job in self._pool.running())
+        with self._cond:
+            running = list(self._running)
+        return self.stats.events_settled + sum(job.events_sent for job in running)
+
+    def _has_room(self) -> bool:
+        return len(self._queue) < self._max_queued
+
+    def _busy(self) -> bool:
+        return bool(self._queue or self._running)
 
     def _count(self, outcome: Outcome) -> None:
         stats = self.stats
@@ -127,11 +167,36 @@ class ImportPipeline:
             stats.events_imported += outcome.result.events_successfully_imported
             stats.events_failed += outcome.result.events_failed_to_import
 
+    # ----- the slots' side -----------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue or self._stopped)
+                if not self._queue:
+                    return
+                job = self._queue.popleft()
+                self._running.append(job)
+                self._cond.notify_all()  # a queue place is free: wake a sync waiting for room
+            try:
+                result: object = job.run()
+            except BaseException as error:  # a bug in the job: handed back as its result
+                result = error
+            with self._cond:
+                self._running.remove(job)
+                self._ended.append((job, result))
+                self._cond.notify_all()
+
     # ----- stopping ------------------------------------------------------------------------------
 
     def stop(self) -> int:
         """No new job starts (queued batches are dropped; returns how many); running jobs go on to their end."""
-        return len(self._pool.stop())
+        with self._cond:
+            self._stopped = True
+            dropped = len(self._queue)
+            self._queue.clear()
+            self._cond.notify_all()
+            return dropped
 
     def cancel(self, *, seconds: float) -> CancelReport:
         """Abort every import of this sync that is still running: in parallel, within `seconds` in all.
@@ -141,45 +206,43 @@ class ImportPipeline:
         from the last state re-sends what was not imported.
         """
         self._cancelled.set()
-        self._pool.stop()
+        self.stop()
         deadline = self._clock() + seconds
         # Each job wakes up and aborts its own import; what is still running after half the time is a job
-        # stuck in a call to Scarf, whose import is aborted from here instead.
-        self._pool.join(seconds / 2)
-        stuck = [job.import_id for job in self._pool.running()
-                 if job.phase is Phase.IMPORTING and job.import_id and not job.aborting]
-        results: dict[str, str | None] = {}
-        threads = [threading.Thread(target=self._abort, args=(import_id, results), daemon=True,
-                                    name=f"scarf-abort-{import_id[:8]}") for import_id in stuck]
+        # stuck in a call to Scarf, whose import is aborted from here instead, by the job's own abort.
+        self._join(seconds / 2)
+        with self._cond:
+            stuck = [job for job in self._running if job.phase is Phase.IMPORTING and job.import_id
+                     and not job.aborting]
+        threads = [threading.Thread(target=job.abort, daemon=True, name=f"scarf-abort-{job.import_id}")
+                   for job in stuck]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(max(0.0, deadline - self._clock()))
-        self._pool.join(max(0.0, deadline - self._clock()))
-        aborted: list[str] = []
-        not_aborted: list[tuple[str, str]] = []
+        self._join(max(0.0, deadline - self._clock()))
         outcomes = self.take_finished()
-        for outcome in outcomes:
-            aborted.extend(outcome.aborted)
-            not_aborted.extend(outcome.not_aborted)
-        for job in self._pool.running():  # still stuck: in a call to Scarf, or in its own abort
+        aborted = [import_id for outcome in outcomes for import_id in outcome.aborted]
+        not_aborted = [entry for outcome in outcomes for entry in outcome.not_aborted]
+        with self._cond:
+            running = list(self._running)
+        for job in running:  # still stuck: in a call to Scarf, or in its own abort
             import_id = job.import_id
             if job.phase is not Phase.IMPORTING or not import_id or import_id in aborted:
                 continue
-            if import_id in results and results[import_id] is None:
+            if import_id in job.aborted:
                 aborted.append(import_id)
             else:
-                not_aborted.append((import_id, results.get(import_id) or f"no answer within {seconds:g} s"))
-        unanswered = sum(1 for job in self._pool.running() if job.phase is Phase.UPLOADING)
+                why = dict(job.not_aborted).get(import_id) or f"no answer within {seconds:g} s"
+                not_aborted.append((import_id, why))
+        unanswered = sum(1 for job in running if job.phase is Phase.UPLOADING)
         return CancelReport(aborted=tuple(aborted), not_aborted=tuple(not_aborted), unanswered_uploads=unanswered,
                             outcomes=tuple(outcomes))
 
-    def _abort(self, import_id: str, results: dict[str, str | None]) -> None:
-        try:
-            self._client.abort_import(import_id, budget_seconds=self._settings.abort_budget_seconds)
-            results[import_id] = None
-        except ScarfError as error:
-            results[import_id] = error.message[:160]
+    def _join(self, timeout: float) -> bool:
+        """Wait (at most `timeout` seconds in all) for the running jobs after `stop()`; True if all ended."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._running, timeout)
 
 
 def _crashed(job: ImportJob, error: object) -> Outcome:
@@ -189,15 +252,3 @@ def _crashed(job: ImportJob, error: object) -> Outcome:
         f"An import slot failed unexpectedly ({name}) while importing batch {job.batch.batch_id}. Re-run the "
         "sync; it resumes from the last saved state. Please report this with the sync's logs.",
         internal=repr(error), cause=error if isinstance(error, BaseException) else None))
-
-
-def describe_streams(names: Sequence[str]) -> Callable[[LineOrigin], str]:
-    """A describer of line origins for messages: stream name, record position, input line."""
-
-    def describe(origin: LineOrigin) -> str:
-        return (
-            f"stream '{names[origin.stream_index]}' record #{origin.record_position} "
-            f"(input line {origin.input_line})"
-        )
-
-    return describe

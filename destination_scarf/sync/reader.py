@@ -1,31 +1,33 @@
-"""Reading the input: raw stdin chunks in, records and states out, every other line accounted for.
+"""Reading the input: raw stdin chunks in, typed messages out, every line accounted for.
+
+`InputReader.read(chunk)` yields the messages of one chunk, in input order: a `Record` of a catalog
+stream, a `State`, a `StreamComplete` (a source's STREAM_STATUS COMPLETE trace), a `BadLine` (what is
+wrong with a line, never its content: lines carry personal data) or an `UnknownStream` (once per
+stream outside the catalog). Each message carries its input line number, which messages quote so
+that users can find a record.
 
 The common line, a RECORD of a known stream whose data is an object, takes a fast path: orjson
-straight to the writer's `add_record`, no CDK dataclass per message. Every other line goes through
-the general path, which says what is wrong with it (never quoting it: lines carry personal data):
+straight to a `Record`, no CDK dataclass per message. Every other line goes through the general path:
 
 - a byte-order mark at the start of a line is dropped (an editor's, or files concatenated);
 - an unreadable line with an Airbyte message glued to its end (a writer that lost a newline, or two
   writers interleaved) still delivers that message, so a bad line never takes the next record along;
 - a STATE is read again with an exact parser, so a cursor of 2**64 is echoed as 18446744073709551616.
 
-The reader counts input lines (`line_no`), which messages quote so that users can find a record.
+`dump_message` is the one writer of protocol lines: the reader checks with it that a state can be
+echoed, and the Airbyte edge writes every line with it.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Callable
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from destination_scarf.airbyte.protocol import dump_message
-from destination_scarf.mapping import ExactFloat, InvalidRecord
 from destination_scarf.sync.catalog import StreamIndex
-
-logger = logging.getLogger("airbyte")
 
 _LOADS = orjson.loads
 _BOM = b"\xef\xbb\xbf"
@@ -35,47 +37,84 @@ _KNOWN_TYPES = _IGNORED_TYPES | {"RECORD", "STATE"}
 #: How many places of an unreadable line are tried as the start of a message glued to it.
 _GLUE_TRIES = 64
 
-AddRecord = Callable[[int, Any, bytes, int], None]  # (stream index, the record's data, its line, its line number)
-AddState = Callable[[dict, bytes], None]  # (the message, its input line)
-BadLine = Callable[[str], None]  # what is wrong with the current line
-UnknownStream = Callable[[Any, Any], None]  # (namespace, stream) of a record no catalog stream matches
+
+@dataclass(slots=True)
+class Record:
+    """A RECORD of catalog stream `stream` (its index), with its data and its input line as received."""
+
+    stream: int
+    data: Any
+    line: bytes
+    line_no: int
+
+
+@dataclass(slots=True)
+class State:
+    """A STATE, read exactly, to be echoed once the records before it are imported."""
+
+    message: dict
+    input_line: int
+
+
+@dataclass(slots=True)
+class StreamComplete:
+    """A source's STREAM_STATUS COMPLETE trace: that stream sends no more records."""
+
+    input_line: int
+
+
+@dataclass(slots=True)
+class BadLine:
+    """An input line that is not a usable Airbyte message: `what` is wrong with it (never its content)."""
+
+    input_line: int
+    what: str
+
+
+@dataclass(slots=True)
+class UnknownStream:
+    """The first record of a stream that is not in the configured catalog."""
+
+    namespace: Any
+    stream: Any
+    input_line: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.namespace}.{self.stream}" if self.namespace else str(self.stream)
+
+
+Message = Record | State | StreamComplete | BadLine | UnknownStream
+
+
+def dump_message(message: Mapping[str, Any]) -> bytes:
+    """One protocol line. orjson, except for what it cannot write: integers beyond 64 bits (a state read
+    exactly, with a cursor of 2**64) and lone surrogates; the standard library writes those exactly."""
+    try:
+        return orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
 
 
 class InputReader:
-    """Feeds the writer: `feed(chunk)` for each chunk of input, `end()` once the input is over."""
+    """Turns the input's chunks into messages: `read(chunk)` for each chunk, `end()` once the input is over."""
 
-    def __init__(self, *, index: StreamIndex, add_record: AddRecord, add_state: AddState, bad_line: BadLine,
-                 on_trace: Callable[[dict], None] = lambda message: None,
-                 unknown_stream: UnknownStream | None = None) -> None:
+    def __init__(self, *, index: StreamIndex) -> None:
         self._index = index
-        self._add_record = add_record
-        self._add_state = add_state
-        self._bad_line = bad_line
-        self._on_trace = on_trace
-        #: Told once per unknown stream (at its first record); None: a warning in the log.
-        self._unknown_stream = unknown_stream
         self._pending = b""
-        self._warned_streams: set[str] = set()
+        self._unknown_streams: set[str] = set()
+        #: Input lines read so far.
         self.line_no = 0
 
-    def feed(self, chunk: bytes) -> None:
+    def read(self, chunk: bytes) -> Iterator[Message]:
+        """The messages of the complete lines of `chunk` (and of the line the previous chunk left unfinished).
+
+        The hot loop: the common line is read inline, anything else through `_messages`, which says what it
+        is. Locals instead of attributes, and the line number kept in a local: this runs for every line.
+        """
         lines = (self._pending + chunk).split(b"\n") if self._pending else chunk.split(b"\n")
         self._pending = lines.pop()
-        self._lines(lines)
-
-    def end(self) -> None:
-        """The input ended: its last line may lack a newline."""
-        if self._pending:
-            pending, self._pending = self._pending, b""
-            self._line(pending)
-
-    def _lines(self, lines: list[bytes]) -> None:
-        """The hot loop: the common case read inline, anything else through `_line`, which says what it is.
-
-        The common case: a RECORD whose (namespace, stream) is exactly a catalog stream's and whose data is an
-        object. Locals instead of attributes, and the line number kept in a local: this runs for every line.
-        """
-        loads, exact, add_record = _LOADS, self._index.exact, self._add_record
+        loads, exact = _LOADS, self._index.exact
         line_no = self.line_no
         record: Any
         try:
@@ -89,38 +128,43 @@ class InputReader:
                 except (orjson.JSONDecodeError, LookupError, TypeError):
                     index = None
                 if index is not None and type(data) is dict:
-                    add_record(index, data, line, line_no)
+                    yield Record(index, data, line, line_no)
                 else:
-                    self.line_no = line_no - 1
-                    self._line(line)
-                    line_no = self.line_no
+                    yield from self._messages(line, line_no)
         finally:
             self.line_no = line_no
 
-    def _line(self, line: bytes) -> None:
-        self.line_no += 1
+    def end(self) -> Iterator[Message]:
+        """The input ended: its last line may lack a newline."""
+        if self._pending:
+            pending, self._pending = self._pending, b""
+            self.line_no += 1
+            yield from self._messages(pending, self.line_no)
+
+    def _messages(self, line: bytes, line_no: int) -> Iterator[Message]:
         if line.startswith(_BOM):
             line = line[len(_BOM):]
         try:
             message = _LOADS(line)
         except orjson.JSONDecodeError as error:
             if line.strip():
-                self._unreadable(line, error)
+                yield from self._unreadable(line, line_no, error)
             return
-        self._message(message, line)
+        yield from self._message(message, line, line_no)
 
-    def _message(self, message: Any, line: bytes) -> None:
+    def _message(self, message: Any, line: bytes, line_no: int) -> Iterator[Message]:
         kind = message.get("type") if type(message) is dict else None
         if kind == "RECORD":
-            self._record(message, line)
+            yield from self._record(message, line, line_no)
         elif kind == "STATE":
-            self._state(message, line)
+            yield self._state(message, line, line_no)
         elif kind == "TRACE":
-            self._on_trace(message)
+            if _completes_a_stream(message):
+                yield StreamComplete(line_no)
         elif kind not in _IGNORED_TYPES:
-            self._bad_line("is not an Airbyte message (no known `type`)")
+            yield BadLine(line_no, "is not an Airbyte message (no known `type`)")
 
-    def _unreadable(self, line: bytes, error: orjson.JSONDecodeError) -> None:
+    def _unreadable(self, line: bytes, line_no: int, error: orjson.JSONDecodeError) -> Iterator[Message]:
         start = line.find(b'{"', 1)
         for _ in range(_GLUE_TRIES):
             if start < 0:
@@ -131,59 +175,46 @@ class InputReader:
                 start = line.find(b'{"', start + 1)
                 continue
             if type(glued) is dict and glued.get("type") in _KNOWN_TYPES:
-                self._bad_line("is not valid JSON before the Airbyte message glued to its end")
-                self._message(glued, line[start:])
+                yield BadLine(line_no, "is not valid JSON before the Airbyte message glued to its end")
+                yield from self._message(glued, line[start:], line_no)
                 return
             break
         if "depth" in str(error):
-            self._bad_line("nests objects or lists more than 1024 levels deep, more than the connector reads")
+            yield BadLine(line_no, "nests objects or lists more than 1024 levels deep, more than the connector reads")
         else:
-            self._bad_line("is not valid JSON")
+            yield BadLine(line_no, "is not valid JSON")
 
-    def _record(self, message: dict, line: bytes) -> None:
+    def _record(self, message: dict, line: bytes, line_no: int) -> Iterator[Message]:
         record = message.get("record")
         if type(record) is not dict:
-            self._bad_line("is a RECORD message without a `record` object")
+            yield BadLine(line_no, "is a RECORD message without a `record` object")
             return
-        index = self._index.find(record.get("namespace"), record.get("stream"))
-        if index is None:
-            self._warn_unknown_stream(record)
-            return
-        self._add_record(index, record.get("data"), line, self.line_no)
-
-    def _state(self, message: dict, line: bytes) -> None:
-        if type(message.get("state")) is not dict:
-            self._bad_line("is a STATE message without a `state` object")
-            return
-        exact = exact_state(line, fallback=message)
-        if exact is None:
-            self._bad_line("is a STATE message nested too deeply to be echoed")
-            return
-        self._add_state(exact, line)
-
-    def _warn_unknown_stream(self, record: dict) -> None:
         namespace, stream = record.get("namespace"), record.get("stream")
-        name = f"{namespace}.{stream}" if namespace else str(stream)
-        if name not in self._warned_streams:
-            self._warned_streams.add(name)
-            if self._unknown_stream is not None:
-                self._unknown_stream(namespace, stream)
-            else:
-                logger.warning("Ignoring records of stream '%s': it is not in the configured catalog.", name)
+        index = self._index.find(namespace, stream)
+        if index is not None:
+            yield Record(index, record.get("data"), line, line_no)
+            return
+        unknown = UnknownStream(namespace, stream, line_no)
+        if unknown.name not in self._unknown_streams:
+            self._unknown_streams.add(unknown.name)
+            yield unknown
+
+    def _state(self, message: dict, line: bytes, line_no: int) -> Message:
+        if type(message.get("state")) is not dict:
+            return BadLine(line_no, "is a STATE message without a `state` object")
+        exact = _exact_state(line, fallback=message)
+        if exact is None:
+            return BadLine(line_no, "is a STATE message nested too deeply to be echoed")
+        return State(exact, line_no)
 
 
-def exact_data(line: bytes) -> dict:
-    """A record's `data` read again exactly: integers keep every digit, floats are marked as such."""
-    try:
-        message = json.loads(line, parse_float=ExactFloat)
-    except RecursionError:
-        raise InvalidRecord("data", "nests objects or lists too deeply to be read exactly") from None
-    except ValueError:  # Python refuses integers of more than 4300 digits
-        raise InvalidRecord("data", "holds a number too long to be read exactly") from None
-    return message["record"]["data"]
+def _completes_a_stream(message: dict) -> bool:
+    trace = message.get("trace")
+    status = trace.get("stream_status") if type(trace) is dict else None
+    return type(status) is dict and status.get("status") == "COMPLETE"
 
 
-def exact_state(line: bytes, *, fallback: dict) -> dict | None:
+def _exact_state(line: bytes, *, fallback: dict) -> dict | None:
     """A state read exactly, or None when it cannot be echoed at all (nested deeper than JSON writers go)."""
     try:
         exact = json.loads(line)

@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # for the annotations only
-    from destination_scarf.dead_letter.rejects import RejectLog
+    from destination_scarf.dead_letter import RejectLog
     from destination_scarf.mapping import EventMapper
-    from destination_scarf.scarf.imports import ImportPipeline
+    from destination_scarf.scarf.imports import ImportSlots
     from destination_scarf.sync.catalog import StreamInfo
     from destination_scarf.sync.checkpoints import Checkpoints
 
@@ -42,29 +42,29 @@ class SyncLog:
                     "Scarf cannot be removed: they stay. Re-sent events override their earlier copies where "
                     "$unique_id is deterministic; others are added.", stream.label, stream.truncate_generation)
 
-    def progress(self, *, records: int, pipeline: ImportPipeline, checkpoints: Checkpoints) -> None:
+    def progress(self, *, records: int, imports: ImportSlots, checkpoints: Checkpoints) -> None:
         now = self._clock()
         if now - self._last_progress < self._interval:
             return
         self._last_progress = now
         self._warn_ignored_fields()
-        stats = pipeline.stats
+        stats = imports.stats
         logger.info(
             "Progress: %d records read, %d events sent, %d imports in flight, %d done, %d events imported, "
-            "%d failed, %d states waiting", records, pipeline.events_uploaded, pipeline.in_flight, stats.imports_done,
+            "%d failed, %d states waiting", records, imports.events_uploaded, imports.in_flight, stats.imports_done,
             stats.events_imported, stats.events_failed, checkpoints.pending_states,
         )
 
-    def summary(self, *, records: int, pipeline: ImportPipeline, checkpoints: Checkpoints, rejects: RejectLog,
+    def summary(self, *, records: int, imports: ImportSlots, checkpoints: Checkpoints, rejects: RejectLog,
                 stopped_early: bool) -> None:
         self._warn_ignored_fields()
         self._warn_repeated_content()
-        stats = pipeline.stats
+        stats = imports.stats
         duration = max(self._clock() - self._started, 1e-9)
         logger.info(
             "Sync summary%s: %d records read, %d events sent in %d imports, %d imported, %d failed, %d rejected "
             "before upload, %d states echoed, %.1f s (%.0f records/s), %.1f MB sent",
-            " (the sync stopped early)" if stopped_early else "", records, pipeline.events_uploaded,
+            " (the sync stopped early)" if stopped_early else "", records, imports.events_uploaded,
             stats.imports_started, stats.events_imported, stats.events_failed, rejects.count, checkpoints.echoed,
             duration, records / duration, stats.wire_bytes / 1e6,
         )

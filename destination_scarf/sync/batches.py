@@ -1,0 +1,231 @@
+"""Import batches on disk: events serialized to NDJSON and gzip-compressed into files of a locked spool folder.
+
+A batch never holds its events in memory: encoded lines collect in a small buffer that is compressed
+into a spool file every `_FLUSH_BYTES`, so memory stays flat whatever the stream length. For each line
+the batch remembers where it came from (stream, position of the record in its stream, input line),
+which is how a failed line in Scarf's import log is traced back to a record the user can find.
+A closed batch is a `Batch` (scarf/import_job.py), what an import is made of.
+
+The spool folder: a sync holds an exclusive lock on a file in its folder for as long as it runs, and
+the kernel drops that lock when the process ends, however it ends (SIGKILL included). So a folder
+whose lock can be taken belongs to a sync that is gone, and every new sync removes such stale folders
+before it starts: batches of record data are never left in the temp folder for good. Folders of
+0.1.0, which had no lock, are removed once nothing in them has changed for a day.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import shutil
+import stat
+import tempfile
+import time
+from array import array
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from pathlib import Path
+
+from isal import isal_zlib
+
+from destination_scarf.scarf.import_job import Batch
+
+logger = logging.getLogger("airbyte")
+
+#: Compress in chunks of about this many bytes: large enough for ISA-L to be efficient (it releases
+#: the GIL on big inputs), small enough to keep memory flat.
+_FLUSH_BYTES = 1 << 20
+#: Compressed chunks allowed to wait for the compressor thread (each up to _FLUSH_BYTES).
+_MAX_PENDING = 4
+#: wbits that produce a gzip container (header + trailer), which Scarf accepts with
+#: `Content-Encoding: gzip`.
+_GZIP_WBITS = 31
+
+
+PREFIX = "destination-scarf-"
+_LOCK = ".lock"
+#: A folder without a lock file (made by 0.1.0) is stale once it is this old.
+_UNLOCKED_STALE_SECONDS = 24 * 3600
+
+
+
+class BatchBuilder:
+    """The open batch: accepts encoded events until a bound is reached, then `close()`s into a `Batch`.
+
+    Compression (ISA-L's gzip, `isal`) runs on `compressor`, the spool's single-thread executor shared by the
+    sync's batches: it releases the GIL, so gzip runs on the second core while the main thread parses and maps. Chunks
+    are compressed in submission order (one thread), and at most `_MAX_PENDING` wait, so memory
+    stays bounded even if compression falls behind.
+    """
+
+    def __init__(self, *, batch_id: int, spool_dir: Path, level: int, compressor: ThreadPoolExecutor,
+                 stream_labels: Sequence[str], clock=time.monotonic, max_events: int = 1 << 62,
+                 max_bytes: int = 1 << 62) -> None:
+        self.batch_id = batch_id
+        self._stream_labels = stream_labels
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self.path = spool_dir / f"batch-{batch_id:06d}.ndjson.gz"
+        self._file = open(self.path, "wb")  # noqa: SIM115 - open for the batch's life; closed in _finish/discard
+        self._zlib = isal_zlib.compressobj(level, isal_zlib.DEFLATED, _GZIP_WBITS)
+        self._executor = compressor
+        self._pending: deque[Future] = deque()
+        self._buffer = bytearray()
+        self.raw_bytes = 0
+        self.wire_bytes = 0
+        self.opened_at = clock()
+        self.stream_indexes = array("H")
+        self.record_positions = array("Q")
+        self.input_lines = array("Q")
+
+    @property
+    def events(self) -> int:
+        return len(self.input_lines)
+
+    def add(self, encoded: bytes, stream_index: int, record_position: int, input_line: int) -> bool:
+        """Append one encoded event (a JSON object followed by a newline); True when the batch is now full
+        (it holds `max_events` events or `max_bytes` uncompressed bytes) and should be closed.
+
+        Positional arguments only: this runs once per record."""
+        buffer = self._buffer
+        buffer += encoded
+        self.stream_indexes.append(stream_index)
+        self.record_positions.append(record_position)
+        lines = self.input_lines
+        lines.append(input_line)
+        if len(buffer) >= _FLUSH_BYTES:
+            self._flush()
+        return len(lines) >= self._max_events or self.raw_bytes + len(buffer) >= self._max_bytes
+
+    def _flush(self) -> None:
+        if self._buffer:
+            chunk, self._buffer = self._buffer, bytearray()
+            self.raw_bytes += len(chunk)
+            self._pending.append(self._executor.submit(self._compress, chunk))
+            while len(self._pending) > _MAX_PENDING:
+                self._pending.popleft().result()
+
+    def _compress(self, chunk: bytearray) -> None:
+        """On the compressor thread: the only place that touches the zlib stream and the spool file."""
+        data = self._zlib.compress(chunk)
+        if data:
+            self._file.write(data)
+            self.wire_bytes += len(data)
+
+    def _finish(self) -> None:
+        tail = self._zlib.flush()
+        self._file.write(tail)
+        self.wire_bytes += len(tail)
+        self._file.close()
+
+    def close(self) -> Batch:
+        """Finish the gzip stream and hand the batch over for upload."""
+        self._flush()
+        self._pending.append(self._executor.submit(self._finish))
+        while self._pending:
+            self._pending.popleft().result()
+        return Batch(
+            batch_id=self.batch_id,
+            path=self.path,
+            events=self.events,
+            raw_bytes=self.raw_bytes,
+            wire_bytes=self.wire_bytes,
+            streams=frozenset(self.stream_indexes),
+            stream_indexes=self.stream_indexes,
+            record_positions=self.record_positions,
+            input_lines=self.input_lines,
+            stream_labels=self._stream_labels,
+        )
+
+    def discard(self) -> None:
+        """Drop an open batch (cancellation or failure): close and delete its spool file."""
+        try:
+            for future in self._pending:
+                future.cancel()
+            wait(self._pending)
+            self._file.close()
+        finally:
+            self.path.unlink(missing_ok=True)
+
+
+class Spool:
+    """What a sync's batches need: a private temp folder, locked while it lives, and the gzip thread.
+
+    Taken before any input is read (after removing the folders of syncs that are gone); `close()` waits
+    for the gzip thread and removes the folder.
+    """
+
+    def __init__(self, *, root: str | None = None, gzip_level: int, stream_labels: Sequence[str]) -> None:
+        remove_stale(root)
+        self._level = gzip_level
+        self._stream_labels = stream_labels
+        self.path = Path(tempfile.mkdtemp(prefix=PREFIX, dir=root))
+        # Lock a file under a temporary name, then rename it into place: a cleaner looks only at `.lock`,
+        # so it can never take the lock of a folder in the instant between its creation and its locking.
+        pending = self.path / ".lock-pending"
+        self._lock_fd = os.open(pending, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(pending, self.path / _LOCK)
+        self._compressor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scarf-gzip")
+
+    def new_batch(self, batch_id: int, *, max_events: int, max_bytes: int, clock=time.monotonic) -> BatchBuilder:
+        return BatchBuilder(batch_id=batch_id, spool_dir=self.path, level=self._level, compressor=self._compressor,
+                            stream_labels=self._stream_labels, clock=clock, max_events=max_events,
+                            max_bytes=max_bytes)
+
+    def close(self) -> None:
+        self._compressor.shutdown(wait=True)
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+
+def remove_stale(root: str | None = None, *, now: float | None = None) -> list[Path]:
+    """Remove the spool folders of syncs that are gone (in `root`, default the temp folder); return them."""
+    base = Path(root or tempfile.gettempdir())
+    removed = []
+    try:
+        candidates = [entry for entry in base.iterdir() if entry.name.startswith(PREFIX)]
+    except OSError:
+        return []
+    for folder in candidates:
+        try:
+            if _is_stale(folder, now=time.time() if now is None else now):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        except OSError:  # another user's folder, or one that vanished meanwhile: not ours to judge
+            continue
+    if removed:
+        logger.info("Removed %d spool folder(s) left behind by earlier syncs that did not end cleanly.",
+                    len(removed))
+    return removed
+
+
+def _is_stale(folder: Path, *, now: float) -> bool:
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        return False  # a symlink or another user's folder is never removed
+    try:
+        fd = os.open(folder / _LOCK, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return now - _newest_change(folder) > _UNLOCKED_STALE_SECONDS
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False  # a running sync holds it
+        raise
+    finally:
+        os.close(fd)
+    return True
+
+
+def _newest_change(folder: Path) -> float:
+    newest = os.lstat(folder).st_mtime
+    for entry in folder.iterdir():
+        newest = max(newest, os.lstat(entry).st_mtime)
+    return newest
