@@ -91,15 +91,36 @@ class Directory:
             self._tokens.setdefault(token, set()).update(owner_list)
 
     def add_package(self, owner: str, package_id: str, name: str | None = None, type: str = "file") -> Package:
+        """Add (or replace, by id) a package; ``name`` defaults to the id.
+
+        A name is unique per owner and type, not per owner: an npm ``right-pad`` and a docker
+        ``right-pad`` may both exist.  Scarf addresses a package by owner, type and name
+        (``GET /v2/packages/{owner}/{package_type}/{package_name}`` in its current public spec;
+        the v2 excerpt we keep does not say), so a second package of the same type and name under
+        another id is refused with ValueError.
+        """
+        if not package_id:
+            raise ValueError("package id must be a non-empty string")
         if type not in PACKAGE_TYPES:
             raise ValueError(f"package type must be one of {sorted(PACKAGE_TYPES)}")
         package = Package(package_id, owner, name or package_id, type, iso_z(utc_now()))
         with self._lock:
             self._add_owner_locked(owner)
+            for other in self._packages[owner].values():
+                if (other.type, other.name) == (package.type, package.name) and other.id != package_id:
+                    raise ValueError(
+                        f"owner {owner} already has a {type} package named {package.name!r} (id {other.id})"
+                    )
             self._packages[owner][package_id] = package
         return package
 
     def add_tracking_pixel(self, owner: str, pixel_id: str, name: str | None = None) -> TrackingPixel:
+        """Add (or replace, by id) a tracking pixel; ``name`` defaults to the id.
+
+        Pixel names may repeat: the spec says nothing of their uniqueness, and its example is a free-text label.
+        """
+        if not pixel_id:
+            raise ValueError("tracking pixel id must be a non-empty string")
         pixel = TrackingPixel(pixel_id, owner, name or pixel_id, iso_z(utc_now()))
         with self._lock:
             self._add_owner_locked(owner)
