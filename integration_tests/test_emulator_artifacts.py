@@ -8,13 +8,23 @@ Over real HTTP with ``requests`` only: these tests import neither ``destination_
 
 from __future__ import annotations
 
+import argparse
+import selectors
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from scarf_emulator import ScarfEmulator
+from scarf_emulator.__main__ import package_arg, pixel_arg
+
+ROOT = Path(__file__).resolve().parents[1]
+DEADLINE = 10.0
 
 OWNER = "acme"
 TOKEN = "artifacts-token"
@@ -111,3 +121,83 @@ def test_a_name_may_repeat_across_types_but_not_within_one(emu_factory, http):
 def test_bad_artifact_configurations_are_refused(packages, pixels, error):
     with pytest.raises(error):
         ScarfEmulator(packages=packages, tracking_pixels=pixels)
+
+
+# --------------------------------------------------------------------------------------
+# The command line: --package ID[=NAME[:TYPE]], --tracking-pixel ID[=NAME]
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value, expected", [
+    ("p-1", {"id": "p-1"}),
+    ("p-1=right-pad", {"id": "p-1", "name": "right-pad"}),
+    ("p-1=right-pad:npm", {"id": "p-1", "name": "right-pad", "type": "npm"}),
+    ("p-1=my-org/cli:docker", {"id": "p-1", "name": "my-org/cli", "type": "docker"}),
+    ("p-1=a:b:file", {"id": "p-1", "name": "a:b", "type": "file"}),  # the type is after the last colon
+])
+def test_package_argument_forms(value, expected):
+    assert package_arg(value) == expected
+
+
+@pytest.mark.parametrize("value", ["", "=name", "p-1=", "p-1=name:gem", "p-1=:npm", "p-1=a:b"])
+def test_bad_package_arguments_are_refused(value):
+    with pytest.raises(argparse.ArgumentTypeError):
+        package_arg(value)
+
+
+def test_pixel_argument_forms():
+    assert pixel_arg("px-1") == {"id": "px-1"}
+    assert pixel_arg("px-1=Docs: home=page") == {"id": "px-1", "name": "Docs: home=page"}
+    for bad in ("", "=Docs", "px-1="):
+        with pytest.raises(argparse.ArgumentTypeError):
+            pixel_arg(bad)
+
+
+def _read_line(stream, timeout: float) -> str:
+    selector = selectors.DefaultSelector()
+    selector.register(stream, selectors.EVENT_READ)
+    try:
+        if not selector.select(timeout):
+            raise AssertionError("the CLI printed nothing before the deadline")
+        return stream.readline()
+    finally:
+        selector.close()
+
+
+def run_cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "scarf_emulator", "--port", "0", "--host", "127.0.0.1", "--token", TOKEN,
+         "--owner", OWNER, *args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_cli_names_packages_and_pixels(http):
+    process = run_cli("--package", "p-npm=right-pad:npm", "--package", "p-docker=right-pad:docker",
+                      "--package", "p-plain", "--tracking-pixel", "px-docs=Docs site", "--tracking-pixel", "px-plain")
+    try:
+        line = _read_line(process.stdout, DEADLINE)
+        assert line.startswith("SCARF_EMULATOR_URL="), line
+        url = line.strip().split("=", 1)[1]
+        named = {pid: get_json(http, f"{url}/v2/packages/{OWNER}/{pid}") for pid in ("p-npm", "p-docker", "p-plain")}
+        assert {pid: (p["name"], p["type"]) for pid, p in named.items()} == {
+            "p-npm": ("right-pad", "npm"), "p-docker": ("right-pad", "docker"), "p-plain": ("p-plain", "file"),
+        }
+        assert get_json(http, f"{url}/v2/tracking-pixels/{OWNER}/px-docs")["name"] == "Docs site"
+        assert get_json(http, f"{url}/v2/tracking-pixels/{OWNER}/px-plain")["name"] == "px-plain"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=DEADLINE) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_cli_refuses_one_name_twice_in_one_type():
+    process = run_cli("--package", "a=right-pad:npm", "--package", "b=right-pad:npm")
+    try:
+        _, err = process.communicate(timeout=DEADLINE)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 2
+    assert "already has a npm package named 'right-pad'" in err
