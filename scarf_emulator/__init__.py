@@ -10,6 +10,10 @@ slowness, outages, flaky answers, silent or trickling servers, huge bodies, redi
     with ScarfEmulator(tokens={"t": {"acme"}}, packages={"acme": ["pkg-1"]}) as emu:
         ...  # talk to emu.url
 
+    # packages and pixels with names (and package types):
+    ScarfEmulator(packages={"acme": [{"id": "pkg-2", "name": "right-pad", "type": "npm"}]},
+                  tracking_pixels={"acme": [{"id": "px-1", "name": "docs"}]})
+
 Run ``python -m scarf_emulator --help`` for the subprocess form.
 """
 

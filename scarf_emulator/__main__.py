@@ -13,7 +13,35 @@ import sys
 import threading
 from datetime import timedelta
 
+from .accounts import PACKAGE_TYPES
 from .emulator import DEFAULT_MAX_ACTIVE_IMPORTS, ScarfEmulator
+
+
+def package_arg(value: str) -> dict[str, str]:
+    """``ID``, ``ID=NAME`` or ``ID=NAME:TYPE``: the type is after the last colon, so a name with a
+    colon in it needs the type spelled out (``ID=a:b:file``)."""
+    package_id, has_name, rest = value.partition("=")
+    if not package_id or (has_name and not rest):
+        raise argparse.ArgumentTypeError(f"expected ID, ID=NAME or ID=NAME:TYPE, got {value!r}")
+    if not has_name:
+        return {"id": package_id}
+    name, has_type, package_type = rest.rpartition(":")
+    if not has_type:
+        return {"id": package_id, "name": rest}
+    if not name or package_type not in PACKAGE_TYPES:
+        raise argparse.ArgumentTypeError(
+            f"expected ID=NAME:TYPE with TYPE one of {', '.join(sorted(PACKAGE_TYPES))}, got {value!r} "
+            "(a name with a colon needs its type: ID=NAME:file)"
+        )
+    return {"id": package_id, "name": name, "type": package_type}
+
+
+def pixel_arg(value: str) -> dict[str, str]:
+    """``ID`` or ``ID=NAME`` (everything after the first ``=`` is the name)."""
+    pixel_id, has_name, name = value.partition("=")
+    if not pixel_id or (has_name and not name):
+        raise argparse.ArgumentTypeError(f"expected ID or ID=NAME, got {value!r}")
+    return {"id": pixel_id, "name": name} if has_name else {"id": pixel_id}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,8 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--owner", default="acme", help="owner the token, packages and pixels belong to")
     parser.add_argument("--token", action="append", default=None, help="bearer token for --owner (repeatable; default test-token)")
-    parser.add_argument("--package", action="append", default=[], help="package id of --owner (repeatable)")
-    parser.add_argument("--tracking-pixel", action="append", default=[], help="tracking pixel id of --owner (repeatable)")
+    parser.add_argument("--package", action="append", default=[], type=package_arg, metavar="ID[=NAME[:TYPE]]",
+                        help="package of --owner (repeatable): its id, optionally its name and type "
+                             f"({', '.join(sorted(PACKAGE_TYPES))}; default file); the name defaults to the id")
+    parser.add_argument("--tracking-pixel", action="append", default=[], type=pixel_arg, metavar="ID[=NAME]",
+                        help="tracking pixel of --owner (repeatable): its id, optionally its name")
     parser.add_argument("--db", default=":memory:", help="SQLite file for stored events (default in memory)")
     parser.add_argument("--rate", type=float, default=None, help="events per second per import (default unthrottled)")
     parser.add_argument("--no-store", action="store_true", help="check and count events without storing them")
@@ -34,24 +65,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    emulator = ScarfEmulator(
-        tokens={token: {args.owner} for token in (args.token or ["test-token"])},
-        packages={args.owner: args.package},
-        tracking_pixels={args.owner: args.tracking_pixel},
-        db_path=args.db,
-        events_per_second=args.rate,
-        max_active_imports=args.max_active,
-        time_window=timedelta(days=args.time_window_days),
-        store_events=not args.no_store,
-        host=args.host,
-        port=args.port,
-    )
+    try:
+        emulator = ScarfEmulator(
+            tokens={token: {args.owner} for token in (args.token or ["test-token"])},
+            packages={args.owner: args.package},
+            tracking_pixels={args.owner: args.tracking_pixel},
+            db_path=args.db,
+            events_per_second=args.rate,
+            max_active_imports=args.max_active,
+            time_window=timedelta(days=args.time_window_days),
+            store_events=not args.no_store,
+            host=args.host,
+            port=args.port,
+        )
+    except ValueError as exc:  # e.g. two --package of one type with the same name
+        parser.error(str(exc))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

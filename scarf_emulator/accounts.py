@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, TypeVar
 
 from .clock import iso_z, utc_now
 
@@ -91,15 +91,36 @@ class Directory:
             self._tokens.setdefault(token, set()).update(owner_list)
 
     def add_package(self, owner: str, package_id: str, name: str | None = None, type: str = "file") -> Package:
+        """Add (or replace, by id) a package; ``name`` defaults to the id.
+
+        A name is unique per owner and type, not per owner: an npm ``right-pad`` and a docker
+        ``right-pad`` may both exist.  Scarf addresses a package by owner, type and name
+        (``GET /v2/packages/{owner}/{package_type}/{package_name}`` in its current public spec;
+        the v2 excerpt we keep does not say), so a second package of the same type and name under
+        another id is refused with ValueError.
+        """
+        if not package_id:
+            raise ValueError("package id must be a non-empty string")
         if type not in PACKAGE_TYPES:
             raise ValueError(f"package type must be one of {sorted(PACKAGE_TYPES)}")
         package = Package(package_id, owner, name or package_id, type, iso_z(utc_now()))
         with self._lock:
             self._add_owner_locked(owner)
+            for other in self._packages[owner].values():
+                if (other.type, other.name) == (package.type, package.name) and other.id != package_id:
+                    raise ValueError(
+                        f"owner {owner} already has a {type} package named {package.name!r} (id {other.id})"
+                    )
             self._packages[owner][package_id] = package
         return package
 
     def add_tracking_pixel(self, owner: str, pixel_id: str, name: str | None = None) -> TrackingPixel:
+        """Add (or replace, by id) a tracking pixel; ``name`` defaults to the id.
+
+        Pixel names may repeat: the spec says nothing of their uniqueness, and its example is a free-text label.
+        """
+        if not pixel_id:
+            raise ValueError("tracking pixel id must be a non-empty string")
         pixel = TrackingPixel(pixel_id, owner, name or pixel_id, iso_z(utc_now()))
         with self._lock:
             self._add_owner_locked(owner)
@@ -126,13 +147,20 @@ class Directory:
     def pixel(self, owner: str, pixel_id: str) -> TrackingPixel | None:
         return self._pixels.get(owner, {}).get(pixel_id)
 
-    def packages(self, owner: str) -> list[Package]:
+    def package_page(self, owner: str, after: str | None, limit: int,
+                     types: Iterable[str] = ()) -> tuple[list[Package], bool]:
+        """Up to ``limit`` packages of ``owner`` (of ``types``, when given) whose id sorts after
+        ``after``, in id order; and whether more follow.  See :func:`keyset_page`."""
+        wanted = frozenset(types)
         with self._lock:
-            return list(self._packages.get(owner, {}).values())
+            chosen = [p for p in self._packages.get(owner, {}).values() if not wanted or p.type in wanted]
+        return keyset_page(chosen, after, limit)
 
-    def pixels(self, owner: str) -> list[TrackingPixel]:
+    def pixel_page(self, owner: str, after: str | None, limit: int) -> tuple[list[TrackingPixel], bool]:
+        """Up to ``limit`` tracking pixels of ``owner`` whose id sorts after ``after``; see :func:`keyset_page`."""
         with self._lock:
-            return list(self._pixels.get(owner, {}).values())
+            chosen = list(self._pixels.get(owner, {}).values())
+        return keyset_page(chosen, after, limit)
 
     def live_package_ids(self, owner: str) -> dict[str, Package]:
         """The owner's live package mapping, for per-event membership tests (do not mutate)."""
@@ -143,3 +171,16 @@ class Directory:
         """The owner's live pixel mapping, for per-event membership tests (do not mutate)."""
         with self._lock:
             return self._pixels.setdefault(owner, {})
+
+
+_Artifact = TypeVar("_Artifact", Package, TrackingPixel)
+
+
+def keyset_page(items: Iterable[_Artifact], after: str | None, limit: int) -> tuple[list[_Artifact], bool]:
+    """One page of a list ordered by id, ``after`` being the id that ended the previous page.
+
+    ``after`` is a bound, not a position: it need not be an existing id, and artifacts added or
+    removed between two pages neither repeat nor shift the ones not yet seen.
+    """
+    ordered = sorted((item for item in items if after is None or item.id > after), key=lambda item: item.id)
+    return ordered[:limit], len(ordered) > limit

@@ -12,8 +12,9 @@ import gzip
 import re
 import uuid
 import zlib
+from urllib.parse import quote, urlencode
 
-from .accounts import Directory
+from .accounts import PACKAGE_TYPES, Directory
 from .faults import FaultPlan
 from .import_registry import ABORT_FINISHED_IMPORT_STATUS, STATUSES, ImportRecord, ImportRegistry
 from .processing import Artifact, Processor, split_lines
@@ -23,6 +24,9 @@ from .responses import ApiRequest, Response, error, json_response, ndjson_respon
 ACCEPTED_CONTENT_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/json"})
 
 DEFAULT_PER_PAGE = 10
+#: Page size of the package and pixel lists without per_page.  Scarf's v2 spec gives no default (its
+#: per_page example is 30); 10 is what one report says of the imports list's default.
+DEFAULT_ARTIFACT_PER_PAGE = 10
 TOO_MANY_ACTIVE_IMPORTS = "too many active imports"
 INVALID_TOKEN = "invalid token"
 
@@ -152,17 +156,79 @@ class ScarfApi:
         pixel = self._directory.pixel(owner, artifact)
         return json_response(200, pixel.to_dict()) if pixel else error(404, f"tracking pixel not found: {artifact}")
 
+    # The two artifact lists (getPackages, getTrackingPixels) page alike:
+    #
+    #   ?per_page=N   page size, a positive integer; default DEFAULT_ARTIFACT_PER_PAGE (10).  The v2
+    #                 spec names the parameter but gives no default (its example is 30) and no maximum.
+    #   ?after=ID     where the page starts: after the artifact with this id.  The spec names the
+    #                 parameter, a string; its pixel example is an id, its package example a name
+    #                 ("library/ubuntu").  The emulator orders both lists by id (Python string order;
+    #                 names repeat across package types, so a name cannot be a cursor) and treats
+    #                 ``after`` as a bound: any non-empty string works, an unknown one is not an error.
+    #   ?type=T       getPackages only, repeatable (explode=true): only packages of these types.
+    #   ?permission=  getPackages only: accepted and ignored (the emulator has no roles, and the excerpt
+    #                 leaves the PackagePermissionLevel schema out).  Other parameters are ignored too.
+    #
+    # The answer is {"results": [...], "_links": {"self": ..., "next": ...}} (the spec's CursorLinks).
+    # ``next`` is present only when more artifacts follow; it is a relative URL (the spec gives its
+    # form nowhere): the list's path with after=<id of the page's last artifact>, per_page=N and any
+    # type filters.  ``self`` is the same for this page.  Bad per_page, after or type: 400.
     def list_packages(self, req: ApiRequest, owner: str) -> Response:
-        """Unpaged ``{"results": [...]}`` (the real endpoint pages; owners here are small)."""
-        return self.authorize(req, owner) or json_response(
-            200, {"results": [p.to_dict() for p in self._directory.packages(owner)]}
-        )
+        """getPackages: one page of the owner's packages (see the comment above)."""
+        denied = self.authorize(req, owner)
+        if denied:
+            return denied
+        types = req.query.get("type", [])
+        unknown = [t for t in types if t not in PACKAGE_TYPES]
+        if unknown:
+            return error(400, f"unknown package type {unknown[0]!r}; one of {', '.join(sorted(PACKAGE_TYPES))}")
+        paging = _artifact_paging(req.query)
+        if isinstance(paging, Response):
+            return paging
+        after, per_page = paging
+        packages, more = self._directory.package_page(owner, after, per_page, types)
+        return json_response(200, _artifact_page(
+            f"/v2/packages/{quote(owner, safe='')}", [p.to_dict() for p in packages], more, after, per_page,
+            [("type", t) for t in types],
+        ))
 
     def list_pixels(self, req: ApiRequest, owner: str) -> Response:
-        """Unpaged ``{"results": [...]}``, like :meth:`list_packages`."""
-        return self.authorize(req, owner) or json_response(
-            200, {"results": [p.to_dict() for p in self._directory.pixels(owner)]}
-        )
+        """getTrackingPixels: one page of the owner's tracking pixels, paged like :meth:`list_packages`."""
+        denied = self.authorize(req, owner)
+        if denied:
+            return denied
+        paging = _artifact_paging(req.query)
+        if isinstance(paging, Response):
+            return paging
+        after, per_page = paging
+        pixels, more = self._directory.pixel_page(owner, after, per_page)
+        return json_response(200, _artifact_page(
+            f"/v2/tracking-pixels/{quote(owner, safe='')}", [p.to_dict() for p in pixels], more, after, per_page,
+        ))
+
+
+def _artifact_paging(query: dict[str, list[str]]) -> tuple[str | None, int] | Response:
+    """(after, per_page) of an artifact list request, or its 400."""
+    per_page = _int_param(query, "per_page", DEFAULT_ARTIFACT_PER_PAGE)
+    if per_page is None or per_page < 1:
+        return error(400, "per_page must be a positive integer")
+    after = query.get("after", [None])[-1]
+    if after == "":
+        return error(400, "after must be the id of the last artifact of the previous page")
+    return after, per_page
+
+
+def _artifact_page(path: str, results: list[dict], more: bool, after: str | None, per_page: int,
+                   filters: list[tuple[str, str]] | None = None) -> dict:
+    """The page body: results, a ``self`` link, and a ``next`` link when more follow."""
+    def link(start: str | None) -> str:
+        params = ([("after", start)] if start is not None else []) + [("per_page", str(per_page))] + (filters or [])
+        return f"{path}?{urlencode(params, quote_via=quote)}"
+
+    links = {"self": link(after)}
+    if more:
+        links["next"] = link(results[-1]["id"])
+    return {"results": results, "_links": links}
 
 
 def _decode_body(req: ApiRequest) -> bytes | Response:

@@ -23,6 +23,9 @@ from .store import EventStore
 
 logger = logging.getLogger(__name__)
 
+#: One configured package or tracking pixel: its id, or a dict with "id" and optionally "name" (and "type").
+ArtifactSpec = str | Mapping[str, str]
+
 #: Scarf's documented limit of concurrently active imports per account.
 DEFAULT_MAX_ACTIVE_IMPORTS = 15
 
@@ -33,14 +36,20 @@ DEFAULT_TIME_WINDOW = timedelta(days=7)
 class ScarfEmulator:
     """A local, in-process Scarf Event Import API on a real HTTP socket.
 
+    ``packages`` and ``tracking_pixels`` map an owner to its artifacts, each an id (its name is
+    then the id, a package's type ``file``) or a dict: ``{"id": ..., "name": ..., "type": ...}``
+    for a package (name and type optional; type one of docker, file, python, npm, hackage),
+    ``{"id": ..., "name": ...}`` for a pixel.  Both forms mix in one list.  A package name is
+    unique per owner and type (see :meth:`Directory.add_package`).
+
     The store stays readable after :meth:`stop`, so assertions can run after a ``with`` block.
     """
 
     def __init__(
         self,
         tokens: Mapping[str, Iterable[str]] | None = None,
-        packages: Mapping[str, Iterable[str]] | None = None,
-        tracking_pixels: Mapping[str, Iterable[str]] | None = None,
+        packages: Mapping[str, Iterable[ArtifactSpec]] | None = None,
+        tracking_pixels: Mapping[str, Iterable[ArtifactSpec]] | None = None,
         db_path: str = ":memory:",
         events_per_second: float | None = None,
         max_active_imports: int = DEFAULT_MAX_ACTIVE_IMPORTS,
@@ -65,14 +74,14 @@ class ScarfEmulator:
         self._configure(tokens or {}, packages or {}, tracking_pixels or {})
 
     def _configure(self, tokens, packages, pixels) -> None:
-        for owner, ids in packages.items():
+        for owner, specs in packages.items():
             self.add_owner(owner)
-            for package_id in ids:
-                self.add_package(owner, package_id)
-        for owner, ids in pixels.items():
+            for spec in specs:
+                self.add_package(owner, **_artifact_fields(spec, "package_id", ("name", "type"), "package"))
+        for owner, specs in pixels.items():
             self.add_owner(owner)
-            for pixel_id in ids:
-                self.add_tracking_pixel(owner, pixel_id)
+            for spec in specs:
+                self.add_tracking_pixel(owner, **_artifact_fields(spec, "pixel_id", ("name",), "tracking pixel"))
         for token, owners in tokens.items():
             self.add_token(token, owners)
 
@@ -129,9 +138,11 @@ class ScarfEmulator:
         self._directory.add_owner(owner)
 
     def add_package(self, owner: str, package_id: str, name: str | None = None, type: str = "file") -> None:
+        """Add or replace a package; ValueError for an unknown type or a (type, name) another id holds."""
         self._directory.add_package(owner, package_id, name, type)
 
     def add_tracking_pixel(self, owner: str, pixel_id: str, name: str | None = None) -> None:
+        """Add or replace a tracking pixel (``name`` defaults to the id)."""
         self._directory.add_tracking_pixel(owner, pixel_id, name)
 
     def add_token(self, token: str, owners: Iterable[str] | str) -> None:
@@ -338,6 +349,17 @@ class ScarfEmulator:
     def _require_owner(self, owner: str) -> None:
         if not self._directory.has_owner(owner):
             raise KeyError(f"unknown owner {owner}")
+
+
+def _artifact_fields(spec: ArtifactSpec, id_keyword: str, optional: tuple[str, ...], what: str) -> dict[str, str]:
+    """The keyword arguments of add_package / add_tracking_pixel for one constructor entry."""
+    if isinstance(spec, str):
+        return {id_keyword: spec}
+    if not isinstance(spec, Mapping):
+        raise TypeError(f"a {what} is an id or a dict, not {spec!r}")
+    if "id" not in spec or set(spec) - {"id", *optional}:
+        raise ValueError(f"a {what} dict has 'id' and optionally {' and '.join(optional)}; got keys {sorted(spec)}")
+    return {id_keyword: spec["id"], **{k: v for k, v in spec.items() if k != "id"}}
 
 
 def _rate(events_per_second: float | None) -> float | None:

@@ -72,7 +72,9 @@ from dataclasses import asdict, dataclass, replace
 from typing import Callable, TypeVar
 
 #: Request categories a fault can be limited to ("any" matches every API request;
-#: requests to the /_emulator/ control endpoints are never faulted).
+#: requests to the /_emulator/ control endpoints are never faulted).  "artifact-get" is one
+#: package or pixel and each page of their lists: one page is one request, so a fault queued
+#: after page 1 hits page 2 alone.
 CATEGORIES = ("any", "import-post", "import-get", "log", "abort", "artifact-get")
 
 FAIL = "fail"
