@@ -10,7 +10,12 @@ slowness, outages, flaky answers, silent or trickling servers, huge bodies, redi
     with ScarfEmulator(tokens={"t": {"acme"}}, packages={"acme": ["pkg-1"]}) as emu:
         ...  # talk to emu.url
 
-Run ``python -m scarf_emulator --help`` for the subprocess form.
+HTTPS: pass a server-side ``ssl.SSLContext`` as ``ScarfEmulator(..., tls=context)`` (see
+emulator.py; ``scarf_emulator.tls.server_context(cert, key)`` builds one from PEM files) and
+``start()`` returns an ``https://`` URL.  Plain HTTP is the default.
+
+Run ``python -m scarf_emulator --help`` for the subprocess form (``--tls-cert``/``--tls-key``
+for HTTPS).
 """
 
 __version__ = "0.1.0"

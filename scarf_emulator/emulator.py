@@ -2,11 +2,17 @@
 
 Tests of the connector drive everything through this one object (or, for subprocesses,
 through the equivalent ``/_emulator/`` endpoints), so its method names are a contract.
+
+HTTPS: ``ScarfEmulator(..., tls=context)`` with a server-side :class:`ssl.SSLContext` that has
+its certificate chain loaded (:func:`scarf_emulator.tls.server_context` makes one from PEM
+files) serves every route, API and ``/_emulator/`` control alike, over TLS, with every fault;
+``start()`` then returns ``https://HOST:PORT``.  Plain HTTP stays the default.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from datetime import timedelta
 from typing import Iterable, Mapping
@@ -48,9 +54,18 @@ class ScarfEmulator:
         store_events: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
+        *,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        if tls is not None:
+            if not isinstance(tls, ssl.SSLContext):
+                raise TypeError("tls must be a server-side ssl.SSLContext (see scarf_emulator.tls.server_context)")
+            if tls.protocol == ssl.PROTOCOL_TLS_CLIENT:
+                raise ValueError("tls must be a server-side context (ssl.PROTOCOL_TLS_SERVER), not a client one")
         self.host = host
         self.port = port
+        #: The server-side TLS context when serving HTTPS, None for plain HTTP.
+        self.tls = tls
         self.url: str | None = None
         self._directory = Directory()
         self._store = EventStore(db_path)
@@ -86,9 +101,9 @@ class ScarfEmulator:
             ScarfApi(self._directory, self._registry, self._processor, self._faults), ControlApi(self), self._faults,
             self._requests,
         )
-        self._server = EmulatorHTTPServer(self.host, self.port, context)
+        self._server = EmulatorHTTPServer(self.host, self.port, context, self.tls)
         port = self._server.server_address[1]
-        self.url = f"http://{_url_host(self.host)}:{port}"
+        self.url = f"{self._server.scheme}://{_url_host(self.host)}:{port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="scarf-emulator", daemon=True
         )
