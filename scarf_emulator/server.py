@@ -16,7 +16,8 @@ peeking), so a client that speaks the wrong protocol fails at once instead of ha
   the client's TLS layer reports as ``[SSL: WRONG_VERSION_NUMBER]``.
 
 Both then close with a lingering close (the client's bytes are read until it hangs up), so the
-answer is never overtaken by a TCP reset.
+answer is never overtaken by a TCP reset.  The TLS handshake faults of faults.py are applied
+here, before the handshake.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import select
 import socket
 import socketserver
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -36,7 +38,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import __version__
 from .faults import (
-    HUGE, REDIRECT, RESET, SILENCE, THROTTLE, TRICKLE, Fault, FaultPlan, Huge, QueuedFault, Redirect, Trickle,
+    HUGE, REDIRECT, RESET, SILENCE, THROTTLE, TLS_EOF, TLS_RESET, TLS_STALL, TRICKLE, Fault, FaultPlan, Huge,
+    QueuedFault, Redirect, Trickle,
 )
 from .huge import huge_body
 from .recording import RequestLog, RequestRecord, bearer_token, pick_headers
@@ -401,6 +404,15 @@ def _shutdown(sock: socket.socket, how: int) -> None:
         pass
 
 
+def _reset(sock: socket.socket) -> None:
+    """Close with a TCP RST instead of a FIN (SO_LINGER with a zero timeout)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
 def _linger(sock: socket.socket, stopping: threading.Event, answer: bytes = b"") -> None:
     """Send ``answer``, half-close, then read and discard until the client hangs up (at most
     LINGER_SECONDS, or until stop()), then close.  Closing a socket with unread bytes would send a
@@ -484,8 +496,8 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         super().shutdown_request(request)
 
     def finish_request(self, request, client_address) -> None:
-        """Serve one connection, in its own thread: check the protocol, then for HTTPS shake hands,
-        then hand the connection to the request handler."""
+        """Serve one connection, in its own thread: check the protocol, then for HTTPS apply a
+        handshake fault or shake hands, then hand the connection to the request handler."""
         connection = self._open_connection(request)
         if connection is None:
             return
@@ -519,6 +531,16 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
             logger.debug("plain HTTP on the HTTPS port; answering 400 in plain HTTP")
             _linger(sock, stopping, _raw_answer(400, "Bad Request", PLAIN_HTTP_TO_TLS_PORT))
             return None
+        fault = self.context.faults.take_handshake_fault()
+        if fault == TLS_RESET:
+            _reset(sock)
+            return None
+        if fault == TLS_EOF:
+            _linger(sock, stopping)
+            return None
+        if fault == TLS_STALL:
+            self._stall(sock)
+            return None
         try:
             connection = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         except OSError as exc:
@@ -536,6 +558,25 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
             connection.close()
             return None
         return connection
+
+    def _stall(self, sock: socket.socket) -> None:
+        """tls_stall: read what the client sends, answer nothing, until released, stopped or hung up."""
+        faults, stopping = self.context.faults, self.context.stopping
+        gate = faults.hold_silenced()
+        try:
+            with faults.busy(SILENCE):
+                sock.settimeout(SILENCE_POLL_SECONDS)
+                while not gate.is_set() and not stopping.is_set():
+                    try:
+                        if not sock.recv(65536):
+                            break  # the client gave up
+                    except socket.timeout:
+                        continue
+        except OSError:
+            pass
+        finally:
+            faults.forget_silenced(gate)
+        _linger(sock, stopping)
 
     def handle_error(self, request, client_address) -> None:
         """A client that hangs up mid-request (tests and the connector's cancellation do so on purpose) is
