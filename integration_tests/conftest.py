@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from proxy import ConnectProxy
 from scarf_emulator import ScarfEmulator
 from support import *  # noqa: F403  (re-exported: tests may import builders from either module)
 from support import new_emulator
@@ -69,3 +70,13 @@ def trust_test_ca(ca_bundle: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_bundle)
     return ca_bundle
 
+
+# -- proxy ---------------------------------------------------------------------------------------------------
+@pytest.fixture
+def connect_proxy() -> Iterator[ConnectProxy]:
+    """A CONNECT proxy (and plain-HTTP forwarder) on loopback, at connect_proxy.url (http://127.0.0.1:PORT);
+    its counters say what it carried. Stopped after the test."""
+    proxy = ConnectProxy()
+    proxy.start()
+    yield proxy
+    proxy.stop()
