@@ -62,9 +62,6 @@ TRICKLE_TICK_SECONDS = 0.05
 #: requests start with a method name, so one byte tells them apart.
 TLS_HANDSHAKE_RECORD = b"\x16"
 
-#: A TLS alert record's first byte (close_notify or a fatal alert: either way the client is done).
-TLS_ALERT_RECORD = b"\x15"
-
 #: How long a lingering close (see _linger) waits for the client to hang up.
 LINGER_SECONDS = 5.0
 
@@ -377,15 +374,25 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
     def _peer_closed(self) -> bool:
         """True once the client has closed its side (a readable socket with nothing to read).
 
-        Under TLS the raw bytes are peeked (an SSLSocket cannot peek): a TLS alert record, such as
-        the close_notify a client sends before hanging up, counts as closed too.
+        Only for a connection that will never be answered (silence): under TLS, which cannot peek
+        (and TLS 1.3 encrypts even a record's type), what the client sent is read and dropped, and
+        a close_notify or a bare FIN reads as the end.
         """
+        connection = self.connection
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
+            readable, _, _ = select.select([connection], [], [], 0)
             if not readable:
                 return False
-            head = socket.socket.recv(self.connection, 1, socket.MSG_PEEK)
-            return head == b"" or (isinstance(self.connection, ssl.SSLSocket) and head == TLS_ALERT_RECORD)
+            if not isinstance(connection, ssl.SSLSocket):
+                return connection.recv(1, socket.MSG_PEEK) == b""
+            timeout = connection.gettimeout()
+            connection.setblocking(False)  # a partial record must not block the silence loop
+            try:
+                return connection.recv(65536) == b""
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return False
+            finally:
+                connection.settimeout(timeout)
         except (OSError, ValueError):
             return True
 
