@@ -68,8 +68,8 @@ class ConnectProxy:
             return self.url  # type: ignore[return-value]
         self._stopping.clear()
         self._server = _Server((self.host, self.port), self)
-        host, port = self._server.server_address[:2]
-        self.url = f"http://{host}:{port}"
+        host, port = self._server.socket.getsockname()[:2]
+        self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": POLL_SECONDS},
                                         name="connect-proxy", daemon=True)
         self._thread.start()
