@@ -29,7 +29,10 @@ setup(
         # The emulator and the test suite live in this repo and are not shipped in the image.
         # moto's server mode is the real S3-compatible server the dead-letter store is tested against;
         # ruff and mypy are the linters, locked with the rest so that everyone runs the same versions.
-        "tests": ["pytest>=8", "pyyaml>=6", "moto[server]>=5", "ruff>=0.6", "mypy>=1.10"],
+        # trustme makes throwaway CAs and certificates in memory, so the emulator can serve HTTPS (as Scarf
+        # only does) and tests can present untrusted, expired or wrong-host certificates without openssl or
+        # files checked in; it needs only cryptography and idna, which the runtime lock already pins.
+        "tests": ["pytest>=8", "pyyaml>=6", "moto[server]>=5", "ruff>=0.6", "mypy>=1.10", "trustme>=1.1"],
     },
     entry_points={"console_scripts": ["destination-scarf=destination_scarf.airbyte.cli:run"]},
 )

@@ -14,7 +14,13 @@ slowness, outages, flaky answers, silent or trickling servers, huge bodies, redi
     ScarfEmulator(packages={"acme": [{"id": "pkg-2", "name": "right-pad", "type": "npm"}]},
                   tracking_pixels={"acme": [{"id": "px-1", "name": "docs"}]})
 
-Run ``python -m scarf_emulator --help`` for the subprocess form.
+HTTPS: pass a server-side ``ssl.SSLContext`` as ``ScarfEmulator(..., tls=context)`` (see
+emulator.py; ``scarf_emulator.tls.server_context(cert, key)`` builds one from PEM files) and
+``start()`` returns an ``https://`` URL; TLS handshake faults (``tls_reset_next``,
+``tls_eof_next``, ``tls_stall_next``) then apply too.  Plain HTTP is the default.
+
+Run ``python -m scarf_emulator --help`` for the subprocess form (``--tls-cert``/``--tls-key``
+for HTTPS).
 """
 
 __version__ = "0.1.0"

@@ -2,6 +2,9 @@
 
 The parent learns the address from exactly one stdout line, ``SCARF_EMULATOR_URL=...``,
 so with ``--port 0`` there is no port race.  Everything else goes to stderr.
+
+With ``--tls-cert FILE --tls-key FILE`` (PEM) it serves HTTPS and the URL is ``https://...``;
+clients must trust the certificate's issuer (``REQUESTS_CA_BUNDLE=ca.pem``, for requests).
 """
 
 from __future__ import annotations
@@ -9,12 +12,14 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import ssl
 import sys
 import threading
 from datetime import timedelta
 
 from .accounts import PACKAGE_TYPES
 from .emulator import DEFAULT_MAX_ACTIVE_IMPORTS, ScarfEmulator
+from .tls import server_context
 
 
 def package_arg(value: str) -> dict[str, str]:
@@ -60,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-store", action="store_true", help="check and count events without storing them")
     parser.add_argument("--max-active", type=int, default=DEFAULT_MAX_ACTIVE_IMPORTS, help="active imports per owner")
     parser.add_argument("--time-window-days", type=float, default=7.0, help="oldest accepted $time, in days before the import")
+    parser.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate (chain); needs --tls-key")
+    parser.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return parser
 
@@ -67,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    tls = None
+    if args.tls_cert is not None:
+        try:
+            tls = server_context(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            parser.error(f"cannot load --tls-cert/--tls-key: {exc}")
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -84,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             store_events=not args.no_store,
             host=args.host,
             port=args.port,
+            tls=tls,
         )
     except ValueError as exc:  # e.g. two --package of one type with the same name
         parser.error(str(exc))

@@ -2,7 +2,9 @@
 
 The demo and the benchmark run the emulator as a subprocess, so they cannot call
 :class:`ScarfEmulator` methods directly.  These endpoints need no token, are refused to
-non-loopback clients, are never faulted and are not recorded in ``emu.requests``.
+non-loopback clients, are never faulted and are not recorded in ``emu.requests``.  On an
+HTTPS emulator they are HTTPS too, and a queued TLS handshake fault hits a control
+connection like any other (the handshake comes before the request).
 
 GET  /_emulator/health                 {"ok": true}
 GET  /_emulator/events?owner=O[&artifact=A]   list of stored events
@@ -23,6 +25,7 @@ POST /_emulator/faults                 {"action": "fail_next", "n": 2, "status":
        short_count_next {"n", "missing", "mode": "processed" | "total"},
        final_status_next {"n", "status"}, interim_status_next {"n", "status"},
        revoke_token_after {"token", "imports"},
+       tls_reset_next {"n"}, tls_eof_next {"n"}, tls_stall_next {"n"} (HTTPS emulator only; 400 otherwise),
        hold_slots, release_slots, abort_import, set_rate, clear_faults, clear_requests
 POST /_emulator/rate                   {"events_per_second": 100 | null}
 POST /_emulator/wait_idle              {"timeout": 10} -> {"idle": bool}
@@ -54,6 +57,9 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "final_status_next": ("n", "status"),
     "interim_status_next": ("n", "status"),
     "revoke_token_after": ("token", "imports"),
+    "tls_reset_next": ("n",),
+    "tls_eof_next": ("n",),
+    "tls_stall_next": ("n",),
     "hold_slots": ("owner", "k"),
     "release_slots": ("owner",),
     "abort_import": ("owner", "import_id"),

@@ -2,11 +2,19 @@
 
 Tests of the connector drive everything through this one object (or, for subprocesses,
 through the equivalent ``/_emulator/`` endpoints), so its method names are a contract.
+
+HTTPS: ``ScarfEmulator(..., tls=context)`` with a server-side :class:`ssl.SSLContext` that has
+its certificate chain loaded (:func:`scarf_emulator.tls.server_context` makes one from PEM
+files) serves every route, API and ``/_emulator/`` control alike, over TLS, with every fault;
+``start()`` then returns ``https://HOST:PORT``.  Plain HTTP stays the default.  Only an HTTPS
+emulator takes the TLS handshake faults (``tls_reset_next``, ``tls_eof_next``,
+``tls_stall_next``).
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from datetime import timedelta
 from typing import Iterable, Mapping
@@ -57,9 +65,18 @@ class ScarfEmulator:
         store_events: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
+        *,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        if tls is not None:
+            if not isinstance(tls, ssl.SSLContext):
+                raise TypeError("tls must be a server-side ssl.SSLContext (see scarf_emulator.tls.server_context)")
+            if tls.protocol == ssl.PROTOCOL_TLS_CLIENT:
+                raise ValueError("tls must be a server-side context (ssl.PROTOCOL_TLS_SERVER), not a client one")
         self.host = host
         self.port = port
+        #: The server-side TLS context when serving HTTPS, None for plain HTTP.
+        self.tls = tls
         self.url: str | None = None
         self._directory = Directory()
         self._store = EventStore(db_path)
@@ -95,9 +112,9 @@ class ScarfEmulator:
             ScarfApi(self._directory, self._registry, self._processor, self._faults), ControlApi(self), self._faults,
             self._requests,
         )
-        self._server = EmulatorHTTPServer(self.host, self.port, context)
+        self._server = EmulatorHTTPServer(self.host, self.port, context, self.tls)
         port = self._server.server_address[1]
-        self.url = f"http://{_url_host(self.host)}:{port}"
+        self.url = f"{self._server.scheme}://{_url_host(self.host)}:{port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="scarf-emulator", daemon=True
         )
@@ -204,7 +221,8 @@ class ScarfEmulator:
         self._faults.silence_next(n, only)
 
     def release_silenced(self) -> int:
-        """Close every connection held by :meth:`silence_next`; return how many there were."""
+        """Close every connection held by :meth:`silence_next` or :meth:`tls_stall_next`; return how many
+        there were."""
         return self._faults.release_silenced()
 
     def trickle_next(self, n: int, only: str = "any", bytes_per_second: float = 1.0, part: str = "body") -> None:
@@ -231,6 +249,30 @@ class ScarfEmulator:
         The request body is read and discarded; nothing is processed.
         """
         self._faults.redirect_next(n, only, status, location)
+
+    def tls_reset_next(self, n: int) -> None:
+        """Reset (TCP RST) the next ``n`` connections during their TLS handshake, once the client has
+        started it: the client sees a connection reset.  HTTPS emulator only; these handshake faults hit
+        every kind of connection, control ones included (faults.py has the details)."""
+        self._require_tls("tls_reset_next")
+        self._faults.tls_reset_next(n)
+
+    def tls_eof_next(self, n: int) -> None:
+        """Close the next ``n`` connections cleanly (FIN) during their TLS handshake: the client sees an
+        unexpected EOF (``ssl.SSLEOFError``).  HTTPS emulator only."""
+        self._require_tls("tls_eof_next")
+        self._faults.tls_eof_next(n)
+
+    def tls_stall_next(self, n: int) -> None:
+        """Never answer the ClientHello of the next ``n`` connections: each stays open without a byte
+        until :meth:`release_silenced`, :meth:`stop` or the client hanging up (it counts as a silenced
+        connection), then it is closed cleanly.  HTTPS emulator only."""
+        self._require_tls("tls_stall_next")
+        self._faults.tls_stall_next(n)
+
+    def _require_tls(self, knob: str) -> None:
+        if self.tls is None:
+            raise ValueError(f"{knob} needs an emulator serving HTTPS (ScarfEmulator(tls=...)): plain HTTP has no handshake")
 
     def short_count_next(self, n: int, missing: int = 1, mode: str = "processed") -> None:
         """The next ``n`` imports created end ``done`` counting fewer events than they received: the

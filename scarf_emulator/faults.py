@@ -59,6 +59,25 @@ Token faults: ``revoke_token_after(token, imports=N)``: once the token has creat
 imports it is refused as an unknown token on every request; the N imports complete
 normally.  :meth:`FaultPlan.clear` lifts revocations, too.
 
+TLS handshake faults, for an emulator serving HTTPS (``ScarfEmulator(tls=...)``).  They are
+consumed by the next N connections that start a TLS handshake, in the order queued, before
+any request is read, so they take no ``only`` and hit whatever the connection would have
+carried, ``/_emulator/`` control requests included; a connection that sends plain HTTP to
+the HTTPS port consumes none.  Each waits for the first bytes of the client's ClientHello,
+then:
+
+* ``tls_reset_next``: resets the connection (TCP RST): the client's handshake fails with a
+  connection reset (``ConnectionResetError``; requests raises ``ConnectionError``).
+* ``tls_eof_next``: closes it cleanly (FIN, after reading what the client sent): the
+  handshake fails with an unexpected EOF (``ssl.SSLEOFError``; requests raises ``SSLError``).
+* ``tls_stall_next``: never answers the ClientHello: the connection stays open without a byte
+  until :meth:`FaultPlan.release_silenced`, ``stop()`` or the client hanging up, then it is
+  closed as by ``tls_eof_next``.  It counts as a silenced connection in ``summary()``.  The
+  client's handshake only ends by its own timeout (or with an EOF once released).
+
+Nothing is processed and nothing is recorded in ``requests`` for such a connection.  On a plain
+HTTP emulator they are refused (``ScarfEmulator`` raises ValueError): there is no handshake.
+
 Lock order: ``_token_lock`` -> the import registry's condition -> ``_lock``; ``_lock`` is
 never held while another lock is taken.
 """
@@ -85,6 +104,12 @@ SILENCE = "silence"
 TRICKLE = "trickle"
 HUGE = "huge"
 REDIRECT = "redirect"
+TLS_RESET = "tls_reset"
+TLS_EOF = "tls_eof"
+TLS_STALL = "tls_stall"
+
+#: Faults applied to a connection's TLS handshake rather than to a request.
+HANDSHAKE = frozenset({TLS_RESET, TLS_EOF, TLS_STALL})
 
 #: Queued kinds that answer (or refuse to answer) a request instead of the API.
 TERMINAL = frozenset({FAIL, RESET, THROTTLE, SILENCE, HUGE, REDIRECT})
@@ -154,6 +179,14 @@ class Huge(QueuedFault):
 class Redirect(QueuedFault):
     status: int = 307
     location: str | None = None  # None: this emulator, as the client addressed it
+
+
+@dataclass
+class HandshakeFault(QueuedFault):
+    """tls_reset / tls_eof / tls_stall: applies to a connection, before any request, so not to a category."""
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "remaining": self.remaining}
 
 
 @dataclass
@@ -316,6 +349,19 @@ class FaultPlan:
             raise ValueError("location must be an absolute http(s) URL, or None for this emulator")
         self._add(Redirect(REDIRECT, n, only, status=status, location=location))
 
+    # -- queueing: TLS handshake faults ---------------------------------------------
+    def tls_reset_next(self, n: int) -> None:
+        _check_count(n)
+        self._add(HandshakeFault(TLS_RESET, n))
+
+    def tls_eof_next(self, n: int) -> None:
+        _check_count(n)
+        self._add(HandshakeFault(TLS_EOF, n))
+
+    def tls_stall_next(self, n: int) -> None:
+        _check_count(n)
+        self._add(HandshakeFault(TLS_STALL, n))
+
     def _add(self, fault: QueuedFault) -> None:
         if fault.remaining:
             with self._lock:
@@ -451,6 +497,12 @@ class FaultPlan:
         return self._take(
             lambda f: f.kind in TERMINAL and f.matches(category) and f.before_processing != after_processing
         )
+
+    def take_handshake_fault(self) -> str | None:
+        """The kind of the next TLS handshake fault for a new connection (TLS_RESET, TLS_EOF or
+        TLS_STALL), or None when none is queued."""
+        fault = self._take(lambda f: f.kind in HANDSHAKE)
+        return fault.kind if fault else None
 
     def take_trickle(self, category: str) -> Trickle | None:
         return self._take(lambda f: f.kind == TRICKLE and f.matches(category))  # type: ignore[return-value]

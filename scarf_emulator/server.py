@@ -1,8 +1,23 @@
-"""HTTP/1.1 transport: request parsing, routing, fault application, recording.
+"""HTTP/1.1 transport, plain or over TLS: request parsing, routing, fault application, recording.
 
 Why not a framework: the emulator must be stdlib-only, and it has to control the wire
 precisely (drop a connection without an answer, hold a response back, always send
 Content-Length so clients can keep connections alive).
+
+With a server-side ``ssl.SSLContext`` (``ScarfEmulator(tls=...)``) every connection is
+TLS: the handshake runs in the connection's own thread (a slow or broken client never holds
+up the accept loop), then the same handler serves API and control requests over it, with
+every fault.  Each new connection is looked at before anything else (its first byte, by
+peeking), so a client that speaks the wrong protocol fails at once instead of hanging:
+
+* plain HTTP sent to an HTTPS emulator is answered ``400`` in plain HTTP ("plain HTTP request
+  sent to an HTTPS port"), as nginx and Go's server do;
+* a TLS ClientHello sent to a plain HTTP emulator is answered with a plain HTTP ``400``, which
+  the client's TLS layer reports as ``[SSL: WRONG_VERSION_NUMBER]``.
+
+Both then close with a lingering close (the client's bytes are read until it hangs up), so the
+answer is never overtaken by a TCP reset.  The TLS handshake faults of faults.py are applied
+here, before the handshake.
 """
 
 from __future__ import annotations
@@ -11,6 +26,8 @@ import logging
 import select
 import socket
 import socketserver
+import ssl
+import struct
 import sys
 import threading
 import time
@@ -21,11 +38,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import __version__
 from .faults import (
-    HUGE, REDIRECT, RESET, SILENCE, THROTTLE, TRICKLE, Fault, FaultPlan, Huge, QueuedFault, Redirect, Trickle,
+    HUGE, REDIRECT, RESET, SILENCE, THROTTLE, TLS_EOF, TLS_RESET, TLS_STALL, TRICKLE, Fault, FaultPlan, Huge,
+    QueuedFault, Redirect, Trickle,
 )
 from .huge import huge_body
 from .recording import RequestLog, RequestRecord, bearer_token, pick_headers
-from .responses import ApiRequest, Response, error
+from .responses import ApiRequest, Response, error, json_response
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +57,19 @@ SILENCE_POLL_SECONDS = 0.05
 
 #: A trickling answer writes at most this often (fewer, bigger writes at high rates).
 TRICKLE_TICK_SECONDS = 0.05
+
+#: The first byte of every TLS connection: a handshake record (the ClientHello).  HTTP/1.x
+#: requests start with a method name, so one byte tells them apart.
+TLS_HANDSHAKE_RECORD = b"\x16"
+
+#: How long a lingering close (see _linger) waits for the client to hang up.
+LINGER_SECONDS = 5.0
+
+#: The answer to a request sent in plain HTTP to the HTTPS port.
+PLAIN_HTTP_TO_TLS_PORT = "plain HTTP request sent to an HTTPS port: use https://"
+
+#: The answer to a TLS handshake sent to the plain HTTP port (the client reads it as not TLS).
+TLS_TO_PLAIN_PORT = "TLS handshake sent to a plain HTTP port: use http://"
 
 
 @dataclass(frozen=True)
@@ -301,7 +332,8 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
 
     def _redirect(self, fault: Redirect) -> Response:
         """The injected 3xx; a Location without a path gets this request's path and query."""
-        location = fault.location or f"http://{self.headers.get('Host') or self._own_address()}"
+        scheme: str = self.server.scheme  # type: ignore[attr-defined]
+        location = fault.location or f"{scheme}://{self.headers.get('Host') or self._own_address()}"
         split = urlsplit(location)
         if split.path in ("", "/") and not split.query and not split.fragment:
             location = location.rstrip("/") + self.path  # the raw path and query, as the client sent them
@@ -340,20 +372,83 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         self._drop_connection()
 
     def _peer_closed(self) -> bool:
-        """True once the client has closed its side (a readable socket with nothing to read)."""
+        """True once the client has closed its side (a readable socket with nothing to read).
+
+        Only for a connection that will never be answered (silence): under TLS, which cannot peek
+        (and TLS 1.3 encrypts even a record's type), what the client sent is read and dropped, and
+        a close_notify or a bare FIN reads as the end.
+        """
+        connection = self.connection
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            readable, _, _ = select.select([connection], [], [], 0)
+            if not readable:
+                return False
+            if not isinstance(connection, ssl.SSLSocket):
+                return connection.recv(1, socket.MSG_PEEK) == b""
+            timeout = connection.gettimeout()
+            connection.setblocking(False)  # a partial record must not block the silence loop
+            try:
+                return connection.recv(65536) == b""
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return False
+            finally:
+                connection.settimeout(timeout)
         except (OSError, ValueError):
             return True
 
     def _drop_connection(self) -> None:
-        """Close without a single byte of answer, as a crashing proxy would."""
+        """Close without a single byte of answer, as a crashing proxy would (under TLS: no close_notify)."""
         self.close_connection = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        _shutdown(self.connection, socket.SHUT_RDWR)
+
+
+def _shutdown(sock: socket.socket, how: int) -> None:
+    """Shut the TCP connection down; for an SSLSocket without touching its TLS state, which the
+    connection's own thread may be using (SSLSocket.shutdown would drop it under that thread)."""
+    try:
+        socket.socket.shutdown(sock, how)
+    except OSError:
+        pass
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with a TCP RST instead of a FIN (SO_LINGER with a zero timeout)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
+def _linger(sock: socket.socket, stopping: threading.Event, answer: bytes = b"") -> None:
+    """Send ``answer``, half-close, then read and discard until the client hangs up (at most
+    LINGER_SECONDS, or until stop()), then close.  Closing a socket with unread bytes would send a
+    TCP RST, which can reach the client before the answer and the FIN and hide them."""
+    try:
+        if answer:
+            sock.sendall(answer)
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(SILENCE_POLL_SECONDS)
+        deadline = time.monotonic() + LINGER_SECONDS
+        while time.monotonic() < deadline and not stopping.is_set():
+            try:
+                if not sock.recv(65536):
+                    break
+            except socket.timeout:
+                continue
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def _raw_answer(status: int, reason: str, message: str) -> bytes:
+    """A complete HTTP/1.1 answer that closes the connection, written without a request handler."""
+    response = json_response(status, {"message": message})
+    head = (f"HTTP/1.1 {status} {reason}\r\nServer: {EmulatorRequestHandler.server_version}\r\n"
+            f"Content-Type: {response.content_type}\r\nContent-Length: {len(response.body)}\r\n"
+            "Connection: close\r\n\r\n")
+    return head.encode("ascii") + response.body
 
 
 def _fault_response(fault: Fault) -> Response | None:
@@ -372,16 +467,22 @@ def _failure_response(status: int | str, what: str) -> Response | None:
 
 
 class EmulatorHTTPServer(ThreadingHTTPServer):
-    """Threaded server that tracks its connections so :meth:`drop_connections` can end them."""
+    """Threaded server that tracks its connections so :meth:`drop_connections` can end them.
+
+    With ``tls`` (a server-side context with its certificate loaded) it serves HTTPS; see the
+    module docstring for what each new connection goes through.
+    """
 
     daemon_threads = True
     block_on_close = False
     request_queue_size = 128
 
-    def __init__(self, host: str, port: int, context: ServerContext) -> None:
+    def __init__(self, host: str, port: int, context: ServerContext, tls: ssl.SSLContext | None = None) -> None:
         if ":" in host:
             self.address_family = socket.AF_INET6
         self.context = context
+        self.tls = tls
+        self.scheme = "http" if tls is None else "https"
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         super().__init__((host, port), EmulatorRequestHandler)
@@ -401,6 +502,89 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
             self._open.discard(request)
         super().shutdown_request(request)
 
+    def finish_request(self, request, client_address) -> None:
+        """Serve one connection, in its own thread: check the protocol, then for HTTPS apply a
+        handshake fault or shake hands, then hand the connection to the request handler."""
+        connection = self._open_connection(request)
+        if connection is None:
+            return
+        try:
+            super().finish_request(connection, client_address)
+        finally:
+            if connection is not request:  # the TLS socket; socketserver closes only the (detached) plain one
+                with self._open_lock:
+                    self._open.discard(connection)
+                _shutdown(connection, socket.SHUT_WR)
+                connection.close()
+
+    def _open_connection(self, sock: socket.socket) -> socket.socket | None:
+        """The socket to serve requests on, or None when this connection is already dealt with."""
+        stopping = self.context.stopping
+        sock.settimeout(KEEPALIVE_TIMEOUT)
+        try:
+            first = sock.recv(1, socket.MSG_PEEK)
+        except OSError:  # no byte before the keep-alive timeout, or stop() shut it down
+            return None
+        if not first:
+            return None  # connected and hung up without a byte (a port probe)
+        speaks_tls = first == TLS_HANDSHAKE_RECORD
+        if self.tls is None:
+            if not speaks_tls:
+                return sock
+            logger.debug("TLS handshake on the plain HTTP port; answering 400 in plain HTTP")
+            _linger(sock, stopping, _raw_answer(400, "Bad Request", TLS_TO_PLAIN_PORT))
+            return None
+        if not speaks_tls:
+            logger.debug("plain HTTP on the HTTPS port; answering 400 in plain HTTP")
+            _linger(sock, stopping, _raw_answer(400, "Bad Request", PLAIN_HTTP_TO_TLS_PORT))
+            return None
+        fault = self.context.faults.take_handshake_fault()
+        if fault == TLS_RESET:
+            _reset(sock)
+            return None
+        if fault == TLS_EOF:
+            _linger(sock, stopping)
+            return None
+        if fault == TLS_STALL:
+            self._stall(sock)
+            return None
+        try:
+            connection = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        except OSError as exc:
+            logger.debug("cannot start TLS: %s", exc)
+            return None
+        with self._open_lock:  # wrap_socket detached `sock`: stop() must now shut the TLS socket down
+            self._open.discard(sock)
+            self._open.add(connection)
+        try:
+            connection.do_handshake()  # with the socket's keep-alive timeout
+        except OSError as exc:  # the client refused our certificate, hung up, or timed out
+            logger.debug("TLS handshake failed: %s", exc)
+            with self._open_lock:
+                self._open.discard(connection)
+            connection.close()
+            return None
+        return connection
+
+    def _stall(self, sock: socket.socket) -> None:
+        """tls_stall: read what the client sends, answer nothing, until released, stopped or hung up."""
+        faults, stopping = self.context.faults, self.context.stopping
+        gate = faults.hold_silenced()
+        try:
+            with faults.busy(SILENCE):
+                sock.settimeout(SILENCE_POLL_SECONDS)
+                while not gate.is_set() and not stopping.is_set():
+                    try:
+                        if not sock.recv(65536):
+                            break  # the client gave up
+                    except socket.timeout:
+                        continue
+        except OSError:
+            pass
+        finally:
+            faults.forget_silenced(gate)
+        _linger(sock, stopping)
+
     def handle_error(self, request, client_address) -> None:
         """A client that hangs up mid-request (tests and the connector's cancellation do so on purpose) is
         routine, not a server error: no traceback for it. Anything else is still printed."""
@@ -413,7 +597,4 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         with self._open_lock:
             sockets = list(self._open)
         for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            _shutdown(sock, socket.SHUT_RDWR)
