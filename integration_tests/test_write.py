@@ -7,9 +7,12 @@ that moment, what the emulator holds.
 
 from __future__ import annotations
 
+import threading
+
 import orjson
 import pytest
 
+from destination_scarf.errors import SyncCancelled
 from support import (
     OWNER,
     PACKAGE,
@@ -27,6 +30,7 @@ from support import (
     run_connector,
     run_write,
     stream_state,
+    wait_for,
     write_json,
 )
 
@@ -232,3 +236,77 @@ def test_cli_write_refuses_overwrite_naming_the_fix_for_airbyte_and_pyairbyte_an
     assert "choose the Append or Append + Deduped sync mode" in message
     assert 'write_strategy="append"' in message
     assert not [m for m in out if m["type"] == "STATE"] and emulator.requests == []
+
+
+# ----- the loop while every import slot is busy ---------------------------------------------------------
+
+
+class PulledChunks:
+    """An input of chunks that counts how many the writer has asked for."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks, self.pulled = chunks, 0
+
+    def __iter__(self):
+        for chunk in self.chunks:
+            self.pulled += 1
+            yield chunk
+
+
+def _slots_full(records: int) -> PulledChunks:
+    """The input: `records` records with a state after every 10, in one chunk, then one more record. With one slot
+    and batches of 10, reading must wait at the third batch: one import runs, the second batch waits for it."""
+    messages = []
+    for n in range(records):
+        messages.append(record("downloads", download(n)))
+        if (n + 1) % 10 == 0:
+            messages.append(stream_state("downloads", n + 1))
+    first = b"".join(lines(messages))
+    return PulledChunks([first, b"".join(lines([record("downloads", download(records))]))])
+
+
+def test_states_are_echoed_while_reading_waits_for_a_free_import_slot(emulator):
+    emulator.set_rate(1e-9)  # imports take (nearly) forever until the test lets them go
+    writer = make_writer(emulator, make_config(emulator, max_concurrent_imports=1, batch_max_events=10),
+                         catalog("downloads"))
+    chunks = _slots_full(30)
+
+    def release_when_reading_waits() -> None:
+        wait_for(lambda: writer.records_read == 30 and len(emulator.imports(OWNER)) == 1, "reading to wait")
+        emulator.set_rate(None)
+
+    helper = threading.Thread(target=release_when_reading_waits, daemon=True)
+    helper.start()
+    states = writer.write(chunks)
+    first = next(states)
+    # The first batch's state left while reading still waited at the third batch: the next chunk was not read.
+    assert first["state"]["stream"]["stream_state"]["cursor"] == 10
+    assert (writer.records_read, chunks.pulled) == (30, 1)
+    rest = list(states)
+    assert [s["state"]["stream"]["stream_state"]["cursor"] for s in rest] == [20, 30]
+    assert chunks.pulled == 2 and emulator.event_count(OWNER) == 31
+    helper.join(5)
+
+
+def test_a_cancel_while_reading_waits_for_a_slot_stops_the_sync(emulator):
+    emulator.set_rate(1e-9)
+    cancelled = threading.Event()
+    writer = make_writer(emulator, make_config(emulator, max_concurrent_imports=1, batch_max_events=10),
+                         catalog("downloads"), cancelled=cancelled)
+    chunks = _slots_full(30)
+
+    def cancel_when_reading_waits() -> None:
+        wait_for(lambda: writer.records_read == 30 and len(emulator.imports(OWNER)) == 1, "reading to wait")
+        cancelled.set()
+
+    helper = threading.Thread(target=cancel_when_reading_waits, daemon=True)
+    helper.start()
+    states: list = []
+    with pytest.raises(SyncCancelled) as stopped:
+        for state in writer.write(chunks):
+            states.append(state)
+    assert states == [] and chunks.pulled == 1  # nothing was done, and the rest of the input was never read
+    [only] = emulator.imports(OWNER)
+    assert only["status"] == "aborted" and only["id"] in stopped.value.message
+    emulator.set_rate(None)
+    helper.join(5)
