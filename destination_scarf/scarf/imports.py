@@ -36,7 +36,8 @@ class ImportsStopped(ScarfError):
 
 @dataclass(frozen=True)
 class CancelReport:
-    """What a cancellation did to this sync's imports."""
+    """What a cancellation did: every import of this sync that was aborted, those that could not be, and uploads
+    still unanswered."""
 
     aborted: tuple[str, ...]
     not_aborted: tuple[tuple[str, str], ...]  # (import id, why)
@@ -91,6 +92,9 @@ class ImportSlots:
         self._ended: deque[tuple[ImportJob, object]] = deque()
         self._stopped = False
         self.stats = ImportStats()
+        #: Every import a job of this sync aborted, and the aborts that failed (import id, why), so far.
+        self._aborted: list[str] = []
+        self._not_aborted: list[tuple[str, str]] = []
         self._threads = [threading.Thread(target=self._work, name=f"scarf-import-slot-{n}", daemon=True)
                          for n in range(slots)]
         for thread in self._threads:
@@ -157,6 +161,8 @@ class ImportSlots:
         return bool(self._queue or self._running)
 
     def _count(self, outcome: Outcome) -> None:
+        self._aborted.extend(outcome.aborted)
+        self._not_aborted.extend(outcome.not_aborted)
         stats = self.stats
         stats.imports_started += len(outcome.imports)
         if outcome.imports:
@@ -222,8 +228,7 @@ class ImportSlots:
             thread.join(max(0.0, deadline - self._clock()))
         self._join(max(0.0, deadline - self._clock()))
         outcomes = self.take_finished()
-        aborted = [import_id for outcome in outcomes for import_id in outcome.aborted]
-        not_aborted = [entry for outcome in outcomes for entry in outcome.not_aborted]
+        aborted, not_aborted = list(self._aborted), list(self._not_aborted)  # also those of outcomes taken earlier
         with self._cond:
             running = list(self._running)
         for job in running:  # still stuck: in a call to Scarf, or in its own abort

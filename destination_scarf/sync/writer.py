@@ -205,13 +205,16 @@ class Writer:
         """Start a closed batch's import. While every slot is busy and as many batches wait, reading waits here,
         and the states that become safe meanwhile are echoed."""
         while not imports.has_room:
-            SyncCancelled.check(self._cancelled, _CANCELLED)
             imports.wait(self._tuning.idle_tick_seconds, for_room=True)
             yield from self._collect(imports)
         imports.start(batch)
 
     def _collect(self, imports: ImportSlots) -> Iterator[StateMessage]:
-        """Settle the imports that ended and echo the states they freed; raise the first fatal error."""
+        """Settle the imports that ended and echo the states they freed; raise the first fatal error.
+
+        A cancelled sync stops here first: its imports' outcomes are left to the cancel, which settles them.
+        """
+        SyncCancelled.check(self._cancelled, _CANCELLED)
         for outcome in imports.take_finished():
             self._import_ended(outcome)
         if self._failure is not None:
@@ -225,7 +228,6 @@ class Writer:
         if last is not None:
             yield from self._hand_over(last, imports)
         while imports.busy:
-            SyncCancelled.check(self._cancelled, _CANCELLED)
             imports.wait(self._tuning.idle_tick_seconds)
             yield from self._collect(imports)
         yield from self._collect(imports)
