@@ -203,6 +203,19 @@ def pipelining(bench: Bench, records: int, *, rate: float, slots: int, batch: in
             "wall_s": wall, "ratio": wall / ideal}
 
 
+def shapes(bench: Bench, emulator: Emulator, records: int) -> dict:
+    """A's marginal throughput on records of one shape and of 4,096 shapes (the same keys on average)."""
+    n1 = records // 3
+    found = {}
+    for variant in data.SHAPE_VARIANTS:
+        bench.progress(f"record shapes: {variant}, {n1:,} and {records:,} records")
+        small, large = bench.run("A", emulator, variant, n1), bench.run("A", emulator, variant, records)
+        found[variant] = {"records_per_s": marginal(n1, records, small.wall, large.wall),
+                          "cpu_us_per_record": (large.cpu - small.cpu) / (records - n1) * 1e6}
+    one, many = (found[v] for v in data.SHAPE_VARIANTS)
+    return {"records": records, **found, "ratio": many["records_per_s"] / one["records_per_s"]}
+
+
 def ndjson_size(bench: Bench, variant: str, records: int) -> int:
     """Size of the events as NDJSON (what would be sent without gzip), by mapping the input once."""
     import orjson
@@ -286,6 +299,13 @@ def report(results: dict) -> str:
         lines.append(f"- pipelining (pessimistic data): {p['records']:,} events, Scarf at {p['rate']:,.0f} events/s "
                      f"per import, {p['slots']} slots: {p['wall_s']:.1f} s vs ideal {p['ideal_s']:.1f} s "
                      f"(ratio {p['ratio']:.2f})")
+    s = results.get("shapes")
+    if s:
+        one, many = s["one-shape"], s["4096-shapes"]
+        lines.append(f"- record shapes (pessimistic data plus optional keys, marginal to {s['records']:,} records): "
+                     f"one shape {one['records_per_s']:,.0f} records/s ({one['cpu_us_per_record']:.2f} µs CPU), "
+                     f"4,096 shapes {many['records_per_s']:,.0f} records/s ({many['cpu_us_per_record']:.2f} µs CPU): "
+                     f"{s['ratio']:.2f} of one shape's throughput")
     for variant in names:
         lines += _variant_lines(variant, variants[variant], machine["cores"])
     return "\n".join(lines)
@@ -333,6 +353,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--variants", nargs="+", choices=data.VARIANTS, default=list(data.VARIANTS))
     parser.add_argument("--pipelining-records", type=int, default=400_000, help="0: skip")
+    parser.add_argument("--shapes-records", type=int, default=300_000,
+                        help="records of one shape and of 4,096 shapes, A only (0: skip)")
     parser.add_argument("--budget-records", type=int, default=50_000, help="records for the per-stage costs (0: skip)")
     parser.add_argument("--readme", action="store_true", help="also write the results into README.md")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results",
@@ -361,6 +383,8 @@ def main(argv: list[str] | None = None) -> dict:
         try:
             results["startup_s"] = startup(bench, emulator)
             variants = throughput(bench, emulator, args.variants, args.n1, args.n2)
+            if args.shapes_records:
+                results["shapes"] = shapes(bench, emulator, args.shapes_records)
             if args.big:
                 for variant in args.variants:
                     bench.progress(f"{variant}: A's peak RSS at {args.big:,} records (one run)")

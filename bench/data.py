@@ -12,7 +12,11 @@ Two variants of the same record shape:
   with skewed popularity, a handful of versions each (newest most downloaded) and one file size per
   version; the country belongs to the address, the installer to the user agent. Times are not sorted.
 
-Both are deterministic for a seed (times are relative to `now`). The first N records of a longer input are
+Two more, for the cost of record shapes: "one-shape" is the pessimistic data plus six optional keys that
+every record carries; "4096-shapes" draws, for each record, which of twelve optional keys it carries (on
+average six), so records come in 4,096 shapes (their key names, in order).
+
+All are deterministic for a seed (times are relative to `now`). The first N records of a longer input are
 exactly the input of N records (one generator, consumed in order), so `write_input` can write several
 sizes in one pass.
 """
@@ -43,6 +47,8 @@ USER_AGENTS = (
 STATE_EVERY = 10_000
 
 VARIANTS = ("pessimistic", "realistic")
+SHAPE_VARIANTS = ("one-shape", "4096-shapes")
+OPTIONAL_KEYS = tuple(f"opt{n:02d}" for n in range(12))
 ZIPF_S = 1.2
 REALISTIC_IPS = 3000
 REALISTIC_USER_AGENTS = 300
@@ -152,6 +158,14 @@ def _realistic(rng: random.Random, now: datetime.datetime):
         }
 
 
+def _shaped(rng: random.Random, now: datetime.datetime, *, varied: bool):
+    """The pessimistic records plus optional keys: six fixed ones, or a random subset of twelve per record."""
+    for data in _pessimistic(rng, now):
+        mask = rng.getrandbits(len(OPTIONAL_KEYS)) if varied else (1 << 6) - 1
+        data.update({key: f"v{bit}" for bit, key in enumerate(OPTIONAL_KEYS) if mask >> bit & 1})
+        yield data
+
+
 def write_input(path: Path, records: int, *, seed: int = 42, variant: str = "pessimistic",
                 also: dict[int, Path] | None = None, now: datetime.datetime | None = None) -> int:
     """Write `records` RECORD lines (and the states) to `path`; returns the number of STATE lines.
@@ -159,11 +173,14 @@ def write_input(path: Path, records: int, *, seed: int = 42, variant: str = "pes
     `also` maps smaller sizes to more paths: each gets the first N records (and their states), the very
     input `write_input(that_path, N)` would write, in the same pass.
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
+    generators = {"pessimistic": _pessimistic, "realistic": _realistic,
+                  "one-shape": lambda rng, now: _shaped(rng, now, varied=False),
+                  "4096-shapes": lambda rng, now: _shaped(rng, now, varied=True)}
+    if variant not in generators:
+        raise ValueError(f"unknown variant {variant!r}; use one of {', '.join(generators)}")
     rng = random.Random(seed)
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    generate = _pessimistic if variant == "pessimistic" else _realistic
+    generate = generators[variant]
     # The files are closed together below, so they are opened outside a with block.
     outputs = [(records, open(path, "wb"))] + [(n, open(p, "wb")) for n, p in sorted((also or {}).items())  # noqa: SIM115
                                                if n <= records]

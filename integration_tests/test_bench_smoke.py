@@ -17,7 +17,7 @@ from bench.__main__ import main
 def test_the_benchmark_runs_both_variants_and_the_counts_match(tmp_path):
     # run_a / run_b / run_c raise SystemExit unless every state is echoed and every event arrives.
     results = main(["--n1", "5000", "--n2", "12000", "--big", "15000", "--runs", "1", "--pipelining-records", "6000",
-                    "--budget-records", "2000", "--results", str(tmp_path), "--quiet"])
+                    "--budget-records", "2000", "--shapes-records", "6000", "--results", str(tmp_path), "--quiet"])
     assert set(results["variants"]) == set(data.VARIANTS)
     for variant in data.VARIANTS:
         result = results["variants"][variant]
@@ -30,6 +30,7 @@ def test_the_benchmark_runs_both_variants_and_the_counts_match(tmp_path):
         assert {"throughput_a_over_b", "cpu_per_record_a_over_b", "whole_n1_wall_a_over_b", "rss_n2_a_over_b",
                 "rss_big_over_n2_a", "wire_over_ndjson"} <= set(result["ratios"])
     assert results["pipelining"]["records"] == 6000
+    assert results["shapes"]["records"] == 6000 and results["shapes"]["ratio"] > 0
     assert json.loads((tmp_path / "latest.json").read_text())["n2"] == 12000
     assert "| realistic | A: destination-scarf write |" in (tmp_path / "latest.md").read_text()
 
@@ -62,3 +63,14 @@ def test_the_pessimistic_variant_keeps_its_microseconds_and_unique_addresses(tmp
     records = _records(path)
     assert sum(datetime.datetime.fromisoformat(r["created_at"]).microsecond != 0 for r in records) > 9_900
     assert len({r["remote_address"] for r in records}) > 9_900
+
+
+def test_the_shapes_variants_have_one_shape_and_thousands(tmp_path):
+    one, many = tmp_path / "one.jsonl", tmp_path / "many.jsonl"
+    data.write_input(one, 20_000, variant="one-shape")
+    data.write_input(many, 20_000, variant="4096-shapes")
+    shapes = {variant: {tuple(r) for r in _records(path)} for variant, path in (("one", one), ("many", many))}
+    assert len(shapes["one"]) == 1
+    assert len(shapes["many"]) > 3_500  # 20,000 draws of 4,096 equally likely subsets
+    optional = [sum(key in r for key in data.OPTIONAL_KEYS) for r in _records(many)]
+    assert 5.8 < sum(optional) / len(optional) < 6.2  # as many keys on average as the one shape has

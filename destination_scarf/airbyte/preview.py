@@ -10,7 +10,7 @@ plan of each stream previewed. `--json` writes the same as NDJSON, one object pe
 It cannot disagree with a sync: the config and catalog are opened as `write` opens them (`cli.open_sync`),
 the mappers are the sync's own (`writer.compile_mappers`), the input goes through the sync's `InputReader`
 (byte-order marks, glued lines, huge integers read again exactly), each record takes the sync's record step
-(`EventMapper.encode_record`), record positions and state windows are counted by the sync's `Checkpoints`
+(`EventMapper.encode`), record positions and state windows are counted by the sync's `Checkpoints`
 (so repeated content gets the numbered ids a sync gives it), and each event is parsed from the very line a
 sync sends. It never contacts Scarf (no client exists here), stops reading after N records, and exits 0
 whatever the records would become; 1 only for a config or catalog it cannot use.
@@ -143,11 +143,11 @@ class Preview:
         return False
 
     def _add_record(self, record: Record) -> bool:
-        """A sync's record step (`encode_record`, the position in its stream), and what the event is made of."""
+        """A sync's record step (`encode`, the position in its stream), and what the event is made of."""
         stream, mapper = self._streams[record.stream], self.mappers[record.stream]
         repeated = mapper.repeated
         try:
-            line = mapper.encode_record(record.data, record.line)
+            line = mapper.encode(record.data, record.line)
         except InvalidRecord as invalid:
             position = self._checkpoints.record_rejected(record.stream)
             self.counts["would_reject"] += 1

@@ -65,7 +65,8 @@ class _ShapePlan:
     keys. Keys that the shape lacks cost nothing per record."""
 
     time: tuple[str, ...] | None  # the present $time keys; None when $time is a dotted path or a constant
-    fields: tuple[tuple[str, tuple[str, ...]], ...]
+    fields: tuple[tuple[str, str], ...]  # (field, key) for the fields with one candidate key in this shape
+    first_of: tuple[tuple[str, tuple[str, ...]], ...]  # (field, keys) for fields with several: first non-null
     custom: tuple[str, ...]
     variables: bool  # whether this shape has any custom variable to send (its custom keys, or listed fields)
     headers: bool  # whether $headers may have a value in this shape (a candidate key is there, or a path rule)
@@ -187,15 +188,26 @@ class EventMapper:
 
     # ----- per record ----------------------------------------------------------------------------
 
-    def encode(self, data: dict) -> bytes:
-        """One record's event as the NDJSON line that is sent, or raise InvalidRecord (or InexactNumber).
+    def encode(self, data: Any, line: bytes | None = None) -> bytes:
+        """One record's event as the NDJSON line that is sent, or raise InvalidRecord: the record step of a sync
+        (and of `preview`), for the `data` of a RECORD read from input `line`.
 
-        When the id is a hash of the event, the line is built from the very bytes that were hashed (sorted keys,
-        then the id spliced in before the closing brace), so each event is serialized once, not twice. A record
-        whose content repeats an earlier one of the same window gets an id numbered by its occurrence (see
+        A float that may be an integer the fast JSON parser could not hold (2**64 and up) has `line` read again
+        exactly, so ids and custom variables keep every digit (without a line: InexactNumber). When the id is a
+        hash of the event, the line is built from the very bytes that were hashed (sorted keys, then the id
+        spliced in before the closing brace), so each event is serialized once, not twice. A record whose
+        content repeats an earlier one of the same window gets an id numbered by its occurrence (see
         `UniqueIds.content_id`); otherwise the line is JSON equal to `self(data)`.
         """
-        event, plan = self._event(data)
+        if type(data) is not dict:
+            raise InvalidRecord("data", "the record's `data` is not an object")
+        try:
+            event, plan = self._event(data)
+        except InexactNumber:
+            if line is None:
+                raise
+            data = read_exactly(line)
+            event, plan = self._event(data)
         ids = self.ids
         if ids.enabled:
             key_id = ids.key_id(data, may_have_mapped=plan.unique_source) if plan.key_id else None
@@ -204,19 +216,6 @@ class EventMapper:
                 return canonical[:-1] + b',"$unique_id":"' + ids.content_id(canonical).encode() + b'"}\n'
             event["$unique_id"] = key_id
         return _dumps(event, option=_NEWLINE)
-
-    def encode_record(self, data: Any, line: bytes) -> bytes:
-        """`encode` for a record read from input `line`: what a sync (and `preview`) does with each record.
-
-        A float that may be an integer the fast JSON parser could not hold (2**64 and up) has the line read again
-        exactly, so ids and custom variables keep every digit.
-        """
-        if type(data) is not dict:
-            raise InvalidRecord("data", "the record's `data` is not an object")
-        try:
-            return self.encode(data)
-        except InexactNumber:
-            return self.encode(read_exactly(line))
 
     def __call__(self, data: dict) -> dict:
         """Map one record's data to a Scarf event, or raise InvalidRecord (or InexactNumber).
@@ -255,17 +254,20 @@ class EventMapper:
             event: dict[str, Any] = {"$time": text if text is not None else self._parsed_time(raw)}
         else:
             event = {"$time": self._constant_or_path_time(data)}
-        for field, keys in plan.fields:
-            for key in keys:
-                value = data[key]
-                if value is not None:
-                    break
-            else:
-                continue
-            if type(value) is not str:
-                value = field_text(field, value)
-            if value:
-                event[field] = value
+        for field, key in plan.fields:
+            value = data[key]
+            if value is not None:
+                if type(value) is not str:
+                    value = field_text(field, value)
+                if value:
+                    event[field] = value
+        for field, keys in plan.first_of:
+            value = next((data[key] for key in keys if data[key] is not None), None)
+            if value is not None:
+                if type(value) is not str:
+                    value = field_text(field, value)
+                if value:
+                    event[field] = value
         if plan.extras:
             self._put_extras(data, event, plan)
         if self._need_artifact and "$package" not in event and "$tracking_pixel" not in event:
@@ -328,15 +330,14 @@ class EventMapper:
     def _plan_for(self, shape: tuple[Any, ...]) -> _ShapePlan:
         """Work out, once per record shape (its key names, in order), which keys feed which field."""
         present = set(shape)
-        fields = tuple(
-            (field, found) for field, keys in self._keyed if (found := tuple(k for k in keys if k in present))
-        )
+        fields = [(field, found) for field, keys in self._keyed if (found := tuple(k for k in keys if k in present))]
         custom = self.variables.keys_of(shape)
         unique_source = self._unique_keys is None or any(k in present for k in self._unique_keys)
         headers = self._headers_keys is None or any(k in present for k in self._headers_keys)
         plan = _ShapePlan(
             time=None if self._time_keys is None else tuple(k for k in self._time_keys if k in present),
-            fields=fields,
+            fields=tuple((field, keys[0]) for field, keys in fields if len(keys) == 1),
+            first_of=tuple((field, keys) for field, keys in fields if len(keys) > 1),
             custom=custom,
             variables=bool(custom) or self.variables.mode == "listed",
             headers=headers,
@@ -376,7 +377,7 @@ class EventMapper:
 
         For `preview`, never on the hot path: it maps the record again (raising InvalidRecord or InexactNumber as
         `encode` does; given the record's input `line`, a record with a huge integer is read again exactly, as
-        `encode_record` does) and asks each compiled source which place it read. Pure; names keys, never values.
+        `encode` does) and asks each compiled source which place it read. Pure; names keys, never values.
         """
         try:
             event, plan = self._event(data)

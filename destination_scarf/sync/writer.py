@@ -177,7 +177,7 @@ class Writer:
     def _add_record(self, record: Record) -> Batch | None:
         """The hot path: a record becomes an event of the open batch, or is rejected. Returns the batch it filled."""
         try:
-            line = self._mappers[record.stream].encode_record(record.data, record.line)
+            line = self._mappers[record.stream].encode(record.data, record.line)
         except InvalidRecord as invalid:
             self._reject(record, invalid)
             return None
