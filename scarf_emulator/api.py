@@ -98,7 +98,9 @@ class ScarfApi:
             lines = lines[:len(lines) - record.left_out]
         snapshot = self._registry.snapshot(record)
         self._processor.launch(record, lines, artifact)
-        return json_response(200, snapshot)
+        response = json_response(200, snapshot)
+        response.import_id = record.id
+        return response
 
     def list_imports(self, req: ApiRequest, owner: str) -> Response:
         denied = self.authorize(req, owner)

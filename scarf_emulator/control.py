@@ -11,6 +11,7 @@ GET  /_emulator/events?owner=O[&artifact=A]   list of stored events
 GET  /_emulator/stats[?owner=O]        counters (all owners when owner is omitted)
 GET  /_emulator/imports?owner=O        EventImport dicts, oldest first
 GET  /_emulator/requests               recorded API requests (without tokens)
+GET  /_emulator/calls[?owner=O]        API calls by kind and per import (ScarfEmulator.call_counts)
 GET  /_emulator/faults                 pending faults
 GET  /_emulator/fault_summary          pending faults by kind, answers held/trickling/streaming now
 POST /_emulator/faults                 {"action": "fail_next", "n": 2, "status": 503, "only": "any"} ...
@@ -114,6 +115,9 @@ class ControlApi:
 
     def _get_requests(self, query, payload) -> Response:
         return json_response(200, [r.to_dict() for r in self._emu.requests])
+
+    def _get_calls(self, query, payload) -> Response:
+        return json_response(200, self._emu.call_counts(_optional(query, "owner")))
 
     def _get_faults(self, query, payload) -> Response:
         return json_response(200, self._emu.pending_faults())

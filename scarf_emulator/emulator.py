@@ -25,7 +25,7 @@ from .control import ControlApi
 from .faults import FaultPlan
 from .import_registry import ImportRegistry
 from .processing import Processor, ProcessingSettings
-from .recording import RequestLog, RequestRecord
+from .recording import RequestLog, RequestRecord, call_counts
 from .server import EmulatorHTTPServer, ServerContext
 from .store import EventStore
 
@@ -373,6 +373,11 @@ class ScarfEmulator:
 
     def clear_requests(self) -> None:
         self._requests.clear()
+
+    def call_counts(self, owner: str | None = None) -> dict:
+        """API calls received so far (all of them, or those naming ``owner``), by kind and per import:
+        ``{"total", "by_kind", "imports", "by_import", "unattributed"}``; see recording.call_counts."""
+        return call_counts(self._requests.snapshot(), owner)
 
     def stats(self, owner: str | None = None) -> dict:
         """Counters for one owner (or all); while imports run, store and import counters are

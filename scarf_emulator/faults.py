@@ -6,6 +6,8 @@ odd answers, revoked tokens).  Tests queue faults here; the HTTP layer and the i
 ask for them.  Every operation is thread-safe.
 
 Request faults (``only`` limits each to one request category of :data:`CATEGORIES`):
+``"import-get"`` matches every import read, the imports list and a single import alike (as it
+always has); ``"import-list"`` and ``"import-by-id"`` match only one of them.
 
 * ``fail_next`` / ``reset_next`` / ``throttle_next``: answer the next N requests with an
   error status, drop the connection without an answer, or answer 429 with Retry-After;
@@ -91,10 +93,20 @@ from dataclasses import asdict, dataclass, replace
 from typing import Callable, TypeVar
 
 #: Request categories a fault can be limited to ("any" matches every API request;
-#: requests to the /_emulator/ control endpoints are never faulted).  "artifact-get" is one
-#: package or pixel and each page of their lists: one page is one request, so a fault queued
-#: after page 1 hits page 2 alone.
-CATEGORIES = ("any", "import-post", "import-get", "log", "abort", "artifact-get")
+#: requests to the /_emulator/ control endpoints are never faulted).  Each request has one kind
+#: (recording.CALL_KINDS); a category names a kind, or a group of kinds (CATEGORY_GROUPS).
+#: "artifact-get" is one package or pixel and each page of their lists: one page is one
+#: request, so a fault queued after page 1 hits page 2 alone.
+CATEGORIES = ("any", "import-post", "import-get", "import-by-id", "import-list", "log", "abort", "artifact-get")
+
+#: "import-get" is both import reads: existing tests and callers fault the list and single reads with it.
+CATEGORY_GROUPS = {"import-get": frozenset({"import-by-id", "import-list"})}
+
+
+def category_matches(only: str, kind: str) -> bool:
+    """Whether a fault limited to ``only`` applies to a request of this kind."""
+    return only == "any" or only == kind or kind in CATEGORY_GROUPS.get(only, ())
+
 
 FAIL = "fail"
 RESET = "reset"
@@ -135,7 +147,7 @@ class QueuedFault:
     only: str = "any"
 
     def matches(self, category: str) -> bool:
-        return self.only == "any" or self.only == category
+        return category_matches(self.only, category)
 
     @property
     def before_processing(self) -> bool:
@@ -196,7 +208,7 @@ class Outage:
     until: float | None  # time.monotonic() deadline, None until end_outage()
 
     def matches(self, category: str) -> bool:
-        return self.only == "any" or self.only == category
+        return category_matches(self.only, category)
 
     def describe(self, now: float) -> dict:
         left = None if self.until is None else max(0.0, self.until - now)
@@ -212,7 +224,7 @@ class Flaky:
     seen: int = 0
 
     def matches(self, category: str) -> bool:
-        return self.only == "any" or self.only == category
+        return category_matches(self.only, category)
 
     def describe(self) -> dict:
         return {"kind": "flaky", **asdict(self)}

@@ -1,0 +1,190 @@
+"""The emulator's imports list, its list faults, the per-import pace and the call counts, over real HTTP.
+
+A connector that polls the imports list once for all imports in flight (instead of each import by
+id) needs the list to behave as Scarf's spec says, faults that break the list the ways a list can
+break, imports that take a predictable time, and a count of the calls it made. Time-dependent
+behaviour is checked on the emulator's own clock, a fake one the tests advance: never by measuring
+wall-clock durations.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+
+from integration_tests.test_emulator import (
+    DEADLINE,
+    OTHER_OWNER,
+    OTHER_TOKEN,
+    OWNER,
+    assert_event_import,
+    assert_valid,
+    auth,
+    event,
+    get_import,
+    make_emulator,
+    ndjson,
+    post_import,
+)
+from scarf_emulator import ScarfEmulator
+
+LIST_URL = "/v2/imports/{owner}"
+
+
+class FakeClock:
+    """The emulator's monotonic clock, moved only by the test."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+
+def wait_until(predicate: Callable[[], Any], what: str = "condition") -> Any:
+    """Poll until `predicate` is truthy (the workers run on their own threads); fail after DEADLINE."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def emu():
+    emulator = make_emulator()
+    emulator.start()
+    yield emulator
+    emulator.close()
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def paced(clock):
+    """An emulator on the fake clock where every import takes 10 of its seconds."""
+    emulator = make_emulator(import_seconds=10, clock=clock)
+    emulator.start()
+    yield emulator
+    emulator.close()
+
+
+@pytest.fixture
+def http():
+    with requests.Session() as session:
+        yield session
+
+
+def list_imports(http: requests.Session, emu: ScarfEmulator, params: Any = None, owner: str = OWNER) -> list[dict]:
+    response = http.get(emu.url + LIST_URL.format(owner=owner), params=params, headers=auth(), timeout=10)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert_valid(body, "EventImports")
+    for item in body["event_imports"]:
+        assert_event_import(item)
+    return body["event_imports"]
+
+
+def ids(items: list[dict]) -> list[str]:
+    return [i["id"] for i in items]
+
+
+def done_import(http: requests.Session, emu: ScarfEmulator) -> str:
+    created = post_import(http, emu, ndjson([event()])).json()["id"]
+    wait_until(lambda: emu.get_import(OWNER, created)["status"] == "done", "the import to end")
+    return created
+
+
+def pages(http: requests.Session, emu: ScarfEmulator, **params: Any) -> list[list[str]]:
+    """Every page, following `after` from the last import of each page until an empty one."""
+    found: list[list[str]] = []
+    after = None
+    while True:
+        page = ids(list_imports(http, emu, {**params, **({"after": after} if after else {})}))
+        if not page:
+            return found
+        found.append(page)
+        after = page[-1]
+        assert len(found) < 50, "paging does not end"
+
+
+# --------------------------------------------------------------------------------------
+# Fault categories: the list and reads by id apart, "import-get" both
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("only, list_status, by_id_status", [
+    ("import-list", 503, 200), ("import-by-id", 200, 503), ("import-get", 503, 503)])
+def test_faults_can_target_the_list_or_reads_by_id(emu, http, only, list_status, by_id_status):
+    [held] = emu.hold_slots(OWNER, 1)
+    list_url, by_id_url = emu.url + LIST_URL.format(owner=OWNER), f"{emu.url}/v2/imports/{OWNER}/{held}"
+    emu.start_outage(only=only)
+    assert (http.get(list_url, headers=auth()).status_code, http.get(by_id_url, headers=auth()).status_code) == (
+        list_status, by_id_status)
+    emu.end_outage()
+    emu.fail_next(1, only=only)
+    first = [http.get(url, headers=auth()).status_code for url in (list_url, by_id_url, list_url, by_id_url)]
+    assert first.count(503) == 1 and first[0 if list_status == 503 else 1] == 503
+    assert {r.category for r in emu.requests} == {"import-get"}  # the recorded category is unchanged
+    assert [r.kind for r in emu.requests][:2] == ["import-list", "import-by-id"]
+
+
+# --------------------------------------------------------------------------------------
+# Call counts
+# --------------------------------------------------------------------------------------
+def test_calls_are_counted_by_kind_and_per_import(emu, http):
+    first = post_import(http, emu, ndjson([event()])).json()["id"]
+    emu.fail_next(1, status=503, only="import-post", after_processing=True)
+    second_answer = post_import(http, emu, ndjson([event()]))
+    assert second_answer.status_code == 503  # the import exists all the same: the upload is its call
+    second = next(i["id"] for i in emu.imports(OWNER) if i["id"] != first)
+    assert post_import(http, emu, b"x", content_type="text/csv").status_code == 415  # refused: no import
+    for _ in range(3):
+        get_import(http, emu, first)
+    emu.fail_next(1, only="import-by-id")
+    assert http.get(f"{emu.url}/v2/imports/{OWNER}/{second}", headers=auth()).status_code == 503  # billed as well
+    list_imports(http, emu)
+    list_imports(http, emu, {"status": "importing"})
+    http.get(f"{emu.url}/v2/imports/{OWNER}/{first}/log", headers=auth())
+    http.post(f"{emu.url}/v2/imports/{OWNER}/{second}/abort", headers=auth())
+    http.get(f"{emu.url}/v2/packages/{OWNER}/pkg-1", headers=auth())
+    http.get(f"{emu.url}/v3/nothing", headers=auth())
+    post_import(http, emu, ndjson([event()]), path=f"/v2/packages/{OTHER_OWNER}/g-pkg/import", token=OTHER_TOKEN)
+
+    counts = emu.call_counts(OWNER)
+    assert counts["total"] == 12
+    assert counts["by_kind"] == {"import-post": 3, "import-by-id": 4, "import-list": 2, "log": 1, "abort": 1,
+                                 "artifact-get": 1, "other": 0}
+    assert counts["imports"] == 2
+    assert counts["by_import"] == {
+        first: {"total": 5, "import-post": 1, "import-by-id": 3, "log": 1},
+        second: {"total": 3, "import-post": 1, "import-by-id": 1, "abort": 1},
+    }
+    assert counts["unattributed"] == {"import-post": 1, "import-list": 2, "artifact-get": 1}
+
+    everything = emu.call_counts()
+    assert everything["total"] == 14 and everything["by_kind"]["other"] == 1 and everything["imports"] == 3
+    assert http.get(f"{emu.url}/_emulator/calls", params={"owner": OWNER}).json() == counts
+    assert http.get(f"{emu.url}/_emulator/calls").json() == everything
+    recorded = http.get(f"{emu.url}/_emulator/requests").json()
+    assert [(r["kind"], r["owner"], r["import_id"]) for r in recorded[:2]] == [
+        ("import-post", OWNER, first), ("import-post", OWNER, second)]
+    assert uuid.UUID(recorded[0]["import_id"])
+    emu.clear_requests()
+    assert emu.call_counts()["total"] == 0
