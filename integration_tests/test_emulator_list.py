@@ -127,6 +127,52 @@ def pages(http: requests.Session, emu: ScarfEmulator, **params: Any) -> list[lis
 
 
 # --------------------------------------------------------------------------------------
+# The list as the spec describes it
+# --------------------------------------------------------------------------------------
+def test_status_is_a_repeatable_filter_over_the_spec_statuses(emu, http):
+    done = [done_import(http, emu) for _ in range(2)]
+    aborted = emu.hold_slots(OWNER, 1)
+    assert emu.abort_import(OWNER, aborted[0])
+    importing = emu.hold_slots(OWNER, 2)
+
+    assert set(ids(list_imports(http, emu, {"status": "importing"}))) == set(importing)
+    assert set(ids(list_imports(http, emu, {"status": "done"}))) == set(done)
+    assert set(ids(list_imports(http, emu, {"status": "aborted"}))) == set(aborted)
+    assert set(ids(list_imports(http, emu, [("status", "importing"), ("status", "aborted")]))) == set(importing + aborted)
+    assert ids(list_imports(http, emu)) == list(reversed(done + aborted + importing))  # no filter: all, newest first
+    for status in ("uploading", "", "DONE"):
+        assert http.get(emu.url + LIST_URL.format(owner=OWNER), params={"status": status}, headers=auth()).status_code == 400
+
+
+def test_per_page_and_after_walk_every_matching_import_once(emu, http):
+    done = [done_import(http, emu) for _ in range(3)]
+    held = emu.hold_slots(OWNER, 4)
+    newest_first = list(reversed(done + held))
+
+    assert pages(http, emu, per_page=3) == [newest_first[:3], newest_first[3:6], newest_first[6:]]
+    assert pages(http, emu, per_page=1) == [[i] for i in newest_first]
+    assert pages(http, emu, per_page=100) == [newest_first]
+    assert pages(http, emu, status="importing", per_page=3) == [list(reversed(held))[:3], list(reversed(held))[3:]]
+    # The cursor is a position among all imports: it works from an import that no longer matches the filter.
+    assert ids(list_imports(http, emu, {"status": "done", "after": held[0]})) == list(reversed(done))
+
+
+@pytest.mark.parametrize("params", [{"per_page": 0}, {"per_page": -3}, {"per_page": "ten"}, {"after": "not-an-id"}])
+def test_bad_paging_parameters_are_400(emu, http, params):
+    response = http.get(emu.url + LIST_URL.format(owner=OWNER), params=params, headers=auth())
+    assert response.status_code == 400 and "message" in response.json()
+
+
+def test_the_default_page_is_ten_and_per_page_goes_above_it(emu, http):
+    held = emu.hold_slots(OWNER, 12)
+    assert ids(list_imports(http, emu)) == list(reversed(held))[:10]
+    assert len(list_imports(http, emu, {"per_page": 11})) == 11
+    assert len(list_imports(http, emu, {"per_page": 30})) == 12
+    other = http.get(emu.url + LIST_URL.format(owner=OTHER_OWNER), headers=auth(OTHER_TOKEN)).json()
+    assert other == {"event_imports": []}
+
+
+# --------------------------------------------------------------------------------------
 # Fault categories: the list and reads by id apart, "import-get" both
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("only, list_status, by_id_status", [
