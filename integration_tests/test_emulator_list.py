@@ -9,6 +9,8 @@ wall-clock durations.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -23,9 +25,13 @@ from integration_tests.test_emulator import (
     OTHER_OWNER,
     OTHER_TOKEN,
     OWNER,
+    ROOT,
+    TOKEN,
+    _read_line,
     assert_event_import,
     assert_valid,
     auth,
+    control_action,
     event,
     get_import,
     make_emulator,
@@ -170,6 +176,104 @@ def test_the_default_page_is_ten_and_per_page_goes_above_it(emu, http):
     assert len(list_imports(http, emu, {"per_page": 30})) == 12
     other = http.get(emu.url + LIST_URL.format(owner=OTHER_OWNER), headers=auth(OTHER_TOKEN)).json()
     assert other == {"event_imports": []}
+
+
+# --------------------------------------------------------------------------------------
+# Progress counts in the list, as by id, growing while importing
+# --------------------------------------------------------------------------------------
+def test_listed_imports_carry_the_same_fields_and_growing_counts_as_by_id(paced, clock, http):
+    lines = [event(n=i) for i in range(8)] + ["junk", "junk"]  # 10 lines: 8 good, 2 that fail
+    created = post_import(http, paced, ndjson(lines)).json()
+    [listed] = list_imports(http, paced, {"status": "importing"})
+    assert listed == get_import(http, paced, created["id"])
+    assert (listed["events_total"], listed["events_successfully_imported"], listed["events_failed_to_import"]) == (10, 0, 0)
+
+    clock.advance(5)  # half the import's time: its first 5 lines (all good)
+    wait_until(lambda: paced.get_import(OWNER, created["id"])["events_successfully_imported"] == 5, "half the lines")
+    [listed] = list_imports(http, paced, {"status": "importing"})
+    assert listed == get_import(http, paced, created["id"])  # the clock stands still: nothing moves between reads
+    assert (listed["status"], listed["events_successfully_imported"], listed["events_failed_to_import"]) == ("importing", 5, 0)
+
+    clock.advance(4)  # 9 of 10 lines: 8 good, 1 failed
+    wait_until(lambda: paced.get_import(OWNER, created["id"])["events_failed_to_import"] == 1, "a failed line counted")
+    [listed] = list_imports(http, paced, {"status": "importing"})
+    assert (listed["events_successfully_imported"], listed["events_failed_to_import"]) == (8, 1)
+    assert listed["error_log_sample"] == get_import(http, paced, created["id"])["error_log_sample"] != []
+
+    clock.advance(1)
+    wait_until(lambda: paced.get_import(OWNER, created["id"])["status"] == "done", "the import to end")
+    assert list_imports(http, paced, {"status": "importing"}) == []
+    [final] = list_imports(http, paced, {"status": "done"})
+    assert final == get_import(http, paced, created["id"])
+    assert (final["events_successfully_imported"], final["events_failed_to_import"]) == (8, 2)
+
+
+# --------------------------------------------------------------------------------------
+# The pace knob
+# --------------------------------------------------------------------------------------
+def test_every_import_takes_the_set_seconds_whatever_its_size(paced, clock, http):
+    sizes = {"one": 1, "ten": 10, "thousand": 1000}
+    created = {name: post_import(http, paced, ndjson([event()] * n)).json()["id"] for name, n in sizes.items()}
+
+    def counts() -> dict[str, tuple[str, int]]:
+        return {name: (lambda i: (i["status"], i["events_successfully_imported"]))(paced.get_import(OWNER, import_id))
+                for name, import_id in created.items()}
+
+    assert counts() == {"one": ("importing", 0), "ten": ("importing", 0), "thousand": ("importing", 0)}
+    clock.advance(2.5)
+    expected = {"one": ("importing", 0), "ten": ("importing", 2), "thousand": ("importing", 250)}
+    wait_until(lambda: counts() == expected, f"counts at a quarter of the time: {expected}")
+    clock.advance(7.5)
+    wait_until(lambda: counts() == {name: ("done", n) for name, n in sizes.items()}, "every import done at 10 s")
+
+
+def test_an_empty_import_still_takes_its_time(paced, clock, http):
+    created = post_import(http, paced, b"\n").json()
+    assert created["events_total"] == 0
+    clock.advance(9)
+    assert paced.wait_idle(0.2) is False  # its time is not up on the emulator's clock
+    assert paced.get_import(OWNER, created["id"])["status"] == "importing"
+    clock.advance(1)
+    wait_until(lambda: paced.get_import(OWNER, created["id"])["status"] == "done", "the empty import to end")
+
+
+def test_with_a_rate_too_the_slower_of_the_two_wins(clock, http):
+    with make_emulator(import_seconds=1, events_per_second=1, clock=clock) as emu:
+        created = post_import(http, emu, ndjson([event()] * 5)).json()["id"]
+        clock.advance(1)  # the import's time is up, but at 1 event/s one event at a time
+        for processed in range(1, 5):
+            wait_until(lambda n=processed: emu.get_import(OWNER, created)["events_successfully_imported"] == n, "an event")
+            assert emu.get_import(OWNER, created)["status"] == "importing"
+            clock.advance(1)
+        wait_until(lambda: emu.get_import(OWNER, created)["status"] == "done", "the rate to let every event through")
+
+
+def test_the_pace_can_be_set_and_lifted_while_running_and_through_the_control_endpoint(clock, http):
+    with make_emulator(clock=clock) as emu:
+        assert emu.stats()["import_seconds"] is None  # default: no pace
+        assert control_action(http, emu, "set_import_seconds", seconds=4) is None
+        assert http.get(f"{emu.url}/_emulator/stats").json()["import_seconds"] == 4
+        created = post_import(http, emu, ndjson([event()] * 4)).json()["id"]
+        clock.advance(1)
+        wait_until(lambda: emu.get_import(OWNER, created)["events_successfully_imported"] == 1, "a quarter")
+        control_action(http, emu, "set_import_seconds", seconds=None)  # lifted: the rest goes at once
+        wait_until(lambda: emu.get_import(OWNER, created)["status"] == "done", "the rest at once")
+        with pytest.raises(ValueError):
+            emu.set_import_seconds(-1)
+        assert http.post(f"{emu.url}/_emulator/faults", json={"action": "set_import_seconds", "seconds": "x"}).status_code == 400
+
+
+def test_the_cli_takes_import_seconds(http):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scarf_emulator", "--port", "0", "--token", TOKEN, "--owner", OWNER, "--import-seconds", "7.5"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        url = _read_line(process.stdout, DEADLINE).strip().split("=", 1)[1]
+        assert http.get(f"{url}/_emulator/stats").json()["import_seconds"] == 7.5
+    finally:
+        process.terminate()
+        process.communicate(timeout=DEADLINE)
 
 
 # --------------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ POST /_emulator/faults                 {"action": "fail_next", "n": 2, "status":
        final_status_next {"n", "status"}, interim_status_next {"n", "status"},
        revoke_token_after {"token", "imports"},
        tls_reset_next {"n"}, tls_eof_next {"n"}, tls_stall_next {"n"} (HTTPS emulator only; 400 otherwise),
-       hold_slots, release_slots, abort_import, set_rate, clear_faults, clear_requests
+       hold_slots, release_slots, abort_import, set_rate, set_import_seconds {"seconds": s | null},
+       clear_faults, clear_requests
 POST /_emulator/rate                   {"events_per_second": 100 | null}
 POST /_emulator/wait_idle              {"timeout": 10} -> {"idle": bool}
 """
@@ -65,6 +66,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "release_slots": ("owner",),
     "abort_import": ("owner", "import_id"),
     "set_rate": ("events_per_second",),
+    "set_import_seconds": ("seconds",),
     "clear_faults": (),
     "clear_requests": (),
 }

@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from datetime import timedelta
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from .accounts import Directory
 from .api import ScarfApi
@@ -67,7 +68,12 @@ class ScarfEmulator:
         port: int = 0,
         *,
         tls: ssl.SSLContext | None = None,
+        import_seconds: float | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        """``import_seconds``: every import takes this long whatever its size (see :meth:`set_import_seconds`).
+        ``clock``: monotonic seconds for import pacing and timed outages
+        (``time.monotonic``; a test may pass a fake one it advances by hand)."""
         if tls is not None:
             if not isinstance(tls, ssl.SSLContext):
                 raise TypeError("tls must be a server-side ssl.SSLContext (see scarf_emulator.tls.server_context)")
@@ -78,12 +84,14 @@ class ScarfEmulator:
         #: The server-side TLS context when serving HTTPS, None for plain HTTP.
         self.tls = tls
         self.url: str | None = None
+        clock = clock or time.monotonic
         self._directory = Directory()
         self._store = EventStore(db_path)
-        self._settings = ProcessingSettings(_rate(events_per_second), time_window, store_events)
-        self._registry = ImportRegistry(max_active_imports)
-        self._processor = Processor(self._registry, self._store, self._settings, self._directory)
-        self._faults = FaultPlan()
+        self._settings = ProcessingSettings(_rate(events_per_second), time_window, store_events,
+                                            _import_seconds(import_seconds))
+        self._registry = ImportRegistry(max_active_imports, clock)
+        self._processor = Processor(self._registry, self._store, self._settings, self._directory, clock)
+        self._faults = FaultPlan(clock)
         self._requests = RequestLog()
         self._server: EmulatorHTTPServer | None = None
         self._context: ServerContext | None = None
@@ -334,6 +342,12 @@ class ScarfEmulator:
         """Per-import processing rate for running and future imports (None/0 = unthrottled)."""
         self._settings.events_per_second = _rate(events_per_second)
 
+    def set_import_seconds(self, seconds: float | None) -> None:
+        """Every import, running or future, takes ``seconds`` (on the emulator's clock) whatever its
+        size, its counts growing evenly meanwhile; None/0 = as fast as the rate allows.  With a rate
+        too, the slower of the two wins."""
+        self._settings.import_seconds = _import_seconds(seconds)
+
     def abort_import(self, owner: str, import_id: str) -> bool:
         """Abort as another user would; False if the import had already finished."""
         record = self._registry.get(owner, import_id)
@@ -387,6 +401,7 @@ class ScarfEmulator:
         stats["owner"] = owner
         stats["requests"] = len(self._requests.snapshot())
         stats["events_per_second"] = self._settings.events_per_second
+        stats["import_seconds"] = self._settings.import_seconds
         return stats
 
     def wait_idle(self, timeout: float = 10) -> bool:
@@ -415,6 +430,14 @@ def _rate(events_per_second: float | None) -> float | None:
     if events_per_second < 0:
         raise ValueError("events_per_second must be positive, 0 or None")
     return float(events_per_second)
+
+
+def _import_seconds(seconds: float | None) -> float | None:
+    if seconds is None or seconds == 0:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+        raise ValueError("import_seconds must be positive, 0 or None")
+    return float(seconds)
 
 
 def _url_host(host: str) -> str:

@@ -100,8 +100,9 @@ class ImportRecord:
 class ImportRegistry:
     """All imports of all owners, with the active-import limit."""
 
-    def __init__(self, max_active: int = 15) -> None:
+    def __init__(self, max_active: int = 15, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_active = max_active
+        self._clock = clock
         self._cond = threading.Condition()
         self._by_owner: dict[str, list[ImportRecord]] = {}
         self._by_id: dict[str, ImportRecord] = {}
