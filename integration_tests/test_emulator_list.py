@@ -277,6 +277,148 @@ def test_the_cli_takes_import_seconds(http):
 
 
 # --------------------------------------------------------------------------------------
+# List faults
+# --------------------------------------------------------------------------------------
+def test_list_omit_next_leaves_named_imports_out_for_n_answers(emu, http):
+    held = emu.hold_slots(OWNER, 4)
+    finished = done_import(http, emu)
+    emu.list_omit_next(2, import_ids=[held[1], finished])
+    for _ in range(2):
+        assert ids(list_imports(http, emu)) == [held[3], held[2], held[0]]
+    assert ids(list_imports(http, emu)) == [finished, *reversed(held)]
+    assert get_import(http, emu, held[1])["status"] == "importing"  # reads by id are not affected
+
+    control_action(http, emu, "list_omit_next", n=1, import_ids=[held[3]])
+    assert ids(list_imports(http, emu, {"per_page": 2})) == [finished, held[2]]  # left out before paging: the page fills up
+
+
+def test_list_omit_a_fraction_of_importing_imports_evenly_and_stably_until_cleared(emu, http):
+    held = emu.hold_slots(OWNER, 4)  # created 1st to 4th
+    finished = done_import(http, emu)  # 5th, and done: never left out by a fraction
+    control_action(http, emu, "list_omit_next", n=None, fraction=0.5)
+    for _ in range(3):  # every answer, the same ones: the 2nd and 4th created
+        assert ids(list_imports(http, emu)) == [finished, held[2], held[0]]
+    assert ids(list_imports(http, emu, {"status": "importing"})) == [held[2], held[0]]
+    assert [f["kind"] for f in emu.pending_faults()] == ["list_omit"]
+    emu.clear_faults()
+    assert ids(list_imports(http, emu)) == [finished, *reversed(held)]
+    emu.list_omit_next(1)  # fraction 1 by default: every importing import
+    assert ids(list_imports(http, emu)) == [finished]
+
+
+def test_list_truncate_next_answers_short_pages_that_the_cursor_continues(emu, http):
+    held = emu.hold_slots(OWNER, 5)
+    newest_first = list(reversed(held))
+    emu.list_truncate_next(1, keep=2)
+    assert ids(list_imports(http, emu, {"per_page": 4})) == newest_first[:2]
+    assert ids(list_imports(http, emu, {"per_page": 4})) == newest_first[:4]
+    control_action(http, emu, "list_truncate_next", n=None, keep=1)
+    assert pages(http, emu, per_page=3) == [[i] for i in newest_first]  # a short page is not the last page
+
+
+def test_list_ignore_per_page_next_pages_at_ten(emu, http):
+    held = emu.hold_slots(OWNER, 12)
+    emu.list_ignore_per_page_next(2)
+    assert len(list_imports(http, emu, {"per_page": 50})) == 10
+    assert len(list_imports(http, emu, {"per_page": 3})) == 10
+    assert len(list_imports(http, emu, {"per_page": 50})) == 12
+    control_action(http, emu, "list_ignore_per_page_next", n=1, page_size=5)
+    assert ids(list_imports(http, emu, {"per_page": 2})) == list(reversed(held))[:5]
+    emu.list_ignore_per_page_next(1)
+    assert http.get(emu.url + LIST_URL.format(owner=OWNER), params={"per_page": 0}, headers=auth()).status_code == 400
+
+
+def test_list_stale_shows_a_finished_import_as_importing_for_a_while(paced, clock, http):
+    control_action(http, paced, "list_stale", seconds=5)
+    created = post_import(http, paced, ndjson([event(), "junk"])).json()["id"]
+    clock.advance(10)
+    final = wait_until(lambda: (lambda i: i if i["status"] == "done" else None)(get_import(http, paced, created)), "done")
+
+    clock.advance(4)  # 4 s after it ended: the list still shows it importing, by id it is done
+    [stale] = list_imports(http, paced, {"status": "importing"})
+    assert stale["id"] == created and stale["status"] == "importing"
+    assert (stale["events_successfully_imported"], stale["events_failed_to_import"]) == (1, 1)  # as last seen importing
+    assert list_imports(http, paced, {"status": "done"}) == []
+    assert get_import(http, paced, created) == final
+
+    clock.advance(1)  # 5 s after: fresh
+    assert list_imports(http, paced, {"status": "importing"}) == []
+    assert list_imports(http, paced, {"status": "done"}) == [final]
+    paced.list_stale(0)
+    assert {"kind": "list_stale", "seconds": 5.0} not in paced.pending_faults()
+
+
+def test_an_aborted_import_can_look_importing_in_a_stale_list_too(clock, http):
+    with make_emulator(clock=clock) as emu:
+        emu.list_stale(1)
+        [held] = emu.hold_slots(OWNER, 1)
+        assert emu.abort_import(OWNER, held)
+        assert [i["status"] for i in list_imports(http, emu)] == ["importing"]
+        clock.advance(1)
+        assert [i["status"] for i in list_imports(http, emu)] == ["aborted"]
+
+
+def test_list_faults_are_used_only_by_list_answers_of_200(emu, http):
+    held = emu.hold_slots(OWNER, 2)
+    emu.list_omit_next(1, import_ids=[held[0]])
+    emu.fail_next(1, only="import-list")
+    assert http.get(emu.url + LIST_URL.format(owner=OWNER), headers=auth()).status_code == 503
+    assert http.get(emu.url + LIST_URL.format(owner=OWNER)).status_code == 401
+    assert get_import(http, emu, held[0])["id"] == held[0]
+    assert ids(list_imports(http, emu)) == [held[1]]  # the omission was still there for this answer
+    assert ids(list_imports(http, emu)) == [held[1], held[0]]
+
+
+def test_one_list_answer_takes_one_of_each_list_fault(emu, http):
+    held = emu.hold_slots(OWNER, 12)
+    newest_first = list(reversed(held))
+    emu.list_omit_next(1, import_ids=[newest_first[0]])
+    emu.list_omit_next(1, import_ids=[newest_first[1]])
+    emu.list_ignore_per_page_next(1)
+    emu.list_truncate_next(1, keep=9)
+    assert ids(list_imports(http, emu, {"per_page": 2})) == newest_first[1:10]  # omit 1st, page at 10, keep 9
+    assert ids(list_imports(http, emu, {"per_page": 2})) == [newest_first[0], newest_first[2]]  # the second omission
+    assert emu.pending_faults() == []
+
+
+def test_list_fault_arguments_are_checked(emu, http):
+    for call in (
+        lambda: emu.list_omit_next(-1),
+        lambda: emu.list_omit_next(1, fraction=0),
+        lambda: emu.list_omit_next(1, fraction=1.5),
+        lambda: emu.list_omit_next(1, import_ids=["a"], fraction=0.5),
+        lambda: emu.list_omit_next(1, import_ids="abc"),  # type: ignore[arg-type]
+        lambda: emu.list_truncate_next(1, keep=0),
+        lambda: emu.list_ignore_per_page_next(1, page_size=0),
+        lambda: emu.list_stale(-1),
+    ):
+        with pytest.raises(ValueError):
+            call()
+    assert emu.pending_faults() == []
+    assert http.post(f"{emu.url}/_emulator/faults", json={"action": "list_truncate_next", "n": 1, "keep": 0}).status_code == 400
+    assert http.post(f"{emu.url}/_emulator/faults", json={"action": "list_stale", "minutes": 1}).status_code == 400
+
+
+def test_clear_faults_clears_list_faults_and_the_summary_counts_them(emu, http):
+    held = emu.hold_slots(OWNER, 12)
+    emu.list_omit_next(None)
+    emu.list_truncate_next(3)
+    emu.list_ignore_per_page_next(1)
+    emu.list_stale(30)
+    summary = http.get(f"{emu.url}/_emulator/fault_summary").json()
+    assert summary["pending_by_kind"] == {"list_omit": 1, "list_truncate": 1, "list_ignore_per_page": 1, "list_stale": 1}
+    assert http.get(f"{emu.url}/_emulator/faults").json() == [
+        {"kind": "list_omit", "remaining": None, "import_ids": None, "fraction": 1.0},
+        {"kind": "list_truncate", "remaining": 3, "keep": 1},
+        {"kind": "list_ignore_per_page", "remaining": 1, "page_size": 10},
+        {"kind": "list_stale", "seconds": 30.0},
+    ]
+    control_action(http, emu, "clear_faults")
+    assert emu.pending_faults() == []
+    assert ids(list_imports(http, emu, {"per_page": 12})) == list(reversed(held))
+
+
+# --------------------------------------------------------------------------------------
 # Fault categories: the list and reads by id apart, "import-get" both
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("only, list_status, by_id_status", [

@@ -27,6 +27,9 @@ POST /_emulator/faults                 {"action": "fail_next", "n": 2, "status":
        final_status_next {"n", "status"}, interim_status_next {"n", "status"},
        revoke_token_after {"token", "imports"},
        tls_reset_next {"n"}, tls_eof_next {"n"}, tls_stall_next {"n"} (HTTPS emulator only; 400 otherwise),
+       list_omit_next {"n": N | null, "import_ids": [...] | null, "fraction": f | null},
+       list_truncate_next {"n": N | null, "keep"}, list_ignore_per_page_next {"n": N | null, "page_size"},
+       list_stale {"seconds"},
        hold_slots, release_slots, abort_import, set_rate, set_import_seconds {"seconds": s | null},
        clear_faults, clear_requests
 POST /_emulator/rate                   {"events_per_second": 100 | null}
@@ -62,6 +65,10 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "tls_reset_next": ("n",),
     "tls_eof_next": ("n",),
     "tls_stall_next": ("n",),
+    "list_omit_next": ("n", "import_ids", "fraction"),
+    "list_truncate_next": ("n", "keep"),
+    "list_ignore_per_page_next": ("n", "page_size"),
+    "list_stale": ("seconds",),
     "hold_slots": ("owner", "k"),
     "release_slots": ("owner",),
     "abort_import": ("owner", "import_id"),

@@ -72,7 +72,7 @@ class ScarfEmulator:
         clock: Callable[[], float] | None = None,
     ) -> None:
         """``import_seconds``: every import takes this long whatever its size (see :meth:`set_import_seconds`).
-        ``clock``: monotonic seconds for import pacing and timed outages
+        ``clock``: monotonic seconds for import pacing, the list's staleness and timed outages
         (``time.monotonic``; a test may pass a fake one it advances by hand)."""
         if tls is not None:
             if not isinstance(tls, ssl.SSLContext):
@@ -302,6 +302,29 @@ class ScarfEmulator:
         """The next ``n`` imports created report ``status`` (any word) instead of ``importing`` while
         they process, then end normally; they hold an active slot meanwhile."""
         self._faults.interim_status_next(n, status)
+
+    # List faults: they change what 200 answers of the imports list show (faults.py documents them).
+    # ``n`` counts list answers; None means every answer until clear_faults().
+    def list_omit_next(self, n: int | None, import_ids: list[str] | None = None,
+                       fraction: float | None = None) -> None:
+        """The next ``n`` list answers leave out the imports named (whatever their status) or, without
+        ids, ``fraction`` (default 1: all) of the imports still importing, chosen evenly and stably by
+        creation order.  They are skipped before paging, like an index that has not caught up."""
+        self._faults.list_omit_next(n, import_ids, fraction)
+
+    def list_truncate_next(self, n: int | None, keep: int = 1) -> None:
+        """The next ``n`` list answers hold at most ``keep`` imports although more match; the ``after``
+        cursor still continues from the last import shown."""
+        self._faults.list_truncate_next(n, keep)
+
+    def list_ignore_per_page_next(self, n: int | None, page_size: int = 10) -> None:
+        """The next ``n`` list answers ignore ``per_page`` (it is still checked) and page at ``page_size``."""
+        self._faults.list_ignore_per_page_next(n, page_size)
+
+    def list_stale(self, seconds: float) -> None:
+        """From now on the list shows an import that finished less than ``seconds`` ago (on the emulator's
+        clock) as it last looked while importing; reads by id stay fresh.  0 (or clear_faults) ends it."""
+        self._faults.list_stale(seconds)
 
     def revoke_token_after(self, token: str, imports: int) -> None:
         """Once ``token`` has created ``imports`` more imports, refuse it on every request as an unknown
