@@ -345,6 +345,11 @@ def update_readme(text: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--scarf-bound" in argv:  # a scenario of its own, with its own options and output files
+        from bench import scarf_bound
+
+        return scarf_bound.main([a for a in argv if a != "--scarf-bound"], prog="python -m bench --scarf-bound")
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n1", type=int, default=200_000, help="smaller size; also the whole-sync comparison")
@@ -360,6 +365,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results",
                         help="directory for latest.json and latest.md")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--scarf-bound", action="store_true",
+                        help="run only the Scarf-bound scenario instead (API calls per import, wall time against the "
+                             "ideal, with Scarf as the bottleneck); its options: python -m bench --scarf-bound --help")
     args = parser.parse_args(argv)
     if not 0 < args.n1 < args.n2:
         parser.error("need 0 < N1 < N2")

@@ -50,13 +50,16 @@ def measure(command: list[str], stdin_path: Path, *, cwd: Path = ROOT) -> Measur
 class Emulator:
     """The emulator as a subprocess (so it is not measured as part of the connector)."""
 
-    def __init__(self, *, packages: tuple[str, ...], rate: float | None = None, store: bool = False) -> None:
+    def __init__(self, *, packages: tuple[str, ...], rate: float | None = None, store: bool = False,
+                 import_seconds: float | None = None) -> None:
         command = [sys.executable, "-m", "scarf_emulator", "--port", "0", "--owner", OWNER, "--token", TOKEN,
                    "--max-active", "15"]
         for package in packages:
             command += ["--package", package]
         if rate:
             command += ["--rate", str(rate)]
+        if import_seconds:
+            command += ["--import-seconds", str(import_seconds)]
         if not store:
             command.append("--no-store")
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -76,6 +79,14 @@ class Emulator:
 
     def stats(self) -> dict:
         return json.load(urllib.request.urlopen(f"{self.url}/_emulator/stats?owner={OWNER}"))
+
+    def calls(self) -> dict:
+        """API calls so far, by kind and per import (see scarf_emulator.recording.call_counts)."""
+        return json.load(urllib.request.urlopen(f"{self.url}/_emulator/calls?owner={OWNER}"))
+
+    def imports(self) -> list[dict]:
+        """Every import of the owner, oldest first, as Scarf would report it."""
+        return json.load(urllib.request.urlopen(f"{self.url}/_emulator/imports?owner={OWNER}"))
 
     def import_bytes(self) -> int:
         requests = json.load(urllib.request.urlopen(f"{self.url}/_emulator/requests"))

@@ -4,7 +4,10 @@ It speaks the endpoints of Scarf's OpenAPI spec over real HTTP, processes import
 asynchronously with Scarf's per-line rules, stores accepted events in SQLite keyed by
 ``$unique_id``, and can misbehave on request (5xx, 429, dropped connections, full slots,
 slowness, outages, flaky answers, silent or trickling servers, huge bodies, redirects, short
-``done`` counts, odd status words, revoked tokens; see faults.py).  Standard library only.
+``done`` counts, odd status words, revoked tokens, an imports list that leaves imports out, cuts
+pages short, ignores ``per_page`` or lags behind; see faults.py).  Imports can take a set time
+whatever their size (``import_seconds``), and ``call_counts()`` says what a client's calls were,
+by kind and per import.  Standard library only.
 
     from scarf_emulator import ScarfEmulator
     with ScarfEmulator(tokens={"t": {"acme"}}, packages={"acme": ["pkg-1"]}) as emu:

@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="tracking pixel of --owner (repeatable): its id, optionally its name")
     parser.add_argument("--db", default=":memory:", help="SQLite file for stored events (default in memory)")
     parser.add_argument("--rate", type=float, default=None, help="events per second per import (default unthrottled)")
+    parser.add_argument("--import-seconds", type=float, default=None,
+                        help="every import takes this many seconds whatever its size (default: as --rate allows)")
     parser.add_argument("--no-store", action="store_true", help="check and count events without storing them")
     parser.add_argument("--max-active", type=int, default=DEFAULT_MAX_ACTIVE_IMPORTS, help="active imports per owner")
     parser.add_argument("--time-window-days", type=float, default=7.0, help="oldest accepted $time, in days before the import")
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             tracking_pixels={args.owner: args.tracking_pixel},
             db_path=args.db,
             events_per_second=args.rate,
+            import_seconds=args.import_seconds,
             max_active_imports=args.max_active,
             time_window=timedelta(days=args.time_window_days),
             store_events=not args.no_store,

@@ -15,7 +15,7 @@ import zlib
 from urllib.parse import quote, urlencode
 
 from .accounts import PACKAGE_TYPES, Directory
-from .faults import FaultPlan
+from .faults import LIST_DEFAULT_PAGE, FaultPlan
 from .import_registry import ABORT_FINISHED_IMPORT_STATUS, STATUSES, ImportRecord, ImportRegistry
 from .processing import Artifact, Processor, split_lines
 from .responses import ApiRequest, Response, error, json_response, ndjson_response
@@ -23,7 +23,7 @@ from .responses import ApiRequest, Response, error, json_response, ndjson_respon
 #: Body media types accepted on import: the spec's, and the two used in Scarf's guide.
 ACCEPTED_CONTENT_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/json"})
 
-DEFAULT_PER_PAGE = 10
+DEFAULT_PER_PAGE = LIST_DEFAULT_PAGE  # "one report says the default page is 10"
 #: Page size of the package and pixel lists without per_page.  Scarf's v2 spec gives no default (its
 #: per_page example is 30); 10 is what one report says of the imports list's default.
 DEFAULT_ARTIFACT_PER_PAGE = 10
@@ -98,7 +98,9 @@ class ScarfApi:
             lines = lines[:len(lines) - record.left_out]
         snapshot = self._registry.snapshot(record)
         self._processor.launch(record, lines, artifact)
-        return json_response(200, snapshot)
+        response = json_response(200, snapshot)
+        response.import_id = record.id
+        return response
 
     def list_imports(self, req: ApiRequest, owner: str) -> Response:
         denied = self.authorize(req, owner)
@@ -114,7 +116,7 @@ class ScarfApi:
         after = req.query.get("after", [None])[-1]
         if after is not None and not _is_uuid(after):
             return error(400, "after must be an event import id")
-        page = self._registry.page(owner, statuses, after, per_page)
+        page = self._registry.page(owner, statuses, after, per_page, self._faults.take_list_quirks())
         return json_response(200, {"event_imports": page})
 
     def get_import(self, req: ApiRequest, owner: str, import_id: str) -> Response:

@@ -11,6 +11,7 @@ GET  /_emulator/events?owner=O[&artifact=A]   list of stored events
 GET  /_emulator/stats[?owner=O]        counters (all owners when owner is omitted)
 GET  /_emulator/imports?owner=O        EventImport dicts, oldest first
 GET  /_emulator/requests               recorded API requests (without tokens)
+GET  /_emulator/calls[?owner=O]        API calls by kind and per import (ScarfEmulator.call_counts)
 GET  /_emulator/faults                 pending faults
 GET  /_emulator/fault_summary          pending faults by kind, answers held/trickling/streaming now
 POST /_emulator/faults                 {"action": "fail_next", "n": 2, "status": 503, "only": "any"} ...
@@ -26,7 +27,11 @@ POST /_emulator/faults                 {"action": "fail_next", "n": 2, "status":
        final_status_next {"n", "status"}, interim_status_next {"n", "status"},
        revoke_token_after {"token", "imports"},
        tls_reset_next {"n"}, tls_eof_next {"n"}, tls_stall_next {"n"} (HTTPS emulator only; 400 otherwise),
-       hold_slots, release_slots, abort_import, set_rate, clear_faults, clear_requests
+       list_omit_next {"n": N | null, "import_ids": [...] | null, "fraction": f | null},
+       list_truncate_next {"n": N | null, "keep"}, list_ignore_per_page_next {"n": N | null, "page_size"},
+       list_stale {"seconds"},
+       hold_slots, release_slots, abort_import, set_rate, set_import_seconds {"seconds": s | null},
+       clear_faults, clear_requests
 POST /_emulator/rate                   {"events_per_second": 100 | null}
 POST /_emulator/wait_idle              {"timeout": 10} -> {"idle": bool}
 """
@@ -60,10 +65,15 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "tls_reset_next": ("n",),
     "tls_eof_next": ("n",),
     "tls_stall_next": ("n",),
+    "list_omit_next": ("n", "import_ids", "fraction"),
+    "list_truncate_next": ("n", "keep"),
+    "list_ignore_per_page_next": ("n", "page_size"),
+    "list_stale": ("seconds",),
     "hold_slots": ("owner", "k"),
     "release_slots": ("owner",),
     "abort_import": ("owner", "import_id"),
     "set_rate": ("events_per_second",),
+    "set_import_seconds": ("seconds",),
     "clear_faults": (),
     "clear_requests": (),
 }
@@ -114,6 +124,9 @@ class ControlApi:
 
     def _get_requests(self, query, payload) -> Response:
         return json_response(200, [r.to_dict() for r in self._emu.requests])
+
+    def _get_calls(self, query, payload) -> Response:
+        return json_response(200, self._emu.call_counts(_optional(query, "owner")))
 
     def _get_faults(self, query, payload) -> Response:
         return json_response(200, self._emu.pending_faults())

@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from datetime import timedelta
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from .accounts import Directory
 from .api import ScarfApi
@@ -25,7 +26,7 @@ from .control import ControlApi
 from .faults import FaultPlan
 from .import_registry import ImportRegistry
 from .processing import Processor, ProcessingSettings
-from .recording import RequestLog, RequestRecord
+from .recording import RequestLog, RequestRecord, call_counts
 from .server import EmulatorHTTPServer, ServerContext
 from .store import EventStore
 
@@ -67,7 +68,12 @@ class ScarfEmulator:
         port: int = 0,
         *,
         tls: ssl.SSLContext | None = None,
+        import_seconds: float | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        """``import_seconds``: every import takes this long whatever its size (see :meth:`set_import_seconds`).
+        ``clock``: monotonic seconds for import pacing, the list's staleness and timed outages
+        (``time.monotonic``; a test may pass a fake one it advances by hand)."""
         if tls is not None:
             if not isinstance(tls, ssl.SSLContext):
                 raise TypeError("tls must be a server-side ssl.SSLContext (see scarf_emulator.tls.server_context)")
@@ -78,12 +84,14 @@ class ScarfEmulator:
         #: The server-side TLS context when serving HTTPS, None for plain HTTP.
         self.tls = tls
         self.url: str | None = None
+        clock = clock or time.monotonic
         self._directory = Directory()
         self._store = EventStore(db_path)
-        self._settings = ProcessingSettings(_rate(events_per_second), time_window, store_events)
-        self._registry = ImportRegistry(max_active_imports)
-        self._processor = Processor(self._registry, self._store, self._settings, self._directory)
-        self._faults = FaultPlan()
+        self._settings = ProcessingSettings(_rate(events_per_second), time_window, store_events,
+                                            _import_seconds(import_seconds))
+        self._registry = ImportRegistry(max_active_imports, clock)
+        self._processor = Processor(self._registry, self._store, self._settings, self._directory, clock)
+        self._faults = FaultPlan(clock)
         self._requests = RequestLog()
         self._server: EmulatorHTTPServer | None = None
         self._context: ServerContext | None = None
@@ -295,6 +303,29 @@ class ScarfEmulator:
         they process, then end normally; they hold an active slot meanwhile."""
         self._faults.interim_status_next(n, status)
 
+    # List faults: they change what 200 answers of the imports list show (faults.py documents them).
+    # ``n`` counts list answers; None means every answer until clear_faults().
+    def list_omit_next(self, n: int | None, import_ids: list[str] | None = None,
+                       fraction: float | None = None) -> None:
+        """The next ``n`` list answers leave out the imports named (whatever their status) or, without
+        ids, ``fraction`` (default 1: all) of the imports still importing, chosen evenly and stably by
+        creation order.  They are skipped before paging, like an index that has not caught up."""
+        self._faults.list_omit_next(n, import_ids, fraction)
+
+    def list_truncate_next(self, n: int | None, keep: int = 1) -> None:
+        """The next ``n`` list answers hold at most ``keep`` imports although more match; the ``after``
+        cursor still continues from the last import shown."""
+        self._faults.list_truncate_next(n, keep)
+
+    def list_ignore_per_page_next(self, n: int | None, page_size: int = 10) -> None:
+        """The next ``n`` list answers ignore ``per_page`` (it is still checked) and page at ``page_size``."""
+        self._faults.list_ignore_per_page_next(n, page_size)
+
+    def list_stale(self, seconds: float) -> None:
+        """From now on the list shows an import that finished less than ``seconds`` ago (on the emulator's
+        clock) as it last looked while importing; reads by id stay fresh.  0 (or clear_faults) ends it."""
+        self._faults.list_stale(seconds)
+
     def revoke_token_after(self, token: str, imports: int) -> None:
         """Once ``token`` has created ``imports`` more imports, refuse it on every request as an unknown
         token (403 "invalid token"); those imports complete normally.  :meth:`clear_faults` lifts it."""
@@ -333,6 +364,12 @@ class ScarfEmulator:
     def set_rate(self, events_per_second: float | None) -> None:
         """Per-import processing rate for running and future imports (None/0 = unthrottled)."""
         self._settings.events_per_second = _rate(events_per_second)
+
+    def set_import_seconds(self, seconds: float | None) -> None:
+        """Every import, running or future, takes ``seconds`` (on the emulator's clock) whatever its
+        size, its counts growing evenly meanwhile; None/0 = as fast as the rate allows.  With a rate
+        too, the slower of the two wins."""
+        self._settings.import_seconds = _import_seconds(seconds)
 
     def abort_import(self, owner: str, import_id: str) -> bool:
         """Abort as another user would; False if the import had already finished."""
@@ -374,6 +411,11 @@ class ScarfEmulator:
     def clear_requests(self) -> None:
         self._requests.clear()
 
+    def call_counts(self, owner: str | None = None) -> dict:
+        """API calls received so far (all of them, or those naming ``owner``), by kind and per import:
+        ``{"total", "by_kind", "imports", "by_import", "unattributed"}``; see recording.call_counts."""
+        return call_counts(self._requests.snapshot(), owner)
+
     def stats(self, owner: str | None = None) -> dict:
         """Counters for one owner (or all); while imports run, store and import counters are
         read one after the other and may differ by a chunk."""
@@ -382,6 +424,7 @@ class ScarfEmulator:
         stats["owner"] = owner
         stats["requests"] = len(self._requests.snapshot())
         stats["events_per_second"] = self._settings.events_per_second
+        stats["import_seconds"] = self._settings.import_seconds
         return stats
 
     def wait_idle(self, timeout: float = 10) -> bool:
@@ -410,6 +453,14 @@ def _rate(events_per_second: float | None) -> float | None:
     if events_per_second < 0:
         raise ValueError("events_per_second must be positive, 0 or None")
     return float(events_per_second)
+
+
+def _import_seconds(seconds: float | None) -> float | None:
+    if seconds is None or seconds == 0:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+        raise ValueError("import_seconds must be positive, 0 or None")
+    return float(seconds)
 
 
 def _url_host(host: str) -> str:

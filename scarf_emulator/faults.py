@@ -6,6 +6,8 @@ odd answers, revoked tokens).  Tests queue faults here; the HTTP layer and the i
 ask for them.  Every operation is thread-safe.
 
 Request faults (``only`` limits each to one request category of :data:`CATEGORIES`):
+``"import-get"`` matches every import read, the imports list and a single import alike (as it
+always has); ``"import-list"`` and ``"import-by-id"`` match only one of them.
 
 * ``fail_next`` / ``reset_next`` / ``throttle_next``: answer the next N requests with an
   error status, drop the connection without an answer, or answer 429 with Retry-After;
@@ -55,6 +57,26 @@ uploads, nor by ``hold_slots``); one import takes at most one of each kind:
 * ``interim_status_next``: the import reports this word instead of ``importing`` while it is
   processing, then ends normally.  It still holds an active slot while processing.
 
+List faults, applied to the answers of the imports list (``GET /v2/imports/{owner}``) that the
+API answers 200 (not to refused or injected answers); ``n`` counts such answers, ``n=None``
+means every one until :meth:`FaultPlan.clear`; one answer takes at most one of each kind:
+
+* ``list_omit_next(n, import_ids=None, fraction=None)``: the answer leaves out the imports
+  named, whatever their status, or (without ids) ``fraction`` (default 1) of the imports
+  that are still importing: the ones whose creation number ``seq`` makes
+  ``floor(seq * fraction)`` step up, so the choice is spread evenly and stable from one
+  answer to the next.  Left-out imports are skipped before paging (the page fills up with
+  others), like an index that has not caught up.
+* ``list_truncate_next(n, keep=1)``: the page holds at most ``keep`` imports although more
+  match; the ``after`` cursor still works from its last import.
+* ``list_ignore_per_page_next(n, page_size=10)``: ``per_page`` is ignored (still checked):
+  pages hold ``page_size`` imports, Scarf's reported default.
+* ``list_stale(seconds)``: persistent; the list shows an import that finished (done or
+  aborted, or an injected final word) less than ``seconds`` ago as the list last saw it while
+  importing: status ``importing`` (or its interim word) and the counts of that moment; the
+  ``status`` filter matches that stale word.  Reads by id are never stale.  ``list_stale(0)``
+  ends it.  Seconds are measured on the plan's clock.
+
 Token faults: ``revoke_token_after(token, imports=N)``: once the token has created N more
 imports it is refused as an unknown token on every request; the N imports complete
 normally.  :meth:`FaultPlan.clear` lifts revocations, too.
@@ -91,10 +113,20 @@ from dataclasses import asdict, dataclass, replace
 from typing import Callable, TypeVar
 
 #: Request categories a fault can be limited to ("any" matches every API request;
-#: requests to the /_emulator/ control endpoints are never faulted).  "artifact-get" is one
-#: package or pixel and each page of their lists: one page is one request, so a fault queued
-#: after page 1 hits page 2 alone.
-CATEGORIES = ("any", "import-post", "import-get", "log", "abort", "artifact-get")
+#: requests to the /_emulator/ control endpoints are never faulted).  Each request has one kind
+#: (recording.CALL_KINDS); a category names a kind, or a group of kinds (CATEGORY_GROUPS).
+#: "artifact-get" is one package or pixel and each page of their lists: one page is one
+#: request, so a fault queued after page 1 hits page 2 alone.
+CATEGORIES = ("any", "import-post", "import-get", "import-by-id", "import-list", "log", "abort", "artifact-get")
+
+#: "import-get" is both import reads: existing tests and callers fault the list and single reads with it.
+CATEGORY_GROUPS = {"import-get": frozenset({"import-by-id", "import-list"})}
+
+
+def category_matches(only: str, kind: str) -> bool:
+    """Whether a fault limited to ``only`` applies to a request of this kind."""
+    return only == "any" or only == kind or kind in CATEGORY_GROUPS.get(only, ())
+
 
 FAIL = "fail"
 RESET = "reset"
@@ -123,6 +155,14 @@ FINAL_STATUS = "final_status"
 INTERIM_STATUS = "interim_status"
 SHORT_COUNT_MODES = ("processed", "total")
 
+LIST_OMIT = "list_omit"
+LIST_TRUNCATE = "list_truncate"
+LIST_IGNORE_PER_PAGE = "list_ignore_per_page"
+LIST_STALE = "list_stale"
+
+#: Scarf's reported default page of the imports list, and what list_ignore_per_page_next pages at.
+LIST_DEFAULT_PAGE = 10
+
 #: Bytes in one "megabyte" of ``huge_next``.
 MEGABYTE = 1_000_000
 
@@ -135,7 +175,7 @@ class QueuedFault:
     only: str = "any"
 
     def matches(self, category: str) -> bool:
-        return self.only == "any" or self.only == category
+        return category_matches(self.only, category)
 
     @property
     def before_processing(self) -> bool:
@@ -196,7 +236,7 @@ class Outage:
     until: float | None  # time.monotonic() deadline, None until end_outage()
 
     def matches(self, category: str) -> bool:
-        return self.only == "any" or self.only == category
+        return category_matches(self.only, category)
 
     def describe(self, now: float) -> dict:
         left = None if self.until is None else max(0.0, self.until - now)
@@ -212,7 +252,7 @@ class Flaky:
     seen: int = 0
 
     def matches(self, category: str) -> bool:
-        return self.only == "any" or self.only == category
+        return category_matches(self.only, category)
 
     def describe(self) -> dict:
         return {"kind": "flaky", **asdict(self)}
@@ -245,6 +285,47 @@ class ImportQuirks:
 
 
 @dataclass
+class ListFault:
+    """One list fault (omit, truncate or ignore per_page); ``remaining`` None lasts until cleared."""
+
+    kind: str
+    remaining: int | None
+    import_ids: tuple[str, ...] | None = None
+    fraction: float | None = None
+    keep: int = 1
+    page_size: int = LIST_DEFAULT_PAGE
+
+    def describe(self) -> dict:
+        entry: dict = {"kind": self.kind, "remaining": self.remaining}
+        if self.kind == LIST_OMIT:
+            entry.update(import_ids=list(self.import_ids) if self.import_ids is not None else None,
+                         fraction=self.fraction)
+        elif self.kind == LIST_TRUNCATE:
+            entry["keep"] = self.keep
+        else:
+            entry["page_size"] = self.page_size
+        return entry
+
+
+@dataclass
+class ListQuirks:
+    """What the list faults make of one answer of the imports list (see the module docstring)."""
+
+    omit_ids: frozenset[str] | None = None
+    omit_fraction: float | None = None
+    keep: int | None = None
+    page_size: int | None = None
+    stale_seconds: float = 0.0
+
+    def omits(self, import_id: str, seq: int, importing: bool) -> bool:
+        if self.omit_ids is not None:
+            return import_id in self.omit_ids
+        if self.omit_fraction is None or not importing:
+            return False
+        return math.floor(seq * self.omit_fraction) > math.floor((seq - 1) * self.omit_fraction)
+
+
+@dataclass
 class Revocation:
     imports: int
     created: int = 0
@@ -274,6 +355,11 @@ def _failure_status(status: int | str, lowest: int) -> int | str:
     return status
 
 
+def _check_answers(n: int | None) -> None:
+    if n is not None:
+        _check_count(n)
+
+
 def _status_word(status: str) -> str:
     if not isinstance(status, str) or not status:
         raise ValueError("status must be a non-empty string")
@@ -293,6 +379,8 @@ class FaultPlan:
         self._outages: list[Outage] = []
         self._flaky: list[Flaky] = []
         self._import_faults: list[ImportFault] = []
+        self._list_faults: list[ListFault] = []
+        self._list_stale_seconds = 0.0
         self._silenced: list[threading.Event] = []
         self._busy = {SILENCE: 0, TRICKLE: 0, HUGE: 0}
         self._token_lock = threading.Lock()
@@ -418,6 +506,47 @@ class FaultPlan:
             with self._lock:
                 self._import_faults.append(fault)
 
+    # -- queueing: list faults ------------------------------------------------------
+    def list_omit_next(self, n: int | None, import_ids: list[str] | None = None,
+                       fraction: float | None = None) -> None:
+        _check_answers(n)
+        if import_ids is not None:
+            if fraction is not None:
+                raise ValueError("give import_ids or fraction, not both")
+            if isinstance(import_ids, str) or not all(isinstance(i, str) for i in import_ids):
+                raise ValueError("import_ids must be a list of import ids")
+            ids: tuple[str, ...] | None = tuple(import_ids)
+        else:
+            ids = None
+            fraction = 1.0 if fraction is None else fraction
+            if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+                raise ValueError("fraction must be > 0 and <= 1")
+            fraction = float(fraction)
+        self._add_list(ListFault(LIST_OMIT, n, import_ids=ids, fraction=fraction))
+
+    def list_truncate_next(self, n: int | None, keep: int = 1) -> None:
+        _check_answers(n)
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValueError("keep must be a positive integer")
+        self._add_list(ListFault(LIST_TRUNCATE, n, keep=keep))
+
+    def list_ignore_per_page_next(self, n: int | None, page_size: int = LIST_DEFAULT_PAGE) -> None:
+        _check_answers(n)
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise ValueError("page_size must be a positive integer")
+        self._add_list(ListFault(LIST_IGNORE_PER_PAGE, n, page_size=page_size))
+
+    def list_stale(self, seconds: float) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+            raise ValueError("seconds must be >= 0")
+        with self._lock:
+            self._list_stale_seconds = float(seconds)
+
+    def _add_list(self, fault: ListFault) -> None:
+        if fault.remaining != 0:
+            with self._lock:
+                self._list_faults.append(fault)
+
     def revoke_token_after(self, token: str, imports: int) -> None:
         if isinstance(imports, bool) or not isinstance(imports, int) or imports < 0:
             raise ValueError("imports must be a non-negative integer")
@@ -436,12 +565,15 @@ class FaultPlan:
             self._outages.clear()
             self._flaky.clear()
             self._import_faults.clear()
+            self._list_faults.clear()
+            self._list_stale_seconds = 0.0
         with self._token_lock:
             self._revocations.clear()
 
     def pending(self) -> list[dict]:
         """Faults not yet used up: queued request faults, outages, flaky rules, import faults,
-        then token revocations (without the token).  Each is a dict with a ``kind``."""
+        list faults (a stale list last), then token revocations (without the token).  Each is a
+        dict with a ``kind``."""
         with self._lock:
             self._prune_outages_locked()
             now = self._clock()
@@ -449,6 +581,9 @@ class FaultPlan:
             entries += [o.describe(now) for o in self._outages]
             entries += [f.describe() for f in self._flaky]
             entries += [f.describe() for f in self._import_faults]
+            entries += [f.describe() for f in self._list_faults]
+            if self._list_stale_seconds:
+                entries.append({"kind": LIST_STALE, "seconds": self._list_stale_seconds})
         with self._token_lock:
             entries += [
                 {"kind": "revoke_token", "imports": r.imports, "created": r.created, "revoked": r.revoked}
@@ -583,6 +718,30 @@ class FaultPlan:
             quirks.final_status = taken[FINAL_STATUS].status
         if INTERIM_STATUS in taken:
             quirks.interim_status = taken[INTERIM_STATUS].status
+        return quirks
+
+    # -- consumption: list faults ----------------------------------------------------
+    def take_list_quirks(self) -> ListQuirks:
+        """One fault of each list kind for one list answer, and the stale window."""
+        with self._lock:
+            taken: dict[str, ListFault] = {}
+            for fault in list(self._list_faults):
+                if fault.kind in taken:
+                    continue
+                taken[fault.kind] = fault
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._list_faults.remove(fault)
+            quirks = ListQuirks(stale_seconds=self._list_stale_seconds)
+        if LIST_OMIT in taken:
+            omit = taken[LIST_OMIT]
+            quirks.omit_ids = frozenset(omit.import_ids) if omit.import_ids is not None else None
+            quirks.omit_fraction = omit.fraction
+        if LIST_TRUNCATE in taken:
+            quirks.keep = taken[LIST_TRUNCATE].keep
+        if LIST_IGNORE_PER_PAGE in taken:
+            quirks.page_size = taken[LIST_IGNORE_PER_PAGE].page_size
         return quirks
 
     def token_revoked(self, token: str | None) -> bool:

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Callable, Iterable
 
 from .clock import iso_z, utc_now
-from .faults import ImportQuirks
+from .faults import ImportQuirks, ListQuirks
 
 IMPORTING = "importing"
 DONE = "done"
@@ -59,6 +59,8 @@ class ImportRecord:
     interim_status: str | None = None  # reported instead of "importing" (import fault)
     final_status: str | None = None  # reported instead of "done" (import fault)
     left_out: int = 0  # last lines of the body never processed (short_count import fault)
+    finished_at: float | None = None  # registry clock when it left importing (list_stale fault)
+    last_importing: dict | None = None  # how it looked just before (what a stale list shows)
 
     def reported_status(self) -> str:
         """The status word the API shows; call with the registry lock held."""
@@ -100,8 +102,9 @@ class ImportRecord:
 class ImportRegistry:
     """All imports of all owners, with the active-import limit."""
 
-    def __init__(self, max_active: int = 15) -> None:
+    def __init__(self, max_active: int = 15, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_active = max_active
+        self._clock = clock
         self._cond = threading.Condition()
         self._by_owner: dict[str, list[ImportRecord]] = {}
         self._by_id: dict[str, ImportRecord] = {}
@@ -154,20 +157,42 @@ class ImportRegistry:
         with self._cond:
             return [r.to_dict() for r in self._by_owner.get(owner, ())]
 
-    def page(self, owner: str, statuses: Iterable[str], after: str | None, per_page: int) -> list[dict]:
+    def page(self, owner: str, statuses: Iterable[str], after: str | None, per_page: int,
+             quirks: ListQuirks | None = None) -> list[dict]:
         """Newest-first page; ``after`` is the id of the last import of the previous page.
 
         An unknown ``after`` id yields an empty page (what a "created before the cursor"
-        query would give), not an error.
+        query would give), not an error.  The cursor is a position among all the owner's
+        imports, so it works whatever the filter and whether or not that import still matches.
+        ``quirks`` (list faults) may show finished imports stale, leave imports out, change
+        the page size and cut the page short, in that order.
         """
         wanted = set(statuses)
+        quirks = quirks or ListQuirks()
         with self._cond:
             newest_first = list(reversed(self._by_owner.get(owner, ())))
             if after is not None:
                 ids = [r.id for r in newest_first]
                 newest_first = newest_first[ids.index(after) + 1:] if after in ids else []
-            chosen = [r for r in newest_first if not wanted or r.reported_status() in wanted]
-            return [r.to_dict() for r in chosen[:per_page]]
+            now = self._clock()
+            views = []
+            for record in newest_first:
+                if quirks.omits(record.id, record.seq, record.status == IMPORTING):
+                    continue
+                view = self._list_view_locked(record, quirks.stale_seconds, now)
+                if not wanted or view["status"] in wanted:
+                    views.append(view)
+                    if len(views) >= (quirks.page_size or per_page):
+                        break
+            return views[:quirks.keep] if quirks.keep is not None else views
+
+    @staticmethod
+    def _list_view_locked(record: ImportRecord, stale_seconds: float, now: float) -> dict:
+        """What the list shows of one import: a stale view within ``stale_seconds`` of its end."""
+        if (stale_seconds and record.finished_at is not None and record.last_importing is not None
+                and now - record.finished_at < stale_seconds):
+            return dict(record.last_importing)
+        return record.to_dict()
 
     def reports_status(self, owner: str, word: str) -> bool:
         """Whether an import of the owner reports (or will report) ``word``, a status from a fault."""
@@ -229,6 +254,8 @@ class ImportRegistry:
         return released
 
     def _close_locked(self, record: ImportRecord, status: str) -> None:
+        record.last_importing = record.to_dict()
+        record.finished_at = self._clock()
         record.status = status
         record.updated = utc_now()
         record.progress = record.progress_entry()

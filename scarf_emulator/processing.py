@@ -6,7 +6,14 @@ poll.  Each import gets its own worker thread, which
 1. checks a chunk of lines without holding any lock (JSON decoding dominates the cost),
 2. stores the accepted events of the chunk with one ``executemany`` and counts the chunk,
    under the import's commit lock (so an abort cuts cleanly between chunks),
-3. paces itself to ``events_per_second`` when a rate is set, to mimic Scarf's slowness.
+3. paces itself to ``events_per_second`` when a rate is set, to mimic Scarf's slowness, and
+   to ``import_seconds`` when a duration is set: then every import takes that long whatever its
+   size (a benchmark's "imports of about 60 s", scaled down), its counts growing evenly
+   meanwhile.  With both, the slower of the two wins.
+
+Time is read from the emulator's clock (``time.monotonic`` unless a test injects another), so
+a test can advance a fake clock and watch counts grow without waiting on wall-clock durations;
+workers still sleep for real, at most ``PACING_POLL_SECONDS`` at a time, and re-read it.
 
 Per-line checks are deliberately cheap (no jsonschema): the benchmark pushes about a million
 events through an emulator that shares two cores with the connector.
@@ -77,6 +84,7 @@ class ProcessingSettings:
     events_per_second: float | None = None
     time_window: timedelta = field(default_factory=lambda: timedelta(days=7))
     store_events: bool = True
+    import_seconds: float | None = None  # every import takes this long, whatever its size
 
 
 def split_lines(body: bytes) -> list[NumberedLine]:
@@ -233,10 +241,12 @@ class Pacer:
     The rate is read on every call, so ``set_rate`` slows down or speeds up running imports.
     """
 
-    def __init__(self, rate: Callable[[], float | None], should_stop: Callable[[], bool], wait: Callable[[float], object]):
+    def __init__(self, rate: Callable[[], float | None], should_stop: Callable[[], bool], wait: Callable[[float], object],
+                 clock: Callable[[], float] = time.monotonic):
         self._rate = rate
         self._should_stop = should_stop
         self._wait = wait
+        self._clock = clock
         self._budget = 0.0
         self._last: float | None = None
 
@@ -249,7 +259,7 @@ class Pacer:
             if not rate:
                 self._last = None
                 return limit
-            now = time.monotonic()
+            now = self._clock()
             if self._last is None:
                 self._last, self._budget = now, 1.0
             cap = max(1.0, rate * 0.2)
@@ -274,6 +284,7 @@ class ImportWorker(threading.Thread):
         store: EventStore,
         settings: ProcessingSettings,
         stopping: threading.Event,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(name=f"scarf-import-{record.id[:8]}", daemon=True)
         self._record = record
@@ -283,6 +294,7 @@ class ImportWorker(threading.Thread):
         self._store = store
         self._settings = settings
         self._stopping = stopping
+        self._clock = clock
 
     def run(self) -> None:
         try:
@@ -298,10 +310,28 @@ class ImportWorker(threading.Thread):
         return self._stopping.is_set() or self._record.status != IMPORTING
 
     def _process(self) -> None:
-        pacer = Pacer(lambda: self._settings.events_per_second, self._halted, self._stopping.wait)
+        settings, clock = self._settings, self._clock
+        pacer = Pacer(lambda: settings.events_per_second, self._halted, self._stopping.wait, clock)
+        started = clock()
         position, total = 0, len(self._lines)
-        while position < total:
-            count = pacer.take(min(FAST_CHUNK, total - position))
+        while True:
+            limit = min(FAST_CHUNK, total - position)
+            duration = settings.import_seconds
+            if duration:
+                elapsed = clock() - started
+                if elapsed < duration:
+                    limit = min(limit, int(total * elapsed / duration) - position)
+                if limit <= 0:  # nothing due yet; or all processed and the import's time not yet up
+                    if position >= total and elapsed >= duration:
+                        return
+                    if self._halted():
+                        return
+                    due_at = duration if position >= total else (position + 1) * duration / total
+                    self._stopping.wait(min(max(due_at - elapsed, 0.001), PACING_POLL_SECONDS))
+                    continue
+            elif position >= total:
+                return
+            count = pacer.take(limit)
             if count == 0:
                 return
             chunk = self._lines[position:position + count]
@@ -323,11 +353,13 @@ class ImportWorker(threading.Thread):
 class Processor:
     """Starts import workers and stops them all on shutdown."""
 
-    def __init__(self, registry: ImportRegistry, store: EventStore, settings: ProcessingSettings, directory) -> None:
+    def __init__(self, registry: ImportRegistry, store: EventStore, settings: ProcessingSettings, directory,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._registry = registry
         self._store = store
         self._settings = settings
         self._directory = directory
+        self._clock = clock
         self._stopping = threading.Event()
         self._workers: list[ImportWorker] = []
         self._lock = threading.Lock()
@@ -343,7 +375,8 @@ class Processor:
             self._directory.live_package_ids(record.owner),
             self._directory.live_pixel_ids(record.owner),
         )
-        worker = ImportWorker(record, lines, checker, self._registry, self._store, self._settings, self._stopping)
+        worker = ImportWorker(record, lines, checker, self._registry, self._store, self._settings, self._stopping,
+                              self._clock)
         with self._lock:
             self._workers = [w for w in self._workers if w.is_alive()]
             self._workers.append(worker)

@@ -1,14 +1,19 @@
-"""What the emulator saw: one record per API request, for assertions in tests.
+"""What the emulator saw: one record per API request, for assertions in tests and call counts.
 
 Only a few headers are kept.  The bearer token is kept (tests may compare it) but is
 excluded from ``repr`` so a failing assertion never prints it.
+
+Each record has a coarse ``category`` (the one fault tests have always filtered on:
+``import-get`` covers the imports list and single-import reads alike) and a finer ``kind``
+(:data:`CALL_KINDS`), which :func:`call_counts` counts by, because Scarf bills every call and
+a list read and a read by id are different costs for a polling policy.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterable, Mapping
 
 #: Request headers copied into :class:`RequestRecord.headers` when present.
 RECORDED_HEADERS = (
@@ -34,6 +39,9 @@ class RequestRecord:
     category: str = "other"
     received_at: float = 0.0  # time.monotonic() when the request line arrived
     token: str | None = field(default=None, repr=False, compare=False)
+    kind: str = "other"  # one of CALL_KINDS
+    owner: str | None = None  # the {owner} of the path, when the route has one
+    import_id: str | None = None  # the import the path names, or the import an upload created
 
     def to_dict(self) -> dict:
         """JSON-friendly form without the token (used by the control endpoint)."""
@@ -47,7 +55,45 @@ class RequestRecord:
             "auth_present": self.auth_present,
             "category": self.category,
             "received_at": self.received_at,
+            "kind": self.kind,
+            "owner": self.owner,
+            "import_id": self.import_id,
         }
+
+
+#: Kinds of API calls, as counted by :func:`call_counts` (and as faults' ``only`` can name them):
+#: uploads, single-import reads, list reads, log reads, aborts, package/pixel reads, anything else.
+CALL_KINDS = ("import-post", "import-by-id", "import-list", "log", "abort", "artifact-get", "other")
+
+
+def call_counts(records: Iterable[RequestRecord], owner: str | None = None) -> dict:
+    """API calls by kind, and per import: what a sync cost in calls (Scarf bills each one).
+
+    Every request the emulator received counts, whatever its answer (an injected 503 is billed
+    too, as far as anyone knows).  ``owner`` keeps the calls whose path names that owner.
+
+    Returns ``{"total", "by_kind": {kind: n for every kind}, "imports": number of imports
+    named, "by_import": {import_id: {"total", kind: n, ...}}, "unattributed": {kind: n}}``; a
+    call is attributed to the import its path names, or, for an upload, to the import it
+    created.  List reads, artifact reads and refused uploads are unattributed.
+    """
+    by_kind = dict.fromkeys(CALL_KINDS, 0)
+    by_import: dict[str, dict[str, int]] = {}
+    unattributed: dict[str, int] = {}
+    total = 0
+    for record in records:
+        if owner is not None and record.owner != owner:
+            continue
+        total += 1
+        by_kind[record.kind] = by_kind.get(record.kind, 0) + 1
+        if record.import_id is None:
+            unattributed[record.kind] = unattributed.get(record.kind, 0) + 1
+            continue
+        counts = by_import.setdefault(record.import_id, {"total": 0})
+        counts["total"] += 1
+        counts[record.kind] = counts.get(record.kind, 0) + 1
+    return {"total": total, "by_kind": by_kind, "imports": len(by_import), "by_import": by_import,
+            "unattributed": unattributed}
 
 
 def pick_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -27,6 +27,8 @@ class Response:
     body: bytes = b""
     content_type: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: The import an upload created (never sent; the request log attributes the call to it).
+    import_id: str | None = None
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:

@@ -77,15 +77,20 @@ class Route:
     method: str
     pattern: tuple[str, ...]  # literal segments, or "{name}" placeholders
     handler: str  # ScarfApi method name
-    category: str  # fault category
+    category: str  # recorded category (RequestRecord.category); "import-get" covers both import reads
+    kind: str = ""  # finer kind faults can target and calls are counted by; defaults to the category
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            object.__setattr__(self, "kind", self.category)
 
 
 ROUTES = (
     Route("POST", ("v2", "packages", "{owner}", "{artifact}", "import"), "import_package", "import-post"),
     Route("POST", ("v2", "tracking-pixels", "{owner}", "{artifact}", "import"), "import_pixel", "import-post"),
     Route("POST", ("v2", "{owner}", "import"), "import_multi", "import-post"),
-    Route("GET", ("v2", "imports", "{owner}"), "list_imports", "import-get"),
-    Route("GET", ("v2", "imports", "{owner}", "{import_id}"), "get_import", "import-get"),
+    Route("GET", ("v2", "imports", "{owner}"), "list_imports", "import-get", "import-list"),
+    Route("GET", ("v2", "imports", "{owner}", "{import_id}"), "get_import", "import-get", "import-by-id"),
     Route("GET", ("v2", "imports", "{owner}", "{import_id}", "log"), "get_log", "log"),
     Route("POST", ("v2", "imports", "{owner}", "{import_id}", "abort"), "abort", "abort"),
     Route("GET", ("v2", "packages", "{owner}", "{artifact}"), "get_package", "artifact-get"),
@@ -183,49 +188,54 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             return
         route, params, allowed = match_route(self.command, split.path)
         category = route.category if route else "other"
-        outage = context.faults.outage_status(category)  # first: during an outage no fault is used up
+        kind = route.kind if route else "other"  # what faults match and calls are counted by
+        self._created_import: str | None = None
+        outage = context.faults.outage_status(kind)  # first: during an outage no fault is used up
         if outage is not None:
             answer: Response | QueuedFault | None = _failure_response(outage, "outage")
         else:
-            answer = self._answer(context, route, params, allowed, category, ApiRequest(
+            answer = self._answer(context, route, params, allowed, kind, ApiRequest(
                 self.command, split.path, query, self.headers, body))
         context.requests.append(RequestRecord(
             self.command, split.path, query, pick_headers(self.headers), len(body),
             status=answer.status if isinstance(answer, Response) else 200 if isinstance(answer, Huge) else None,
             auth_present=self.headers.get("Authorization") is not None,
             category=category, received_at=received_at, token=bearer_token(self.headers),
+            kind=kind, owner=params.get("owner"), import_id=params.get("import_id") or self._created_import,
         ))
         if answer is None:
             self._drop_connection()
         elif isinstance(answer, Response):
-            self._send(answer, context, None if outage is not None else context.faults.take_trickle(category))
+            self._send(answer, context, None if outage is not None else context.faults.take_trickle(kind))
         elif isinstance(answer, Huge):
             self._send_huge(answer, params, context)
         else:
             self._hold_silent(context)
 
     def _answer(self, context: ServerContext, route: Route | None, params: dict[str, str],
-                allowed: list[str], category: str, req: ApiRequest) -> Response | QueuedFault | None:
+                allowed: list[str], kind: str, req: ApiRequest) -> Response | QueuedFault | None:
         """Apply faults around the real answer, in the order faults.py documents (outages aside).
 
         None means "drop the connection"; a SILENCE fault means "hold it without answering",
-        a Huge fault "stream a huge body instead of the answer".
+        a Huge fault "stream a huge body instead of the answer".  An upload that created an
+        import leaves its id in ``self._created_import``, even when a fault then replaces the answer.
         """
-        delay = context.faults.take_delay(category)
+        delay = context.faults.take_delay(kind)
         if delay:
             context.stopping.wait(delay)
-        fault = context.faults.take(category, after_processing=False)
+        fault = context.faults.take(kind, after_processing=False)
         if fault is not None:
             if fault.kind in (SILENCE, HUGE):
                 return fault
             if fault.kind == REDIRECT:
                 return self._redirect(fault)  # type: ignore[arg-type]
             return _fault_response(fault)  # type: ignore[arg-type]
-        flaky = context.faults.flaky_status(category)
+        flaky = context.faults.flaky_status(kind)
         if flaky is not None:
             return _failure_response(flaky, "flaky failure")
         response = self._call(context, route, params, allowed, req)
-        fault = context.faults.take(category, after_processing=True)
+        self._created_import = response.import_id
+        fault = context.faults.take(kind, after_processing=True)
         return response if fault is None else _fault_response(fault)
 
     @staticmethod
