@@ -8,11 +8,12 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from packaging.utils import canonicalize_name
@@ -146,6 +147,50 @@ def wait_for(predicate: Callable[[], Any], what: str = "condition", *, timeout: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.005)
+
+
+#: How long `run_with_hang_guard` lets a call run before the test calls it a hang. It is far above the duration
+#: of anything guarded (seconds at most), so no slow or loaded machine reaches it.
+HANG_GUARD_SECONDS = 60.0
+
+T = TypeVar("T")
+
+
+def run_with_hang_guard(call: Callable[[], T], what: str = "the call", *,
+                        seconds: float = HANG_GUARD_SECONDS) -> T:
+    """Run `call` in a daemon thread; return what it returns, or raise what it raises.
+
+    A hang guard, not a speed assertion: no test here asserts how fast anything is. It is for a call whose
+    point is that it ends by a bound of its own (a timeout, a deadline, a budget, a cancellation): if that
+    bound were not enforced, the call would run for minutes or forever, and the test fails instead with
+    "did not end: the bound was not enforced" after `seconds`, long after the bound the code states.
+    How long the call did take is never looked at. (A call that hangs is left behind in its daemon thread.)
+    """
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as error:  # handed to the caller's thread as it was raised
+            outcome.append((False, error))
+
+    thread = threading.Thread(target=run, name="hang-guarded call", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise AssertionError(f"{what} did not end within {seconds:g} s: the bound was not enforced "
+                             "(a hang guard, far above the expected duration)")
+    returned, value = outcome[0]
+    if not returned:
+        raise value
+    return value
+
+
+def stated_attempts(message: str) -> tuple[int, float]:
+    """The N and X of the client's "... after N attempt(s) over X s": what the code counted and measured."""
+    match = re.search(r"after (\d+) attempt\(s\) over (\d+(?:\.\d+)?) s\b", message)
+    assert match, f"the message does not say how many attempts were made over how long: {message}"
+    return int(match.group(1)), float(match.group(2))
 
 
 def lines(messages: Iterable[dict[str, Any] | bytes]) -> list[bytes]:

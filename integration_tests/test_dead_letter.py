@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from typing import Any
 
@@ -30,6 +29,7 @@ from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets
 from moto.server import ThreadedMotoServer
 
 from destination_scarf.dead_letter import (
+    PROBE_TIMEOUTS,
     SPEC_FRAGMENT,
     S3DeadLetterStore,
     S3Settings,
@@ -39,7 +39,7 @@ from destination_scarf.dead_letter import (
     probe,
 )
 from destination_scarf.errors import ScarfConfigError, ScarfError, ScarfTransientError
-from support import ROOT
+from support import ROOT, run_with_hang_guard, wait_for
 
 KEY_ID = "AKIAFAKEKEYID0123456"
 SECRET = "fake/Secret+Access+Key0123456789abcdefXYZ"
@@ -245,29 +245,110 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_an_endpoint_that_is_down_is_a_transient_error_within_bounded_time():
+class S3Clients:
+    """The S3 clients boto3 made during one test, each with the attempts it sent.
+
+    botocore fires its `before-send` event once per attempt, retries included, so the attempts are counted,
+    not timed; and each client's config holds the timeouts and retries the store built it with.
+    """
+
+    def __init__(self) -> None:
+        self.made: list[tuple[Any, list[str]]] = []
+
+    def only(self) -> tuple[Any, list[str]]:
+        """The one client made (and the operation of each attempt it sent)."""
+        assert len(self.made) == 1, f"{len(self.made)} S3 clients were made"
+        return self.made[0]
+
+
+@pytest.fixture
+def s3_clients(monkeypatch) -> S3Clients:
+    clients = S3Clients()
+    make = boto3.session.Session.client
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:
+        made = make(self, *args, **kwargs)
+        attempts: list[str] = []
+        made.meta.events.register(
+            "before-send", lambda event_name, **_: attempts.append(event_name.rsplit(".", 1)[-1]))
+        clients.made.append((made, attempts))
+        return made
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+    return clients
+
+
+def assert_bounded_by(client: Any, timeouts: S3Timeouts) -> None:
+    """The client's connect and read timeouts and its attempts in all are `timeouts`' (botocore's config)."""
+    config = client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (timeouts.connect_seconds, timeouts.read_seconds)
+    assert config.retries == {"mode": "standard", "total_max_attempts": timeouts.max_attempts}
+
+
+class SilentServer:
+    """A loopback TCP server that accepts and counts connections, holds them open and never sends a byte."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.connections = 0
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="silent-s3", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            self._held.append(conn)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for conn in self._held:
+            conn.close()
+        self._listener.close()
+
+
+def test_an_endpoint_that_is_down_is_a_transient_error_after_the_stores_bounded_attempts(s3_clients):
     url = f"http://127.0.0.1:{_free_port()}"
     store = S3DeadLetterStore(settings_for(url, "bucket"), "sync-5", timeouts=FAST)
     store.add(line(1))
-    started = time.monotonic()
     with pytest.raises(ScarfTransientError) as raised:
-        store.close()
-    assert time.monotonic() - started < 6
+        run_with_hang_guard(store.close, "writing to an S3 endpoint that is down")
     assert "cannot connect to " + url in raised.value.message and "s3://bucket/" in raised.value.message
     assert_no_credentials(raised.value)
+    # Bounded by the store's own settings, counted rather than timed: its timeouts, and every attempt it
+    # had (one upload, retried up to max_attempts in all), then no more.
+    client, attempts = s3_clients.only()
+    assert_bounded_by(client, FAST)
+    assert attempts == ["PutObject"] * FAST.max_attempts
 
 
-def test_an_endpoint_that_never_answers_times_out_within_bounded_time():
-    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never answers
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(8)
-        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        started = time.monotonic()
+def test_an_endpoint_that_never_answers_times_out_after_the_probes_bounded_attempts(s3_clients):
+    silent = SilentServer()
+    try:
         with pytest.raises(ScarfTransientError) as raised:
-            probe(settings_for(url, "bucket"), timeouts=FAST)
-        assert time.monotonic() - started < 6
+            run_with_hang_guard(lambda: probe(settings_for(silent.url, "bucket"), timeouts=FAST),
+                                "a probe of an S3 endpoint that never answers")
+        wait_for(lambda: silent.connections >= 1, "the silent server to accept the probe's connection")
+    finally:
+        silent.close()
     assert "did not answer in time" in raised.value.message
     assert_no_credentials(raised.value)
+    # Each attempt waited out the read timeout it was given (FAST's 0.5 s, not botocore's 60 s), and there
+    # were max_attempts of them: the silent server accepted no more connections than that.
+    client, attempts = s3_clients.only()
+    assert_bounded_by(client, FAST)
+    assert attempts == ["PutObject"] * FAST.max_attempts
+    assert 1 <= silent.connections <= FAST.max_attempts
 
 
 # --- probe (check) --------------------------------------------------------------------------------
@@ -279,13 +360,16 @@ def test_probe_writes_and_deletes_a_check_object(server_url, s3, bucket):
     assert keys(s3, bucket) == []
 
 
-def test_probe_of_a_missing_bucket_fails_in_seconds(server_url):
-    started = time.monotonic()
+def test_probe_of_a_missing_bucket_fails_at_its_first_answer_within_checks_bounds(server_url, s3_clients):
     with pytest.raises(ScarfConfigError) as raised:
-        probe(settings_for(server_url, "missing-bucket"))
-    assert time.monotonic() - started < 5
+        run_with_hang_guard(lambda: probe(settings_for(server_url, "missing-bucket")), "a probe of a missing bucket")
     assert "missing-bucket does not exist" in raised.value.message
     assert_no_credentials(raised.value)
+    # In seconds, shown without a stopwatch: the probe uses check's short bounds (PROBE_TIMEOUTS, not a
+    # sync's), and the first answer settles it, without a retry.
+    client, attempts = s3_clients.only()
+    assert_bounded_by(client, PROBE_TIMEOUTS)
+    assert attempts == ["PutObject"]
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import select
 import selectors
 import signal
 import socket
@@ -620,14 +621,27 @@ def test_throttle_next_answers_429_with_retry_after(emu, http):
 
 
 def test_delay_next_holds_the_answer_back(emu, http):
-    emu.delay_next(1, 0.3, only="import-get")
+    """Shown by order and by the emulator's own records, never by a stopwatch on the client."""
     url = f"{emu.url}/v2/imports/{OWNER}"
-    started = time.monotonic()
-    assert http.get(url, headers=auth()).status_code == 200
-    assert time.monotonic() - started >= 0.3
-    started = time.monotonic()
-    http.get(url, headers=auth())
-    assert time.monotonic() - started < 0.3
+    # Held back: an answer delayed by an hour has not come, not a byte of it, after a request sent later
+    # was answered in full (so that one was not held: the delay was one request's).
+    emu.delay_next(1, 3600, only="import-get")
+    held = raw_request(emu, "GET", f"/v2/imports/{OWNER}", headers=auth())
+    try:
+        wait_for(lambda: emu.pending_faults() == [], "the first request to take the delay")
+        assert http.get(url, headers=auth(), timeout=DEADLINE).status_code == 200
+        readable, _, _ = select.select([held], [], [], 0)
+        assert readable == []  # no answer yet, and the connection is still open (a close would be readable)
+    finally:
+        held.close()
+    # Then sent: a delayed answer comes whole once its delay has passed; the emulator received the next
+    # request (sent only after that answer) at least the delay after the delayed one.
+    emu.delay_next(1, 0.3, only="import-get")
+    assert http.get(url, headers=auth(), timeout=DEADLINE).status_code == 200
+    assert http.get(url, headers=auth(), timeout=DEADLINE).status_code == 200
+    delayed, after = emu.requests[-2:]
+    assert (delayed.status, after.status) == (200, 200)
+    assert after.received_at - delayed.received_at >= 0.3
 
 
 def test_a_new_import_can_look_not_yet_visible(emu, http):
@@ -875,13 +889,15 @@ def test_a_trickled_answer_arrives_whole_and_slowly(emu, http, part):
     url = f"{emu.url}/v2/packages/{OWNER}/pkg-1"
     expected = http.get(url, headers=auth())
     emu.trickle_next(1, only="artifact-get", bytes_per_second=1000, part=part)  # 50 bytes per 0.05 s
-    started = time.monotonic()
     trickled = http.get(url, headers=auth(), timeout=DEADLINE)
-    elapsed = time.monotonic() - started
     assert (trickled.status_code, trickled.json()) == (200, expected.json())
-    size = len(trickled.content) if part == "body" else 100  # the head is well over 100 bytes
-    assert elapsed >= 0.9 * ((size - 1) // 50) * 0.05  # a lower bound: the pauses really happen
     assert list_statuses(http, emu, 1) == [200] and emu.pending_faults() == []
+    # The pauses really happen, by the emulator's own records (not a stopwatch on the client): the next
+    # request, sent once the trickled answer was whole, was received at least all the pauses later.
+    size = len(trickled.content) if part == "body" else 100  # the head is well over 100 bytes
+    slow, after = emu.requests[-2:]
+    assert (slow.category, after.category) == ("artifact-get", "import-get")
+    assert after.received_at - slow.received_at >= 0.9 * ((size - 1) // 50) * 0.05
 
 
 def test_injected_errors_can_trickle_too(emu, http):
