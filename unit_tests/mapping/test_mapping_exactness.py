@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from destination_scarf.mapping import MAX_DEPTH, ExactFloat, InexactNumber, InvalidRecord
-from unit_tests.test_mapping import make, record
+from unit_tests.mapping.test_mapping import make, record
 
 
 def _ids(mapper, records) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from integration_tests.test_emulator import (
+from integration_tests.emulator.test_emulator import (
     DEADLINE,
     OTHER_OWNER,
     OTHER_TOKEN,

@@ -29,7 +29,7 @@ from proxy import ConnectProxy
 from scarf_emulator import ScarfEmulator
 from tls_support import WRONG_HOST, Pki, write_cert_files
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: Owner and token these tests add to whichever emulator they talk to (this module needs no other account).
 OWNER = "tls-owner"

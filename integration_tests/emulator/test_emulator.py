@@ -34,7 +34,7 @@ from referencing.jsonschema import DRAFT4
 from scarf_emulator import ABORT_FINISHED_IMPORT_STATUS, ScarfEmulator
 from support import wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESOURCES = ROOT / "destination_scarf" / "resources"
 
 OWNER = "acme"

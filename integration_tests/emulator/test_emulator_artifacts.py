@@ -31,7 +31,7 @@ from referencing.jsonschema import DRAFT4
 from scarf_emulator import ScarfEmulator
 from scarf_emulator.__main__ import package_arg, pixel_arg
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: Scarf's v2 spec excerpt (the same file as shared/scarf-api/v2-public.excerpt.json; test_emulator.py reads it here too).
 V2_EXCERPT = ROOT / "destination_scarf" / "resources" / "v2-public.excerpt.json"
 DEADLINE = 10.0

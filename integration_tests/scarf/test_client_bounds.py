@@ -39,7 +39,7 @@ from destination_scarf.errors import (
 from destination_scarf.scarf.client import ScarfClient
 from destination_scarf.scarf.retry import RetryPolicy
 from destination_scarf.scarf.transport import MAX_ANSWER_BYTES
-from integration_tests.test_client import TO_PACKAGE, Sleeps, events, ndjson_gz, requests_of, wait_final
+from integration_tests.scarf.test_client import TO_PACKAGE, Sleeps, events, ndjson_gz, requests_of, wait_final
 from support import (
     OWNER,
     PACKAGE,

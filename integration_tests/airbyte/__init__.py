@@ -1,0 +1,1 @@
+"""The Airbyte edge's commands, run as Airbyte and people run them."""

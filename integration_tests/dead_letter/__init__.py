@@ -1,0 +1,1 @@
+"""The rejected-records file and the S3 store against moto's server."""

@@ -1,0 +1,1 @@
+"""The Scarf client against the emulator over real HTTP: answers, retries, bounds."""

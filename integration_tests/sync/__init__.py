@@ -1,0 +1,1 @@
+"""The sync end to end against the emulator: the state rule, failures, reliability."""

@@ -1,0 +1,1 @@
+"""Tests of destination_scarf/mapping/: records to event lines, pure."""

@@ -1,0 +1,1 @@
+"""Tests of destination_scarf/sync/'s pure parts: the state rule, the catalog."""
