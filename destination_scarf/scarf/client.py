@@ -168,6 +168,7 @@ class ScarfClient:
             exchange_timeout=exchange_timeout,
             headers={"Authorization": f"Bearer {api_token}", "User-Agent": USER_AGENT},
             clock=clock,
+            cancelled=self._cancelled,
         )
 
     def __repr__(self) -> str:
@@ -234,6 +235,7 @@ class ScarfClient:
             context=f"uploading {what} to the {target.describe()} endpoint",
             not_found=self._describe_target_not_found(target),
             budget=budget_seconds,
+            interrupt_in_flight=False,  # a cancel leaves it its answer: the import it creates is then aborted
         )
         return EventImport.from_json(self._json(answer))
 
@@ -367,11 +369,15 @@ class ScarfClient:
         deadline: float | None = None,
         consume: Consume = read_bounded,
         cancellable: bool = True,
+        interrupt_in_flight: bool = True,
     ) -> Answer:
         """Send with retries; return a 2xx answer or raise one of our error types.
 
         The call ends by the earlier of `deadline` and `budget` (default: the policy's budget) seconds
-        from now, the attempt in flight included.
+        from now, the attempt in flight included. A `cancellable` call stops at a cancel: no attempt starts
+        and no retry wait goes on after it, and the attempt in flight is cut short unless
+        `interrupt_in_flight` is False (an upload keeps its answer coming, within the cancel's few seconds,
+        so that the import it creates can be aborted).
         """
         if idempotent is None:
             idempotent = method == "GET"
@@ -389,8 +395,15 @@ class ScarfClient:
             retry_after: float | None = None
             try:
                 answer = self._transport.exchange(method, self._base + path, path=path, deadline=end,
-                                                  params=params, headers=headers, body=body, consume=consume)
+                                                  params=params, headers=headers, body=body, consume=consume,
+                                                  cancellable=cancellable and interrupt_in_flight)
             except Unanswered as failure:
+                if failure.cancelled:
+                    raise SyncCancelled(f"The sync was cancelled while {context}.") from None
+                if failure.fix:
+                    raise ScarfConfigError(
+                        f"Could not reach Scarf's API at {self._base} while {context}: {failure.reason}. {failure.fix}",
+                        internal=f"{method} {path}: {failure.reason}") from None
                 if not (idempotent or not failure.reached_server):
                     raise UncertainImport(
                         f"Scarf's API did not answer while {context} ({failure.reason}), so it is unknown "

@@ -1,12 +1,21 @@
-"""Bounded HTTP exchanges: every request ends by its deadline, reads a bounded answer, never follows a redirect.
+"""Bounded HTTP exchanges: every request ends by its deadline or a cancel, reads a bounded answer, never follows a
+redirect, and every way it can fail is named.
 
 `requests` bounds each socket operation (connect, each read), not the exchange: a server that
 trickles its answer one byte a second never trips a read timeout. So every exchange here runs
 under a guard with a deadline, and a single watchdog thread shuts the socket of an exchange down
-when its deadline passes; the blocked read then fails and the exchange ends as "no answer within
-N s". Answers are read as a stream, up to a limit, so a huge body cannot fill memory. Redirects are
+when its deadline passes, or when the sync is cancelled (for every exchange but aborts); the
+blocked read then fails and the exchange ends as "no complete answer within N s", or as cancelled.
+Answers are read as a stream, up to a limit, so a huge body cannot fill memory. Redirects are
 never followed: a 3xx would have `requests` re-send the body (record data) and the token's header
 to whatever host the answer names.
+
+Whatever the network stack raises (requests', urllib3's, the socket's and the TLS library's errors,
+nested in each other) ends an exchange as `Unanswered`, whose reason names the cause: refused, DNS,
+TLS, timeout, reset. A failure that retrying cannot fix (a certificate that is not trusted, a wrong
+host name, an expired certificate, TLS to a port that speaks plain HTTP) carries `fix`, what the user
+must change. TLS certificates are checked against the CA bundle the environment names, the standard
+way: `REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`, `SSL_CERT_FILE`, else certifi's; `HTTPS_PROXY` is honoured.
 
 This module knows HTTP, not Scarf: `client.py` turns its outcomes into the connector's errors.
 """
@@ -17,9 +26,12 @@ import contextlib
 import heapq
 import http.client
 import itertools
+import os
 import socket
+import ssl
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +42,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NameResolutionError, NewConnectionError, ReadTimeoutError
 
 #: The most an ordinary API answer may hold. Scarf's import objects are about a kilobyte.
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
@@ -39,8 +51,18 @@ MAX_ERROR_BYTES = 2048
 _CHUNK = 64 * 1024
 
 Consume = Callable[["requests.Response"], Any]
-#: What a failed exchange raises: requests' errors, and urllib3's and the socket's while the body is streamed.
-_NETWORK_ERRORS = (requests.RequestException, HTTPError, http.client.HTTPException, OSError)
+#: What a failed exchange raises: requests' errors, and urllib3's, the socket's and the TLS library's while the
+#: body is streamed; ValueError and UnicodeError for an address the stack cannot use (urllib3's LocationParseError,
+#: IDNA).
+_NETWORK_ERRORS = (requests.RequestException, HTTPError, http.client.HTTPException, OSError, ValueError)
+#: How often the watchdog looks for a cancel while a cancellable exchange runs.
+_CANCEL_POLL_SECONDS = 0.1
+#: OpenSSL's reasons for talking TLS to something that does not (https:// to a plain-HTTP port, say).
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNKNOWN_PROTOCOL", "PACKET_LENGTH_TOO_LONG",
+                      "RECORD_LAYER_FAILURE"})
+_TRUST_FIX = ("If a proxy or gateway that inspects TLS stands between this connector and Scarf, trust its CA the "
+              "standard way: set REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) to a PEM file that holds it. Otherwise "
+              "check api_url.")
 
 
 @dataclass(frozen=True)
@@ -61,10 +83,15 @@ class Unanswered(Exception):
     connection was refused or could not be made): then re-sending cannot duplicate anything.
     """
 
-    def __init__(self, reason: str, *, reached_server: bool) -> None:
+    def __init__(self, reason: str, *, reached_server: bool, fix: str | None = None,
+                 cancelled: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.reached_server = reached_server
+        #: What the user must change when retrying cannot help (an untrusted certificate, say); None otherwise.
+        self.fix = fix
+        #: The sync was cancelled while the exchange ran: it was cut short.
+        self.cancelled = cancelled
 
 
 class AnswerTooLarge(Exception):
@@ -77,19 +104,23 @@ class AnswerTooLarge(Exception):
 @dataclass(eq=False)
 class _Guard:
     deadline: float
+    cancellable: bool = True  # a cancel of the sync ends it too (aborts, which a cancel sends, are not)
     connection: Any = None  # the urllib3 connection the exchange is using, once it has one
     done: bool = False
-    fired: bool = False
+    fired: bool = False  # its deadline passed
+    interrupted: bool = False  # the sync was cancelled while it ran
 
 
 _current = threading.local()  # the guard of the exchange running on this thread
 
 
 class _Watchdog:
-    """One daemon thread that ends overdue exchanges by shutting their socket down."""
+    """One daemon thread that ends exchanges by shutting their socket down: overdue ones, and every cancellable
+    one once `cancelled` is set (it looks every `_CANCEL_POLL_SECONDS` while one runs)."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], cancelled: threading.Event) -> None:
         self._clock = clock
+        self._cancelled = cancelled
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, _Guard]] = []
         self._seq = itertools.count()
@@ -97,8 +128,8 @@ class _Watchdog:
         self._closed = False
 
     @contextmanager
-    def guard(self, seconds: float) -> Iterator[_Guard]:
-        guard = _Guard(deadline=self._clock() + max(seconds, 0.0))
+    def guard(self, seconds: float, *, cancellable: bool) -> Iterator[_Guard]:
+        guard = _Guard(deadline=self._clock() + max(seconds, 0.0), cancellable=cancellable)
         with self._cond:
             heapq.heappush(self._heap, (guard.deadline, next(self._seq), guard))
             if self._thread is None:
@@ -126,13 +157,25 @@ class _Watchdog:
                 if not self._heap:
                     self._cond.wait()
                     continue
+                watching = self._interrupt_if_cancelled()
                 wait = self._heap[0][0] - self._clock()
                 if wait > 0:
-                    self._cond.wait(wait)
+                    self._cond.wait(min(wait, _CANCEL_POLL_SECONDS) if watching else wait)
                     continue
                 _, _, guard = heapq.heappop(self._heap)
                 guard.fired = True
                 _shut(guard.connection)
+
+    def _interrupt_if_cancelled(self) -> bool:
+        """Once the sync is cancelled, end every cancellable exchange; returns whether one is left to watch for."""
+        running = [guard for _, _, guard in self._heap
+                   if guard.cancellable and not guard.done and not guard.interrupted]
+        if running and self._cancelled.is_set():
+            for guard in running:
+                guard.interrupted = True
+                _shut(guard.connection)
+            return False
+        return bool(running)
 
 
 def _shut(connection: Any) -> None:
@@ -254,6 +297,8 @@ class Transport:
     exchange_timeout: float
     headers: Mapping[str, str] = field(repr=False)  # carries the Authorization header: never in a repr
     clock: Callable[[], float] = time.monotonic
+    #: Set when the sync is cancelled: every cancellable exchange then ends at once.
+    cancelled: threading.Event = field(default_factory=threading.Event)
     _session: requests.Session = field(init=False, repr=False)
     _watchdog: _Watchdog = field(init=False, repr=False)
 
@@ -264,7 +309,7 @@ class Transport:
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._session.headers.update(self.headers)
-        self._watchdog = _Watchdog(self.clock)
+        self._watchdog = _Watchdog(self.clock, self.cancelled)
 
     def close(self) -> None:
         self._session.close()
@@ -281,8 +326,10 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         body: bytes | Path | None = None,
         consume: Consume = read_bounded,
+        cancellable: bool = True,
     ) -> Answer:
-        """One attempt, ended by `deadline` at the latest (connect, send, answer and body all included)."""
+        """One attempt, ended by `deadline` at the latest (connect, send, answer and body all included), or by a
+        cancel of the sync when `cancellable`."""
         left = deadline - self.clock()
         limit = min(self.exchange_timeout, left)
         if limit <= 0:
@@ -292,22 +339,25 @@ class Transport:
             # A file object with a known size is streamed with a Content-Length, not read into memory.
             # It is opened outside the network error handling: a missing spool file is a bug, not an outage.
             data = stack.enter_context(body.open("rb")) if isinstance(body, Path) else body
-            guard = stack.enter_context(self._watchdog.guard(limit))
+            guard = stack.enter_context(self._watchdog.guard(limit, cancellable=cancellable))
             try:
                 return self._exchange(method, url, path=path, params=params, headers=headers, data=data,
                                       timeout=timeout, consume=consume, guard=guard)
             except AnswerTooLarge as error:
                 raise Unanswered(str(error), reached_server=True) from None
             except _NETWORK_ERRORS as error:
+                if guard.interrupted:
+                    raise Unanswered("cut short by the cancel", reached_server=not _never_arrived(error),
+                                     cancelled=True) from None
                 if guard.fired:
                     raise Unanswered(f"no complete answer within {limit:.3g} s", reached_server=True) from None
-                raise Unanswered(_describe(error, timeout), reached_server=not _never_arrived(error)) from None
+                raise diagnose(error, url=url, timeout=timeout) from None
         raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
 
     def _exchange(self, method: str, url: str, *, path: str, params: Any, headers: Any, data: Any,
                   timeout: tuple[float, float], consume: Consume, guard: _Guard) -> Answer:
         response = self._session.request(method, url, params=params, headers=headers, data=data,
-                                         timeout=timeout, stream=True, allow_redirects=False)
+                                         timeout=timeout, stream=True, allow_redirects=False, verify=ca_bundle())
         with response:
             if response.status_code >= 300:
                 content: Any = _prefix(response, MAX_ERROR_BYTES)
@@ -329,25 +379,80 @@ def _prefix(response: requests.Response, limit: int) -> bytes:
     return bytes(data[:limit])
 
 
+def ca_bundle() -> str | bool:
+    """The CA bundle that TLS certificates are checked against: the one the environment names, the standard way
+    (`REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`, then OpenSSL's `SSL_CERT_FILE`), else certifi's (True).
+
+    Passed with every request: a session's own `verify` would be replaced by the first two anyway (requests),
+    and `SSL_CERT_FILE` alone would be ignored."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        path = os.environ.get(name)
+        if path:
+            return path
+    return True
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error and every error behind it: requests wraps urllib3's, which wraps the socket's or the TLS
+    library's (as `reason`, an argument, a cause or a context). Only exceptions are followed: an `ssl.SSLError`'s
+    `reason` is a string."""
+    found: list[BaseException] = []
+    pending: list[object] = [error]
+    while pending and len(found) < 16:
+        item = pending.pop(0)
+        if not isinstance(item, BaseException) or any(item is seen for seen in found):
+            continue
+        found.append(item)
+        pending += [getattr(item, "reason", None), *item.args, item.__cause__, item.__context__]
+    return found
+
+
 def _never_arrived(error: BaseException) -> bool:
     """True when the request never reached the server (so re-sending cannot duplicate anything)."""
-    if isinstance(error, requests.ConnectTimeout):
-        return True
-    reason: BaseException | None = error
-    seen = 0
-    while reason is not None and seen < 8:
-        if isinstance(reason, (NewConnectionError, ConnectTimeoutError)):
-            return True
-        reason = getattr(reason, "reason", None) or reason.__cause__ or reason.__context__
-        seen += 1
-    return False
+    return any(isinstance(cause, (requests.ConnectTimeout, NewConnectionError, ConnectTimeoutError,
+                                  NameResolutionError, ConnectionRefusedError, socket.gaierror))
+               for cause in _causes(error))
 
 
-def _describe(error: BaseException, timeout: tuple[float, float]) -> str:
-    if isinstance(error, requests.ConnectTimeout):
-        return f"no connection within {timeout[0]:.3g} s"
-    if isinstance(error, (requests.ReadTimeout, ReadTimeoutError, socket.timeout)):
-        return f"no answer within {timeout[1]:.3g} s"
-    if _never_arrived(error):
-        return f"could not connect ({type(error).__name__})"
-    return f"the connection failed ({type(error).__name__})"
+def _where(url: str) -> str:
+    parsed = urllib.parse.urlsplit(url)
+    return f"{parsed.hostname}:{parsed.port}" if parsed.port else str(parsed.hostname)
+
+
+def diagnose(error: BaseException, *, url: str, timeout: tuple[float, float]) -> Unanswered:
+    """What went wrong, named: refused, DNS, TLS, timeout, reset; with the fix when retrying cannot help."""
+    causes = _causes(error)
+    host = _where(url)
+    arrived = not _never_arrived(error)
+    for cause in causes:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            why = cause.verify_message or cause.reason or "verification failed"
+            return Unanswered(f"the TLS certificate of {host} was not accepted ({why})", reached_server=False,
+                              fix=_TRUST_FIX)
+        if isinstance(cause, ssl.SSLError) and cause.reason in _NOT_TLS:
+            return Unanswered(f"{host} does not speak TLS ({cause.reason}): is api_url https:// to a port that "
+                              "serves plain HTTP?", reached_server=False, fix="Check api_url.")
+    if any(isinstance(cause, (requests.ConnectTimeout, ConnectTimeoutError)) for cause in causes):
+        return Unanswered(f"no connection to {host} within {timeout[0]:.3g} s", reached_server=False)
+    if any(isinstance(cause, (requests.ReadTimeout, ReadTimeoutError, socket.timeout)) for cause in causes):
+        return Unanswered(f"no answer within {timeout[1]:.3g} s", reached_server=arrived)
+    if any(isinstance(cause, (socket.gaierror, NameResolutionError)) for cause in causes):
+        return Unanswered(f"the host name {host} could not be resolved (DNS)", reached_server=False)
+    if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
+        return Unanswered(f"the connection to {host} was refused", reached_server=False)
+    if any(isinstance(cause, requests.exceptions.ProxyError) for cause in causes):
+        return Unanswered(f"the proxy on the way to {host} failed ({_named(causes[-1])})", reached_server=arrived)
+    tls = next((cause for cause in causes if isinstance(cause, ssl.SSLError)), None)
+    if tls is not None:  # cut off during the handshake or the body: may pass, like any dropped connection
+        return Unanswered(f"the TLS connection to {host} failed ({_named(tls)})", reached_server=arrived)
+    if any(isinstance(cause, ConnectionResetError) for cause in causes):
+        return Unanswered(f"the connection to {host} was reset", reached_server=arrived)
+    if arrived:
+        return Unanswered(f"the connection to {host} failed ({_named(causes[-1])})", reached_server=True)
+    return Unanswered(f"could not connect to {host} ({_named(causes[-1])})", reached_server=False)
+
+
+def _named(error: BaseException) -> str:
+    """An error's type and its own words, short (they come from the network stack, never from record data)."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text[:160]}" if text else type(error).__name__
