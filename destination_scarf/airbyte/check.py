@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from destination_scarf.airbyte.discover import check_object_names
 from destination_scarf.config import ScarfConfig, parse_config
-from destination_scarf.dead_letter import probe, rejects_path_problem
-from destination_scarf.errors import ScarfConfigError, ScarfError
+from destination_scarf.dead_letter import bounded, probe, rejects_path_problem
+from destination_scarf.errors import ScarfConfigError, ScarfError, SyncCancelled
 from destination_scarf.options import SCARF_MAX_ACTIVE_IMPORTS
 from destination_scarf.scarf.client import ScarfClient
 from destination_scarf.scarf.retry import RetryPolicy
@@ -69,6 +70,20 @@ def check_local_paths(config: ScarfConfig) -> None:
         raise ScarfConfigError(f"The destination's configuration is not valid: {problem}.")
 
 
+#: How long `write`'s probe of the dead-letter store may take in all (its own timeouts and attempts bound each try).
+PREFLIGHT_STORE_SECONDS = 60.0
+
+
+def preflight(client: ScarfClient, config: ScarfConfig, *, cancelled: threading.Event | None = None) -> None:
+    """Before `write` reads any input: what a wrong token or owner, or a dead-letter store that cannot be
+    written, fails in seconds (instead of at the first upload, or the first rejected record). Wakes on a cancel."""
+    verify_access(client)
+    store = config.dead_letter
+    if store is not None:
+        bounded(lambda: probe(store), doing=f"checking the rejected-records store {store.describe()}",
+                seconds=PREFLIGHT_STORE_SECONDS, cancelled=cancelled)
+
+
 def verify_access(client: ScarfClient, *, budget_seconds: float = 60.0) -> None:
     """Before `write` reads any input: one cheap call that a wrong token or owner fails at once.
 
@@ -78,7 +93,7 @@ def verify_access(client: ScarfClient, *, budget_seconds: float = 60.0) -> None:
     """
     try:
         client.list_imports(statuses=["importing"], per_page=1, budget_seconds=budget_seconds)
-    except ScarfConfigError:
+    except (ScarfConfigError, SyncCancelled):
         raise
     except ScarfError as error:
         logging.getLogger("airbyte").warning("Could not check the token and owner before reading input (%s); "

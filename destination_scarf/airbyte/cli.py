@@ -23,7 +23,7 @@ from collections.abc import Generator, Iterable, Mapping, MutableMapping
 from typing import IO, Any, NoReturn
 
 from destination_scarf.airbyte import operators
-from destination_scarf.airbyte.check import check_before_write, run_check, verify_access
+from destination_scarf.airbyte.check import check_before_write, preflight, run_check
 from destination_scarf.airbyte.discover import destination_catalog_message
 from destination_scarf.airbyte.preview import DEFAULT_LIMIT, DESCRIPTION, preview
 from destination_scarf.airbyte.protocol import MessageOutput, install_log_handler, log_to, read_chunks, trace_message
@@ -153,9 +153,10 @@ def open_sync(raw_config: Mapping[str, Any], raw_catalog: Any) -> tuple[ScarfCon
 
 def sync(config: ScarfConfig, streams: list[StreamInfo], chunks: Iterable[bytes], *,
          cancelled: threading.Event | None = None) -> Generator[MutableMapping[str, Any], None, None]:
-    """Run a sync: the token and owner are checked before any input is read; then each state once it is safe."""
+    """Run a sync: the token, owner and dead-letter store are checked before any input is read; then each state
+    once it is safe."""
     with ScarfClient.from_config(config, cancelled=cancelled) as client:
-        verify_access(client)  # a wrong token or owner fails in seconds, before any input is read
+        preflight(client, config, cancelled=cancelled)
         yield from Writer(config=config, streams=streams, client=client, cancelled=cancelled).write(chunks)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable
 from typing import IO, Any
@@ -208,7 +209,7 @@ class JsonReport(Report):
     `unknown_stream`, and the `summary` last."""
 
     def _emit(self, entry: dict[str, Any]) -> None:
-        self._write(dump_message(entry).decode("utf-8", "surrogatepass"))
+        self._write(_inert(dump_message(entry).decode("utf-8", "surrogatepass")))
 
     def record(self, entry: dict[str, Any], *, label: str) -> None:
         self._emit(entry)
@@ -287,9 +288,19 @@ def _count(n: int, what: str) -> str:
 
 def _json_text(value: Any) -> str:
     try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # lone surrogates: the standard library escapes them
+        return _inert(orjson.dumps(value).decode())
+    except TypeError:  # lone surrogates: the standard library escapes them (and everything else outside ASCII)
         return json.dumps(value)
+
+
+#: What a terminal may act on that JSON leaves as it is: DEL, the C1 controls (U+009B is a CSI), and the invisible
+#: and direction-changing format characters.
+_TERMINAL_CONTROLS = re.compile("[\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def _inert(json_text: str) -> str:
+    """JSON text with every character a terminal would act on escaped (\\u009b): the same JSON, harmless to show."""
+    return _TERMINAL_CONTROLS.sub(lambda found: f"\\u{ord(found.group()):04x}", json_text)
 
 
 def _shown(name: Any, *, in_quotes: bool = True) -> str:

@@ -43,7 +43,7 @@ from destination_scarf.dead_letter.settings import (
     new_sync_id,
     parse_object_storage,
 )
-from destination_scarf.dead_letter.store import S3DeadLetterStore, probe
+from destination_scarf.dead_letter.store import S3DeadLetterStore, bounded, probe
 
 __all__ = [
     "CONNECTOR_FOLDER",
@@ -55,6 +55,7 @@ __all__ = [
     "S3DeadLetterStore",
     "S3Settings",
     "S3Timeouts",
+    "bounded",
     "new_sync_id",
     "parse_object_storage",
     "probe",

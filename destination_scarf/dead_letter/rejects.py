@@ -11,8 +11,11 @@ failed event as it was sent.
   readable by its owner only, a symlink is never followed, and it is opened before any input is read
   (`check` validates the path too), so a bad path fails at once, not at the first bad row.
 - The dead-letter store (`object_storage_config`, see dead_letter/) outlives an Airbyte pod. Its
-  writes are batched; `flush()` runs before any state that covers a buffered entry is echoed, and a
-  failed write fails the sync: a rejected record is never dropped in silence.
+  writes are batched; `flush()` runs before any state that covers a buffered entry is echoed (the
+  states before `first_unstored_line` need not wait for it), and a failed write fails the sync: a
+  rejected record is never dropped in silence. Every write is bounded (`store.bounded`): it wakes on a
+  cancel, says in the log that it waits, and on the way out of a failed or cancelled sync gets only
+  a few seconds.
 """
 
 from __future__ import annotations
@@ -20,19 +23,25 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from destination_scarf.dead_letter.settings import S3Settings, new_sync_id
-from destination_scarf.dead_letter.store import S3DeadLetterStore
+from destination_scarf.dead_letter.store import S3DeadLetterStore, bounded
 from destination_scarf.errors import ScarfConfigError, ScarfError
 
 logger = logging.getLogger("airbyte")
 
 #: How many rejections are logged one by one; the rest are only counted (and kept in the file).
 LOGGED_REASONS = 10
+#: How long one write to the dead-letter store may take (botocore's retries included) before the sync fails...
+STORE_WRITE_SECONDS = 120.0
+#: ...and on the way out of a failed or cancelled sync, where time is short (then it does not wake on the cancel).
+STORE_WRITE_SECONDS_STOPPING = 5.0
 
 
 def rejects_path_problem(path: str) -> str | None:
@@ -63,23 +72,24 @@ def rejects_path_problem(path: str) -> str | None:
 class RejectLog:
     """Where a sync's rejected records go: counted, the first ones logged, kept in the file and the store."""
 
-    def __init__(self, *, path: str | None, store: S3Settings | None = None) -> None:
+    def __init__(self, *, path: str | None, store: S3Settings | None = None, cancelled: threading.Event | None = None,
+                 store_write_seconds: float = STORE_WRITE_SECONDS) -> None:
         self._path = path
         self._store_settings = store
         self._store: S3DeadLetterStore | None = None
+        self._cancelled = cancelled if cancelled is not None else threading.Event()
+        self._store_write_seconds = store_write_seconds
         self._fd: int | None = None
         self.count = 0
         self.bad_lines = 0
         self.failed_events = 0
+        #: The input line of the first entry that is not in the store yet (None: all are): states before it
+        #: cover no entry that could still be lost.
+        self.first_unstored_line: int | None = None
 
     @property
     def keeps_entries(self) -> bool:
         return bool(self._path) or self._store_settings is not None
-
-    @property
-    def unflushed(self) -> bool:
-        """Entries buffered for the store that are not written yet."""
-        return self._store is not None and self._store.buffered > 0
 
     def open(self) -> None:
         """Open the file (creating it, mode 0600) and the store; a config error if either cannot be used."""
@@ -108,7 +118,7 @@ class RejectLog:
         self._write({
             "stream": stream, "namespace": namespace, "record_position": record_position,
             "input_line": input_line, "field": field, "reason": reason,
-        }, message=message)
+        }, input_line=input_line, message=message)
 
     def failed_event(self, *, where: str, stream: str, namespace: str | None, record_position: int,
                      input_line: int, kind: str, reason: str, import_id: str, event: bytes | None) -> None:
@@ -121,14 +131,14 @@ class RejectLog:
             "stream": stream, "namespace": namespace, "record_position": record_position,
             "input_line": input_line, "reason": f"Scarf could not import the event: {kind}",
             "scarf_message": reason, "import_id": import_id,
-        }, event=event)
+        }, input_line=input_line, event=event)
 
     def bad_line(self, line_no: int, what: str) -> None:
         """An input line that is not a usable Airbyte message was skipped (its content is not kept: it may not
         even be text)."""
         self.bad_lines += 1
         self._log(f"Skipped input line {line_no}: it {what}")
-        self._write({"input_line": line_no, "reason": f"the line {what}"})
+        self._write({"input_line": line_no, "reason": f"the line {what}"}, input_line=line_no)
 
     def _log(self, text: str) -> None:
         total = self.count + self.bad_lines
@@ -137,7 +147,8 @@ class RejectLog:
         if total == LOGGED_REASONS:
             logger.warning("Further skipped records are counted but not logged one by one.")
 
-    def _write(self, entry: dict[str, Any], *, message: bytes | None = None, event: bytes | None = None) -> None:
+    def _write(self, entry: dict[str, Any], *, input_line: int, message: bytes | None = None,
+               event: bytes | None = None) -> None:
         if not self.keeps_entries:
             return
         data = orjson.dumps(entry)
@@ -151,13 +162,32 @@ class RejectLog:
             view = memoryview(line)
             while view:
                 view = view[os.write(self._fd, view):]
-        if self._store is not None:
-            self._store.add(line)
+        store = self._store
+        if store is not None:
+            first = self.first_unstored_line
+            self.first_unstored_line = input_line if first is None else min(first, input_line)
+            if store.writes_with(line):
+                self._store_call(lambda: store.add(line), stopping=False)
+            else:
+                store.add(line)
+            if not store.buffered:
+                self.first_unstored_line = None
 
-    def flush(self) -> None:
-        """Write what the store buffers (before a state that covers it is echoed); raises if it cannot."""
-        if self._store is not None:
-            self._store.flush()
+    def flush(self, *, stopping: bool = False) -> None:
+        """Write what the store buffers (before a state that covers it is echoed); raises if it cannot. While the
+        sync is `stopping` the write gets only a few seconds, and a cancel does not cut it short."""
+        store = self._store
+        if store is not None and store.buffered:
+            self._store_call(store.flush, stopping=stopping)
+            self.first_unstored_line = None
+
+    def _store_call(self, call: Callable[[], None], *, stopping: bool) -> None:
+        assert self._store is not None
+        doing = f"writing rejected records to {self._store.location}"
+        if stopping:
+            bounded(call, doing=doing, seconds=STORE_WRITE_SECONDS_STOPPING)
+        else:
+            bounded(call, doing=doing, seconds=self._store_write_seconds, cancelled=self._cancelled)
 
     def close(self, *, ok: bool = True) -> None:
         """Close the file and the store. After a failed sync a store that cannot be written is logged, so that
@@ -165,16 +195,19 @@ class RejectLog:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        store, self._store = self._store, None
+        store = self._store
         stored = store is not None
         if store is not None:
             try:
-                store.close()
+                self._store_call(store.close, stopping=not ok)
+                self.first_unstored_line = None
             except ScarfError as error:
                 if ok:
                     raise
                 stored = False
                 logger.warning("Rejected records could not be written to %s: %s", store.location, error.message)
+            finally:
+                self._store = None
         if self.count or self.bad_lines or self.failed_events:
             kept = [str(place) for place in (self._path, store.location if store and stored else None) if place]
             where = f"; they are kept in {' and '.join(kept)}" if kept else ""

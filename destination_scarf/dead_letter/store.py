@@ -7,7 +7,9 @@ import gzip
 import logging
 import secrets
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from destination_scarf.dead_letter.s3 import _client, _failures, _put, translate_error
 from destination_scarf.dead_letter.settings import (
@@ -17,9 +19,58 @@ from destination_scarf.dead_letter.settings import (
     S3Settings,
     S3Timeouts,
 )
-from destination_scarf.errors import ScarfError
+from destination_scarf.errors import ScarfError, ScarfTransientError, SyncCancelled
 
 logger = logging.getLogger("airbyte")
+
+T = TypeVar("T")
+
+#: How often a wait for the store looks for a cancel.
+_POLL_SECONDS = 0.1
+#: A wait for the store says so in the log this often.
+LOG_EVERY_SECONDS = 10.0
+
+
+def bounded(call: Callable[[], T], *, doing: str, seconds: float, cancelled: threading.Event | None = None,
+            clock: Callable[[], float] = time.monotonic) -> T:
+    """`call()` (an S3 call, with botocore's own timeouts and retries), waited for at most `seconds`, and not at all
+    once `cancelled` is set; a log line every LOG_EVERY_SECONDS while it waits.
+
+    botocore's bounds are per attempt (a connect and a read timeout, five attempts): against a store that accepts
+    and never answers they add up to minutes, and nothing in botocore wakes on a cancel. So the call runs on a
+    thread of its own, and the sync's thread waits for it here: on a cancel or past `seconds` the sync goes on
+    without it (`SyncCancelled`, `ScarfTransientError`), and the thread, a daemon, ends with its own timeouts.
+    """
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as error:
+            outcome["error"] = error
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="scarf-dead-letter", daemon=True).start()
+    started = clock()
+    next_log = started + LOG_EVERY_SECONDS
+    while not done.wait(_POLL_SECONDS):
+        now = clock()
+        if cancelled is not None and cancelled.is_set():
+            raise SyncCancelled(f"The sync was cancelled while it was {doing}; the rejected records not written "
+                                "are sent again by the next sync, which resumes from the last saved state.")
+        if now - started >= seconds:
+            raise ScarfTransientError(
+                f"The rejected-records store did not finish {doing} within {seconds:g} s: the S3 endpoint accepts "
+                "connections but does not answer in time. Check object_storage_config (s3_endpoint, region) and "
+                "the network, then re-run the sync (it resumes from the last saved state).")
+        if now >= next_log:
+            logger.info("Still %s (for %.0f s so far, at most %g s)", doing, now - started, seconds)
+            next_log += LOG_EVERY_SECONDS
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 class S3DeadLetterStore:
@@ -62,6 +113,10 @@ class S3DeadLetterStore:
     def buffered(self) -> int:
         """Lines added but not written yet."""
         return self._buffered_lines
+
+    def writes_with(self, line: bytes) -> bool:
+        """Whether `add(line)` writes a batch object (the buffer would reach `batch_bytes`)."""
+        return len(self._buffer) + len(line.rstrip(b"\r\n")) + 1 >= self.batch_bytes
 
     def _next_key(self) -> str:
         extension = ".jsonl.gz" if self.settings.gzip else ".jsonl"

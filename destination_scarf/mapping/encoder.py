@@ -400,8 +400,8 @@ class EventMapper:
 
     def _unique_id_material(self, data: dict, plan: _ShapePlan) -> str:
         material = self.ids.material(data, may_have_mapped=plan.unique_source)
-        if material == "mapped":
-            given = ", as given" if self.ids.as_mapped else ""  # unique_id_mode: as_mapped sends the value itself
+        if material.startswith("mapped"):
+            given = ", as given" if material == "mapped as given" else ""  # as_mapped sends the value itself
             return f"mapped field {self._field_sources['$unique_id'].supplier(data)}{given}"
         if material == "primary key":
             return "primary key " + ", ".join(".".join(path) for path in self.ids.pk_paths)

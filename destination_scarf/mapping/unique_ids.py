@@ -5,7 +5,9 @@ then the material. Material, first available: the mapped $unique_id ("i"); the p
 the whole event as canonical JSON without the id ("e"), and for the n-th copy of the same content within
 a window, n and that content ("r"). The same input always gives the same id (no Python hash(), which is
 salted per process), and the prefixes keep the same material in two streams, or of two kinds, apart.
-With `unique_id_mode: as_mapped`, a mapped id is sent as it is.
+With `unique_id_mode: as_mapped`, a mapped id is sent as it is, unless it is longer than `MAX_AS_MAPPED` characters
+(then it is hashed, as under `deterministic`). A mapped id that is empty or only white space is no id: the event
+gets its content id. A mapped number and the same digits as text (`1`, `"1"`) are one id.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from typing import Any
 import orjson
 
 from destination_scarf.mapping.values import canonical_json, check_exact, field_text, read_path_exact
+
+#: The longest mapped id sent as it is under `as_mapped`; a longer one is hashed (ids are keys, not payloads).
+MAX_AS_MAPPED = 512
 
 # Hex digit of the variant nibble: keep its low two bits, set the top two to 10 (RFC 4122 variant).
 _VARIANT_DIGIT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
@@ -70,7 +75,9 @@ class UniqueIds:
         """The id from the record's mapped field or primary key, or None when it must be a hash of the event."""
         mapped = self._mapped_value(data) if may_have_mapped else None
         if mapped is not None:
-            return mapped if self.as_mapped else _uuid_from(self._hashers["i"], mapped.encode("utf-8", "surrogatepass"))
+            if self.as_mapped and len(mapped) <= MAX_AS_MAPPED:
+                return mapped
+            return _uuid_from(self._hashers["i"], mapped.encode("utf-8", "surrogatepass"))
         if self.pk_paths:
             values = self._primary_key_values(data)
             if values is not None:
@@ -78,10 +85,12 @@ class UniqueIds:
         return None
 
     def material(self, data: Mapping[str, Any], *, may_have_mapped: bool) -> str:
-        """Which material `key_id` takes for this record: "mapped", "primary key", or "content" (it returns None,
-        and the id is a hash of the event). The same tests in the same order, for previews; not the hot path."""
-        if may_have_mapped and self._mapped_value(data) is not None:
-            return "mapped"
+        """Which material `key_id` takes for this record: "mapped as given" (as_mapped), "mapped", "primary key",
+        or "content" (it returns None, and the id is a hash of the event). The same tests in the same order, for
+        previews; not the hot path."""
+        mapped = self._mapped_value(data) if may_have_mapped else None
+        if mapped is not None:
+            return "mapped as given" if self.as_mapped and len(mapped) <= MAX_AS_MAPPED else "mapped"
         if self.pk_paths and self._primary_key_values(data) is not None:
             return "primary key"
         return "content"
@@ -122,7 +131,7 @@ class UniqueIds:
         if value is None:
             return None
         text = value if type(value) is str else field_text("$unique_id", value)
-        return text or None
+        return text if text and not text.isspace() else None
 
     def _primary_key_values(self, data: Mapping[str, Any]) -> tuple[Any, ...] | None:
         values = []

@@ -9,8 +9,11 @@ A closed batch is a `Batch` (scarf/import_job.py), what an import is made of.
 The spool folder: a sync holds an exclusive lock on a file in its folder for as long as it runs, and
 the kernel drops that lock when the process ends, however it ends (SIGKILL included). So a folder
 whose lock can be taken belongs to a sync that is gone, and every new sync removes such stale folders
-before it starts: batches of record data are never left in the temp folder for good. Folders of
-0.1.0, which had no lock, are removed once nothing in them has changed for a day.
+before it starts: batches of record data are never left in the temp folder for good. The lock comes
+first: a folder is made under a name of its own (`.destination-scarf-new-*`), locked, then renamed
+into place, so every `destination-scarf-*` folder has its lock from birth. A new-named folder still
+without its lock a minute later was left by a sync killed in that instant, and is removed too.
+Folders of 0.1.0, which had no lock, are removed once nothing in them has changed for a day.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ _GZIP_WBITS = 31
 
 
 PREFIX = "destination-scarf-"
+#: Where a spool folder is made and locked, before it is renamed to PREFIX-something.
+_NEW_PREFIX = ".destination-scarf-new-"
+#: A folder that is still new and unlocked this long after its last change was left by a killed sync.
+_NEW_STALE_SECONDS = 60
 _LOCK = ".lock"
 #: A folder without a lock file (made by 0.1.0) is stale once it is this old.
 _UNLOCKED_STALE_SECONDS = 24 * 3600
@@ -162,13 +169,12 @@ class Spool:
         remove_stale(root)
         self._level = gzip_level
         self._stream_labels = stream_labels
-        self.path = Path(tempfile.mkdtemp(prefix=PREFIX, dir=root))
-        # Lock a file under a temporary name, then rename it into place: a cleaner looks only at `.lock`,
-        # so it can never take the lock of a folder in the instant between its creation and its locking.
-        pending = self.path / ".lock-pending"
-        self._lock_fd = os.open(pending, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        # The lock first, then the name a cleaner judges: it can never see a spool folder without its lock.
+        new = Path(tempfile.mkdtemp(prefix=_NEW_PREFIX, dir=root))
+        self._lock_fd = os.open(new / _LOCK, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.rename(pending, self.path / _LOCK)
+        self.path = new.with_name(PREFIX + new.name[len(_NEW_PREFIX):])
+        os.rename(new, self.path)
         self._compressor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scarf-gzip")
 
     def new_batch(self, batch_id: int, *, max_events: int, max_bytes: int, clock=time.monotonic) -> BatchBuilder:
@@ -189,7 +195,7 @@ def remove_stale(root: str | None = None, *, now: float | None = None) -> list[P
     base = Path(root or tempfile.gettempdir())
     removed = []
     try:
-        candidates = [entry for entry in base.iterdir() if entry.name.startswith(PREFIX)]
+        candidates = [entry for entry in base.iterdir() if entry.name.startswith((PREFIX, _NEW_PREFIX))]
     except OSError:
         return []
     for folder in candidates:
@@ -212,7 +218,10 @@ def _is_stale(folder: Path, *, now: float) -> bool:
     try:
         fd = os.open(folder / _LOCK, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
-        return now - _newest_change(folder) > _UNLOCKED_STALE_SECONDS
+        unlocked_for = now - _newest_change(folder)
+        if folder.name.startswith(_NEW_PREFIX):  # killed between making the folder and locking it
+            return unlocked_for > _NEW_STALE_SECONDS
+        return unlocked_for > _UNLOCKED_STALE_SECONDS  # a folder of 0.1.0
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:

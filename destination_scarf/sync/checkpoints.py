@@ -154,9 +154,11 @@ class Checkpoints:
         """Whether `ready()` would yield at least one state."""
         return bool(self._pending) and not self._pending[0].waiting_on
 
-    def ready(self) -> Iterator[MutableMapping[str, Any]]:
-        """Pop, in order, the states whose batches are all settled, with destinationStats attached."""
-        while self._pending and not self._pending[0].waiting_on:
+    def ready(self, *, before_line: int | None = None) -> Iterator[MutableMapping[str, Any]]:
+        """Pop, in order, the states whose batches are all settled, with destinationStats attached; with
+        `before_line`, only those that came before that input line."""
+        while self._pending and not self._pending[0].waiting_on and (
+                before_line is None or self._pending[0].input_line < before_line):
             state = self._pending.popleft()
             state.message["state"]["destinationStats"] = {
                 # The protocol's number form: Airbyte's models declare these counts as numbers.

@@ -118,7 +118,8 @@ class Writer:
         index = StreamIndex(streams)
         self._reader = InputReader(index=index)
         self.checkpoints = Checkpoints(stream_count=len(streams), find_stream=index.find)
-        self._rejects = RejectLog(path=config.rejected_records_path, store=config.dead_letter)
+        self._rejects = RejectLog(path=config.rejected_records_path, store=config.dead_letter,
+                                  cancelled=self._cancelled)
         self._log = SyncLog(streams=streams, mappers=self._mappers, interval=tuning.progress_interval_seconds,
                             clock=clock)
         self._batch: BatchBuilder | None = None
@@ -332,18 +333,22 @@ class Writer:
                 reason=line.message, import_id=outcome.result.id, event=events.get(line.line))
 
     def _release(self) -> Iterator[StateMessage]:
-        """Yield the states that are safe. Rejected records are stored before any state that covers them leaves:
-        the dead-letter store's buffer is written first, and if that fails, no state leaves."""
-        if self.checkpoints.any_ready and self._rejects.unflushed:
-            if self._stopping_for is None:
-                self._rejects.flush()
-            else:
-                try:
-                    self._rejects.flush()
-                except ScarfError as late:
-                    logger.warning("No further state is echoed: rejected records could not be stored: %s",
-                                   late.message)
-                    return
+        """Yield the states that are safe. A state that covers a rejected record not yet in the dead-letter store
+        waits for the store's write: the states before that record leave first, then the store is written, then
+        the rest; if the write fails, no state past that record leaves."""
+        first_unstored = self._rejects.first_unstored_line
+        if first_unstored is not None:
+            yield from self.checkpoints.ready(before_line=first_unstored)
+            if not self.checkpoints.any_ready:
+                return
+            try:
+                self._rejects.flush(stopping=self._stopping_for is not None)
+            except ScarfError as late:
+                if self._stopping_for is None:
+                    raise
+                logger.warning("No further state is echoed: rejected records could not be stored: %s",
+                               late.message)
+                return
         yield from self.checkpoints.ready()
 
     # ----- stopping --------------------------------------------------------------------------------
