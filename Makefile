@@ -36,7 +36,8 @@ install: $(STAMP)
 
 # spec.json is generated from the options table (destination_scarf/options.py); a test keeps them equal.
 spec: install
-	$(BIN)/python -m destination_scarf.options > destination_scarf/spec.json
+	$(BIN)/python -c 'import sys; from destination_scarf.options import spec_json; sys.stdout.write(spec_json())' \
+		> destination_scarf/spec.json
 
 # ruff and mypy with the project's rule sets (pyproject.toml); part of `make test`, so CI runs it too.
 lint: install

@@ -33,6 +33,7 @@ from destination_scarf.options import (
     CustomVariablesMode,
     OnFailedEvents,
     OnInvalidRecord,
+    StatusPolling,
     TargetKind,
     UniqueIdMode,
 )
@@ -96,6 +97,7 @@ class ScarfConfig:
     import_timeout_seconds: float = 60.0 * _default("import_timeout_minutes")
     slot_wait_seconds: float = 60.0 * _default("slot_wait_minutes")
     upload_retry_seconds: float = 60.0 * _default("upload_retry_minutes")
+    status_polling: StatusPolling = _default("status_polling")
     #: Not a user option: ISA-L's level 2 (of 0-3) compresses about 10x faster than zlib's 6, for about 15% more
     #: wire bytes (0.185 of the NDJSON size on the benchmark's pessimistic data; the benchmark tracks both).
     gzip_level: int = 2
@@ -346,6 +348,7 @@ def parse_config(raw: Mapping[str, Any]) -> ScarfConfig:
         import_timeout_seconds=60.0 * problems.integer(raw, "import_timeout_minutes"),
         slot_wait_seconds=60.0 * problems.integer(raw, "slot_wait_minutes"),
         upload_retry_seconds=60.0 * problems.integer(raw, "upload_retry_minutes"),
+        status_polling=cast(StatusPolling, problems.choice(raw, "status_polling")),
     )
     if problems.items:
         raise ScarfConfigError(

@@ -13,7 +13,6 @@ every layer can use its words.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Literal, get_args
@@ -31,6 +30,7 @@ OnInvalidRecord = Literal["fail", "skip"]
 OnFailedEvents = Literal["fail", "warn"]
 UniqueIdMode = Literal["deterministic", "as_mapped", "off"]
 CustomVariablesMode = Literal["all", "listed", "none"]
+StatusPolling = Literal["list", "by_id"]
 
 #: Scarf's event fields (its `Event` schema), the values of a field mapping's `scarf_field`.
 SCARF_FIELDS = (
@@ -230,6 +230,12 @@ OPTIONS: tuple[Option, ...] = (
                        "5xx, 429, dropped connections) before the sync fails. A re-sent upload never counts an "
                        "event twice: uploads are only re-sent when every event carries a $unique_id or the request "
                        "provably never reached Scarf."),
+    Option(key="status_polling", title="Import Status Polling", group="advanced", kind="choice", default="list",
+           choices=get_args(StatusPolling), hidden=True,
+           description="list: one read of the account's imports list answers for every import in flight, and an "
+                       "import is read by id once it has left the list (the fewest API calls Scarf bills). by_id: "
+                       "each import is read by id on its own, as before 0.2 (more calls; for an account whose "
+                       "imports list misbehaves)."),
     Option(key="api_url", title="API URL", group="advanced", kind="string", default=DEFAULT_API_URL, hidden=True,
            description="Scarf's API base URL. Change it only for a proxy or a local emulator; it must be https "
                        "unless the host is a loopback address.",
@@ -269,6 +275,3 @@ def spec_json() -> str:
     """spec.json's text: the spec, two-space indented, as `make spec` writes it."""
     return json.dumps(spec(), indent=2, ensure_ascii=False) + "\n"
 
-
-if __name__ == "__main__":  # make spec
-    sys.stdout.write(spec_json())

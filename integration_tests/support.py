@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 
 from destination_scarf.config import parse_config
 from destination_scarf.scarf.client import ScarfClient
-from destination_scarf.scarf.import_job import PollPolicy
+from destination_scarf.scarf.polling import Cadence, PollPolicy
 from destination_scarf.scarf.retry import RetryPolicy, SlotWaitPolicy
 from destination_scarf.sync.catalog import parse_catalog
 from destination_scarf.sync.writer import Writer, WriterTuning
@@ -42,6 +42,7 @@ FAST_TUNING = WriterTuning(
     progress_interval_seconds=0.5,
     idle_tick_seconds=0.05,
     poll=PollPolicy(initial_seconds=0.01, age_fraction=0.1, max_seconds=0.1),
+    cadence=Cadence(first_seconds=0.01, factor=2, floor_seconds=0.005, cap_seconds=0.1, late_fraction=0.05),
     slot_wait=SlotWaitPolicy(initial_seconds=0.02, factor=2, max_seconds=0.1),
 )
 

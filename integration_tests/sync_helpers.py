@@ -126,8 +126,15 @@ def requests_of(emulator, category: str) -> list:
 
 
 def polled(emulator, import_id: str) -> bool:
-    """The connector has polled this import: it knows its id and treats it as importing."""
-    return any(r.method == "GET" and r.path.endswith(import_id) for r in requests_of(emulator, "import-get"))
+    """The connector has polled this import: it knows its id and treats it as importing. It read the import by id,
+    or read the imports list after the upload that created it (its status poller)."""
+    created = False
+    for r in emulator.requests:
+        if r.kind == "import-post" and r.import_id == import_id:
+            created = True
+        elif (r.kind == "import-by-id" and r.path.endswith(import_id)) or (r.kind == "import-list" and created):
+            return True
+    return False
 
 
 def our_imports(emulator) -> list[dict]:

@@ -92,7 +92,7 @@ def verify_access(client: ScarfClient, *, budget_seconds: float = 60.0) -> None:
     to the sync's own retries, which ride it out.
     """
     try:
-        client.list_imports(statuses=["importing"], per_page=1, budget_seconds=budget_seconds)
+        client.list_imports(statuses=["importing"], per_page=1, budget_seconds=budget_seconds, kind="pre-flight")
     except (ScarfConfigError, SyncCancelled):
         raise
     except ScarfError as error:

@@ -25,10 +25,11 @@ import random
 import threading
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import orjson
 import requests
@@ -51,6 +52,10 @@ from destination_scarf.scarf.transport import Answer, Consume, Transport, Unansw
 logger = logging.getLogger("airbyte")
 
 USER_AGENT = f"destination-scarf/{VERSION} (Airbyte destination; python-requests/{requests.__version__})"
+#: What a call to Scarf's API is for, as the sync counts them (Scarf bills every call, retries included).
+CallKind = Literal["pre-flight", "upload", "status", "status list", "log", "abort", "artifact", "list"]
+CALL_KINDS: tuple[CallKind, ...] = get_args(CallKind)
+
 #: What an import's status means for the sync: it is still running (importing, or any word Scarf has not
 #: documented), or it ended done, aborted or failed.
 ImportOutcome = Literal["running", "done", "aborted", "failed"]
@@ -162,6 +167,9 @@ class ScarfClient:
         self._steady_sleep: Callable[[float], object] = sleep if sleep is not None else time.sleep
         self._clock = clock
         self._rand = rand
+        #: Every call sent (each attempt of a retried one), by what it was for.
+        self.calls: Counter[CallKind] = Counter()
+        self._calls_lock = threading.Lock()
         self._transport = Transport(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
@@ -233,6 +241,7 @@ class ScarfClient:
             body=body,
             idempotent=safe_to_resend,
             context=f"uploading {what} to the {target.describe()} endpoint",
+            kind="upload",
             not_found=self._describe_target_not_found(target),
             budget=budget_seconds,
             interrupt_in_flight=False,  # a cancel leaves it its answer: the import it creates is then aborted
@@ -249,6 +258,7 @@ class ScarfClient:
             "GET",
             f"/v2/imports/{_segment(self._owner)}/{_segment(import_id)}",
             context=f"reading import {import_id}",
+            kind="status",
             not_found=f"import {import_id} was not found under owner '{self._owner}'",
             deadline=deadline,
             cancellable=cancellable,
@@ -262,8 +272,10 @@ class ScarfClient:
         per_page: int | None = None,
         after: str | None = None,
         budget_seconds: float | None = None,
+        kind: CallKind = "list",
     ) -> list[EventImport]:
-        """One page of the owner's imports (Scarf lists newest first; its paging is not documented well)."""
+        """One page of the owner's imports (Scarf lists newest first; its paging is not documented well). `kind`
+        says what the call is for, in the count of calls."""
         params: list[tuple[str, str]] = [("status", s) for s in statuses]
         if per_page is not None:
             params.append(("per_page", str(per_page)))
@@ -277,6 +289,7 @@ class ScarfClient:
             context="listing imports",
             not_found=f"owner '{self._owner}' was not found at Scarf: check the owner name",
             budget=budget_seconds,
+            kind=kind,
         )
         data = self._json(answer)
         items = data.get("event_imports") if isinstance(data, Mapping) else None
@@ -312,6 +325,7 @@ class ScarfClient:
             "GET",
             f"/v2/imports/{_segment(self._owner)}/{_segment(import_id)}/log",
             context=f"reading the log of import {import_id}",
+            kind="log",
             not_found=f"the log of import {import_id} was not found under owner '{self._owner}'",
             consume=consume,
             deadline=deadline,
@@ -326,6 +340,7 @@ class ScarfClient:
             f"/v2/imports/{_segment(self._owner)}/{_segment(import_id)}/abort",
             idempotent=True,
             context=f"aborting import {import_id}",
+            kind="abort",
             not_found=f"import {import_id} was not found under owner '{self._owner}'",
             budget=budget_seconds,
             cancellable=False,
@@ -336,6 +351,7 @@ class ScarfClient:
             "GET",
             f"/v2/packages/{_segment(self._owner)}/{_segment(package_id)}",
             context=f"reading package {package_id}",
+            kind="artifact",
             not_found=f"package {package_id} was not found under owner '{self._owner}': check target.package_id",
         )
         return self._json(answer)
@@ -345,6 +361,7 @@ class ScarfClient:
             "GET",
             f"/v2/tracking-pixels/{_segment(self._owner)}/{_segment(tracking_pixel_id)}",
             context=f"reading tracking pixel {tracking_pixel_id}",
+            kind="artifact",
             not_found=(
                 f"tracking pixel {tracking_pixel_id} was not found under owner '{self._owner}': "
                 "check target.tracking_pixel_id"
@@ -370,6 +387,7 @@ class ScarfClient:
         consume: Consume = read_bounded,
         cancellable: bool = True,
         interrupt_in_flight: bool = True,
+        kind: CallKind,
     ) -> Answer:
         """Send with retries; return a 2xx answer or raise one of our error types.
 
@@ -393,6 +411,8 @@ class ScarfClient:
             if cancellable:
                 SyncCancelled.check(self._cancelled, "The sync was cancelled while calling Scarf's API.")
             retry_after: float | None = None
+            with self._calls_lock:
+                self.calls[kind] += 1
             try:
                 answer = self._transport.exchange(method, self._base + path, path=path, deadline=end,
                                                   params=params, headers=headers, body=body, consume=consume,

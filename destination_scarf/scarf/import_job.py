@@ -44,8 +44,9 @@ from destination_scarf.errors import (
     SyncCancelled,
     TooManyActiveImports,
 )
-from destination_scarf.options import SCARF_MAX_ACTIVE_IMPORTS, OnFailedEvents
+from destination_scarf.options import SCARF_MAX_ACTIVE_IMPORTS, OnFailedEvents, StatusPolling
 from destination_scarf.scarf.client import EventImport, ScarfClient
+from destination_scarf.scarf.polling import Cadence, PollPolicy, StatusPoller
 from destination_scarf.scarf.retry import SlotWaitPolicy, backoff_delay, duration_text
 
 logger = logging.getLogger("airbyte")
@@ -126,30 +127,6 @@ class Phase(enum.Enum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class PollPolicy:
-    """Adaptive polling: quick at first, then a fraction of the import's age, up to a cap.
-
-    Short imports are noticed quickly (which keeps slots busy and states flowing); long ones are
-    not polled more often than they deserve. An import is seen done at most ~8% of its age late,
-    which bounds what polling costs the pipeline; a 10-minute import takes about 120 polls.
-    When the import reports progress (processed events growing), the next poll is brought forward
-    to when the import should finish at its current pace, so a slot is not left idle waiting for
-    a poll; it is never later than the age-based interval.
-    """
-
-    initial_seconds: float = 0.1
-    age_fraction: float = 0.08
-    max_seconds: float = 10.0
-
-    def interval(self, age_seconds: float, *, done_fraction: float | None = None) -> float:
-        interval = min(self.max_seconds, max(self.initial_seconds, age_seconds * self.age_fraction))
-        if done_fraction is not None and 0.0 < done_fraction < 1.0:
-            expected_rest = age_seconds * (1.0 - done_fraction) / done_fraction
-            interval = min(interval, max(self.initial_seconds, expected_rest))
-        return interval
-
-
-@dataclass(frozen=True, kw_only=True)
 class JobSettings:
     """What every import job of a sync shares: the target, the policies and the time budgets."""
 
@@ -159,7 +136,11 @@ class JobSettings:
     import_timeout_seconds: float
     slot_wait_seconds: float
     upload_budget_seconds: float
+    status_polling: StatusPolling = "list"
+    #: How an import is read by id on its own cadence (`status_polling: by_id`, or a job without a poller).
     poll: PollPolicy = PollPolicy()
+    #: When the status poller looks at the imports (list mode).
+    cadence: Cadence = Cadence()
     slot_wait: SlotWaitPolicy = SlotWaitPolicy()
     #: A 404 on an import this sync has just created is taken for Scarf not showing it yet, for this long.
     not_found_grace_seconds: float = 60.0
@@ -312,6 +293,8 @@ class ImportJob:
     cancelled: threading.Event
     clock: Callable[[], float] = time.monotonic
     rand: Callable[[], float] = random.random
+    #: The sync's status poller (list mode); None: the import is read by id on its own (`settings.poll`).
+    poller: StatusPoller | None = None
     #: How the job waits: True when the sync was cancelled meanwhile. Default: `cancelled.wait`, which wakes up
     #: at once on cancellation; tests pass one that advances their clock instead.
     wait: Callable[[float], bool] | None = None
@@ -412,31 +395,45 @@ class ImportJob:
         self._sleep(wait)
 
     def _wait_until_final(self, current: EventImport) -> EventImport:
-        """IMPORTING: poll by id until Scarf says done, aborted or failed, within the import's deadline.
+        """IMPORTING: read by id until Scarf says done, aborted or failed, within the import's deadline: when the
+        sync's status poller says the import is due (it has left the imports list), or on its own cadence.
 
-        Polls are idempotent, so API outages are ridden out (the client retries until the deadline) and
+        Reads are idempotent, so API outages are ridden out (the client retries until the deadline) and
         a 404 right after creation is taken for Scarf not showing the import yet.
         """
         started = self.clock()
         timeout = self.settings.import_timeout_seconds
         not_found = 0
-        while not current.is_final:
-            age = self.clock() - started
-            if age >= timeout:
-                self._timed_out(current, age)
-            self._sleep(min(self.settings.poll.interval(age, done_fraction=_done_fraction(current)), timeout - age))
-            if self.clock() - started >= timeout:
-                continue
-            try:
-                current = self.client.get_import(current.id, deadline=started + timeout)
-                not_found = 0
-            except ScarfNotFound:
-                not_found += 1
-                self._after_not_found(current.id, age=self.clock() - started, times=not_found)
-            except ScarfTransientError as error:
-                if isinstance(error, SyncCancelled):
-                    raise
-                self._timed_out(current, self.clock() - started, api_error=error)
+        poller = self.poller
+        watch = poller.watch(current, events=self.batch.events) if poller is not None else None
+        try:
+            while not current.is_final:
+                age = self.clock() - started
+                if age >= timeout:
+                    self._timed_out(current, age)
+                if poller is None or watch is None:
+                    self._sleep(min(self.settings.poll.interval(age, done_fraction=_done_fraction(current)),
+                                    timeout - age))
+                else:
+                    poller.wait(watch, until=started + timeout)
+                if self.clock() - started >= timeout:
+                    continue
+                try:
+                    current = self.client.get_import(current.id, deadline=started + timeout)
+                    not_found = 0
+                except ScarfNotFound:
+                    not_found += 1
+                    self._after_not_found(current.id, age=self.clock() - started, times=not_found)
+                    continue
+                except ScarfTransientError as error:
+                    if isinstance(error, SyncCancelled):
+                        raise
+                    self._timed_out(current, self.clock() - started, api_error=error)
+                if poller is not None and watch is not None:
+                    poller.report(watch, current)
+        finally:
+            if poller is not None and watch is not None:
+                poller.forget(watch)
         return current
 
     def _timed_out(self, current: EventImport, age: float, *, api_error: ScarfError | None = None) -> None:

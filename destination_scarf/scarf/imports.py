@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from destination_scarf.errors import ScarfError
 from destination_scarf.scarf.client import ScarfClient
 from destination_scarf.scarf.import_job import Batch, ImportJob, JobSettings, Outcome, Phase
+from destination_scarf.scarf.polling import StatusPoller
 
 logger = logging.getLogger("airbyte")
 
@@ -95,6 +96,9 @@ class ImportSlots:
         #: Every import a job of this sync aborted, and the aborts that failed (import id, why), so far.
         self._aborted: list[str] = []
         self._not_aborted: list[tuple[str, str]] = []
+        #: One poller for every import of the sync (list mode); None: each import is read by id on its own.
+        self._poller = (StatusPoller(client=client, cadence=settings.cadence, cancelled=cancelled, clock=clock)
+                        if settings.status_polling == "list" else None)
         self._threads = [threading.Thread(target=self._work, name=f"scarf-import-slot-{n}", daemon=True)
                          for n in range(slots)]
         for thread in self._threads:
@@ -111,7 +115,7 @@ class ImportSlots:
     def start(self, batch: Batch) -> None:
         """Queue a closed batch for import (call it when `has_room`); it starts as soon as a slot is free."""
         job = ImportJob(batch=batch, settings=self._settings, client=self._client, cancelled=self._cancelled,
-                        clock=self._clock, rand=self._rand)
+                        clock=self._clock, rand=self._rand, poller=self._poller)
         with self._cond:
             if self._stopped:
                 raise ImportsStopped(f"Batch {batch.batch_id} was not imported: the sync is stopping.")
@@ -203,6 +207,12 @@ class ImportSlots:
             self._queue.clear()
             self._cond.notify_all()
             return dropped
+
+    def close(self) -> None:
+        """The sync is over: no job starts, and the status poller stops (jobs still running read by id)."""
+        self.stop()
+        if self._poller is not None:
+            self._poller.stop()
 
     def cancel(self, *, seconds: float) -> CancelReport:
         """Abort every import of this sync that is still running: in parallel, within `seconds` in all.

@@ -7,17 +7,23 @@ per-stream warnings at the end), and progress at most every `interval` seconds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # for the annotations only
     from destination_scarf.dead_letter import RejectLog
     from destination_scarf.mapping import EventMapper
+    from destination_scarf.scarf.client import CallKind
     from destination_scarf.scarf.imports import ImportSlots
     from destination_scarf.sync.catalog import StreamInfo
     from destination_scarf.sync.checkpoints import Checkpoints
 
 logger = logging.getLogger("airbyte")
+
+#: The sync summary's words for the kinds of calls (scarf/client.py `CallKind`).
+_CALL_WORDS = {"upload": "uploads", "status": "status reads by id", "status list": "imports list reads",
+               "log": "log reads", "abort": "aborts", "pre-flight": "pre-flight", "artifact": "artifact reads",
+               "list": "list reads"}
 
 
 class SyncLog:
@@ -56,7 +62,7 @@ class SyncLog:
         )
 
     def summary(self, *, records: int, imports: ImportSlots, checkpoints: Checkpoints, rejects: RejectLog,
-                stopped_early: bool) -> None:
+                calls: Mapping[CallKind, int], stopped_early: bool) -> None:
         self._warn_ignored_fields()
         self._warn_repeated_content()
         stats = imports.stats
@@ -68,6 +74,11 @@ class SyncLog:
             stats.imports_started, stats.events_imported, stats.events_failed, rejects.count, checkpoints.echoed,
             duration, records / duration, stats.wire_bytes / 1e6,
         )
+        total = sum(calls.values())
+        by_kind = ", ".join(f"{_CALL_WORDS.get(kind, kind)} {count}" for kind, count in calls.items() if count)
+        per_import = f", {total / stats.imports_started:.1f} per import" if stats.imports_started else ""
+        logger.info("API calls to Scarf (Scarf bills each): %d%s%s", total, f" ({by_kind})" if by_kind else "",
+                    per_import)
 
     def _warn_ignored_fields(self) -> None:
         """Once per stream: name the `$` keys that are not Scarf fields and were dropped (names, not values)."""

@@ -36,8 +36,9 @@ from destination_scarf.dead_letter import RejectLog
 from destination_scarf.errors import InvalidInput, ScarfError, SyncCancelled
 from destination_scarf.mapping import EventMapper, InvalidRecord, compile_mapper
 from destination_scarf.scarf.client import ScarfClient
-from destination_scarf.scarf.import_job import Batch, JobSettings, Outcome, PollPolicy, describe_record
+from destination_scarf.scarf.import_job import Batch, JobSettings, Outcome, describe_record
 from destination_scarf.scarf.imports import CancelReport, ImportSlots
+from destination_scarf.scarf.polling import Cadence, PollPolicy
 from destination_scarf.scarf.retry import SlotWaitPolicy
 from destination_scarf.sync.batches import BatchBuilder, Spool
 from destination_scarf.sync.catalog import StreamIndex, StreamInfo
@@ -65,6 +66,7 @@ class WriterTuning:
     progress_interval_seconds: float = 30.0
     idle_tick_seconds: float = 1.0
     poll: PollPolicy = PollPolicy()
+    cadence: Cadence = Cadence()
     slot_wait: SlotWaitPolicy = SlotWaitPolicy()
     #: How long a cancelled sync may take to abort its imports and stop, in all.
     shutdown_seconds: float = 8.0
@@ -430,7 +432,8 @@ class Writer:
                 target=config.target, safe_to_resend=config.mapping.unique_ids,
                 on_failed_events=config.on_failed_events, import_timeout_seconds=config.import_timeout_seconds,
                 slot_wait_seconds=config.slot_wait_seconds, upload_budget_seconds=config.upload_retry_seconds,
-                poll=tuning.poll, slot_wait=tuning.slot_wait, not_found_grace_seconds=tuning.not_found_grace_seconds,
+                status_polling=config.status_polling, poll=tuning.poll, cadence=tuning.cadence,
+                slot_wait=tuning.slot_wait, not_found_grace_seconds=tuning.not_found_grace_seconds,
                 abort_budget_seconds=min(5.0, tuning.shutdown_seconds))
             self._imports = ImportSlots(client=self._client, settings=settings, slots=config.max_concurrent_imports,
                                         cancelled=self._cancelled, clock=self._clock)
@@ -446,7 +449,7 @@ class Writer:
                 if not ok and imports.busy and self._cancel_report is None:
                     # The consumer closed the generator early: stop as on cancel.
                     logger.warning("The sync stopped early. %s", self._cancel_imports(imports).describe())
-                imports.stop()
+                imports.close()
         finally:
             try:
                 self._discard_open_batch()
@@ -457,7 +460,7 @@ class Writer:
 
     def _summary(self, imports: ImportSlots, *, stopped_early: bool) -> None:
         self._log.summary(records=self.records_read, imports=imports, checkpoints=self.checkpoints,
-                          rejects=self._rejects, stopped_early=stopped_early)
+                          rejects=self._rejects, calls=self._client.calls, stopped_early=stopped_early)
 
 
 _CANCELLED = "The sync was cancelled. No state past the last echoed one was saved; the next sync resumes from there."

@@ -45,6 +45,7 @@ def test_spec_declares_every_option_the_config_parser_reads():
         "event_time_window_days", "on_invalid_record", "rejected_records_path", "on_failed_events",
         "max_concurrent_imports", "batch_max_events", "batch_max_megabytes", "batch_max_age_seconds",
         "import_timeout_minutes", "slot_wait_minutes", "upload_retry_minutes", "object_storage_config",
+        "status_polling",
     }
     assert properties == {option.key for option in OPTIONS}
 
@@ -61,7 +62,7 @@ def test_every_option_is_read_by_the_parser():
         "object_storage_config": {"storage_type": "S3", "s3_bucket_name": "b", "s3_bucket_region": "us-east-1",
                                   "bucket_path": "p"},
         "max_concurrent_imports": 2, "batch_max_events": 10, "batch_max_megabytes": 2, "batch_max_age_seconds": 9,
-        "import_timeout_minutes": 3, "slot_wait_minutes": 4, "upload_retry_minutes": 5,
+        "import_timeout_minutes": 3, "slot_wait_minutes": 4, "upload_retry_minutes": 5, "status_polling": "by_id",
     }
     assert set(changed) | set(base) == {option.key for option in OPTIONS}
     default = parse_config(base)
@@ -70,6 +71,7 @@ def test_every_option_is_read_by_the_parser():
 
 
 def test_hidden_options_are_the_pipeline_ones():
+    """Hidden in the UI: the pipeline options, and the polling escape hatch for an account whose list misbehaves."""
     properties = printed_spec()["connectionSpecification"]["properties"]
-    assert {key for key, schema in properties.items() if schema.get("airbyte_hidden")} == {"api_url",
-                                                                                          "rejected_records_path"}
+    assert {key for key, schema in properties.items() if schema.get("airbyte_hidden")} == {
+        "api_url", "rejected_records_path", "status_polling"}

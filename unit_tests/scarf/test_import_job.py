@@ -28,7 +28,8 @@ from destination_scarf.errors import (
     UncertainImport,
 )
 from destination_scarf.scarf.client import EventImport
-from destination_scarf.scarf.import_job import Batch, ImportJob, JobSettings, Phase, PollPolicy
+from destination_scarf.scarf.import_job import Batch, ImportJob, JobSettings, Phase
+from destination_scarf.scarf.polling import PollPolicy
 from destination_scarf.scarf.retry import SlotWaitPolicy
 
 IDS = [f"0000000{n}-0000-4000-8000-000000000000" for n in range(1, 10)]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from destination_scarf.scarf.import_job import PollPolicy
+from destination_scarf.scarf.polling import PollPolicy
 from destination_scarf.scarf.retry import SlotWaitPolicy
 
 

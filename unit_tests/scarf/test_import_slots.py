@@ -13,8 +13,9 @@ import pytest
 
 from destination_scarf.config import Target
 from destination_scarf.scarf.client import EventImport
-from destination_scarf.scarf.import_job import Batch, JobSettings, Phase, PollPolicy
+from destination_scarf.scarf.import_job import Batch, JobSettings, Phase
 from destination_scarf.scarf.imports import ImportSlots, ImportsStopped
+from destination_scarf.scarf.polling import PollPolicy
 
 WAIT = 10.0  # a guard against a hang, never an assertion
 
@@ -59,6 +60,7 @@ def batch(tmp_path: Path, batch_id: int) -> Batch:
 def slots(scarf: GatedScarf, count: int) -> ImportSlots:
     settings = JobSettings(target=Target(kind="multi_artifact"), safe_to_resend=True, on_failed_events="fail",
                            import_timeout_seconds=60, slot_wait_seconds=60, upload_budget_seconds=60,
+                           status_polling="by_id",  # each import read on its own: these tests are about the slots
                            poll=PollPolicy(initial_seconds=0.001, age_fraction=0.1, max_seconds=0.01))
     return ImportSlots(client=scarf, settings=settings, slots=count, cancelled=threading.Event())  # type: ignore
 

@@ -1,0 +1,265 @@
+"""When to ask Scarf about its imports: one status poller for the whole sync, and each import's cadence.
+
+Scarf bills every API call, and an import takes minutes. So the sync does not poll each import by id
+on its own: one `StatusPoller` reads the account's imports list (`status=importing`, a page larger
+than the imports in flight), which answers for every import of the sync at once. An import is read by
+id only when it is due and the list no longer shows it importing: once, for its final counts (the job
+does that read, and only a read by id ever releases a state). When the list fails, or leaves out an
+import that a read by id then finds still importing (the list's paging and freshness are not
+documented), that import is read by id at the same cadence instead.
+
+The cadence (`Cadence`): before anything is known, looks back off geometrically from the upload; once
+this sync has seen imports end, its pace (events per second of one import) predicts when each import
+ends, and the import is looked at then; when the list reports an import's counts growing, its own
+pace predicts the end. Bounds on both sides: never more often than `floor_seconds`, never more than
+`cap_seconds` after the previous look, and past the predicted end, again after `late_fraction` of the
+predicted duration, so a slot that has come free or a state that has become safe waits little.
+
+`status_polling: by_id` (and a job without a poller, as in unit tests) keeps the previous policy
+(`PollPolicy`): each import read by id on its own, quick at first, then every `age_fraction` of its
+age, at most every `max_seconds`.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from destination_scarf.errors import ScarfError, SyncCancelled
+from destination_scarf.scarf.client import EventImport, ScarfClient
+
+logger = logging.getLogger("airbyte")
+
+#: How often a waiting job and the poller look for a cancel.
+_CANCEL_POLL_SECONDS = 0.2
+#: The list's page: larger than every import the account can have in flight (15), so one page holds them all.
+LIST_PAGE = 100
+#: How many of this sync's finished imports its pace is learned from (the most recent).
+_PACE_MEMORY = 8
+
+
+@dataclass(frozen=True, kw_only=True)
+class PollPolicy:
+    """The previous policy (`status_polling: by_id`): each import read by id, quick at first, then a fraction of
+    its age, up to a cap; brought forward when the import reports its counts growing."""
+
+    initial_seconds: float = 0.1
+    age_fraction: float = 0.08
+    max_seconds: float = 10.0
+
+    def interval(self, age_seconds: float, *, done_fraction: float | None = None) -> float:
+        interval = min(self.max_seconds, max(self.initial_seconds, age_seconds * self.age_fraction))
+        if done_fraction is not None and 0.0 < done_fraction < 1.0:
+            expected_rest = age_seconds * (1.0 - done_fraction) / done_fraction
+            interval = min(interval, max(self.initial_seconds, expected_rest))
+        return interval
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cadence:
+    """When to look at an import again, from what is known of Scarf's pace (see the module docstring)."""
+
+    first_seconds: float = 0.5
+    factor: float = 2.0
+    floor_seconds: float = 0.5
+    cap_seconds: float = 300.0
+    late_fraction: float = 0.05
+
+    def next_look(self, *, age: float, since_look: float, looks: int, predicted: float | None) -> float:
+        """Seconds from now until the next look at an import `age` seconds old, looked at `looks` times so far (the
+        last `since_look` seconds ago); `predicted` is its predicted duration, when a pace is known."""
+        if predicted is None:
+            wait = self.first_seconds * self.factor ** min(looks, 32) - since_look
+        elif age < predicted:
+            wait = predicted - age
+        else:
+            wait = predicted * self.late_fraction
+        return min(max(wait, self.floor_seconds), max(self.cap_seconds - since_look, self.floor_seconds))
+
+
+class Pace:
+    """Scarf's pace at importing, learned from this sync's finished imports: events per second of one import."""
+
+    def __init__(self) -> None:
+        self._rates: deque[float] = deque(maxlen=_PACE_MEMORY)
+
+    def learn(self, events: int, seconds: float) -> None:
+        if events > 0 and seconds > 0:
+            self._rates.append(events / seconds)
+
+    def duration(self, events: int) -> float | None:
+        """How long an import of `events` events is expected to take, or None while nothing is known."""
+        return events / statistics.median(self._rates) if self._rates else None
+
+
+@dataclass(eq=False)
+class Watch:
+    """One import the poller follows, for its job: `due` once the job should read it by id."""
+
+    import_id: str
+    events: int
+    created: float  # clock time the import was created (its upload answered)
+    next_look: float
+    looks: int = 0
+    last_look: float = 0.0
+    due: bool = False
+    #: The list left it out while a read by id found it importing: it is read by id on its cadence from now on.
+    unlisted: bool = False
+    progress: tuple[float, float] | None = field(default=None)  # (age, fraction done) from the last count seen
+
+    def predicted(self, pace: Pace) -> float | None:
+        """Its predicted duration: from its own counts growing when seen, else from the sync's pace."""
+        if self.progress is not None:
+            age, fraction = self.progress
+            if 0.0 < fraction < 1.0:
+                return age / fraction
+        return pace.duration(self.events)
+
+
+class StatusPoller:
+    """The one status poller of a sync (list mode): a thread that reads the imports list when any watched import is
+    due, and tells each job when to read its import by id. Jobs `watch`, `wait` and `report` what they read."""
+
+    def __init__(self, *, client: ScarfClient, cadence: Cadence, cancelled: threading.Event,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._client = client
+        self._cadence = cadence
+        self._cancelled = cancelled
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._watches: list[Watch] = []
+        self._pace = Pace()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="scarf-status-poller", daemon=True)
+        self._thread.start()
+
+    # ----- the jobs' side ------------------------------------------------------------------------
+
+    def watch(self, created: EventImport, *, events: int) -> Watch:
+        """Follow an import this sync has just created."""
+        now = self._clock()
+        watch = Watch(import_id=created.id, events=events, created=now, next_look=now)
+        watch.next_look = now + self._schedule(watch, now)
+        with self._cond:
+            self._watches.append(watch)
+            self._cond.notify_all()
+        return watch
+
+    def wait(self, watch: Watch, *, until: float) -> None:
+        """Block until the job should read its import by id (or until `until`); raises SyncCancelled on a cancel."""
+        with self._cond:
+            while not watch.due:
+                SyncCancelled.check(self._cancelled)
+                left = until - self._clock()
+                if left <= 0:
+                    return
+                self._cond.wait(min(left, _CANCEL_POLL_SECONDS))
+            watch.due = False
+
+    def report(self, watch: Watch, found: EventImport) -> None:
+        """What the job's read by id found. Final: the import is no longer followed, and its pace is learned (done
+        only). Still running: the list had left it out (or was stale), so it is read by id on its cadence."""
+        now = self._clock()
+        with self._cond:
+            if found.is_final:
+                if watch in self._watches:
+                    self._watches.remove(watch)
+                if found.outcome == "done":
+                    self._pace.learn(watch.events, now - watch.created)
+                return
+            watch.unlisted = True
+            self._seen(watch, found, now)
+            self._cond.notify_all()
+
+    def forget(self, watch: Watch) -> None:
+        with self._cond:
+            if watch in self._watches:
+                self._watches.remove(watch)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    # ----- the poller's side ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                due = self._wait_for_a_due_import()
+                if due is None:
+                    return
+                listed = [w for w in due if not w.unlisted]
+                for watch in due:
+                    if watch.unlisted:
+                        self._read_by_id(watch)
+            if listed:
+                self._look_at_the_list()
+
+    def _wait_for_a_due_import(self) -> list[Watch] | None:
+        """Under the lock: wait until a watched import is due (its next look has come), or stop; the due ones."""
+        while not self._stopped and not self._cancelled.is_set():
+            now = self._clock()
+            due = [w for w in self._watches if w.next_look <= now and not w.due]
+            if due:
+                return due
+            upcoming = [w.next_look for w in self._watches if not w.due]
+            self._cond.wait(min(min(upcoming) - now, _CANCEL_POLL_SECONDS) if upcoming else _CANCEL_POLL_SECONDS)
+        self._cond.notify_all()  # waiting jobs see the cancel at once
+        return None
+
+    def _look_at_the_list(self) -> None:
+        """One read of the imports list for every watched import; those it no longer shows importing are read by id."""
+        started = self._clock()
+        try:
+            listed = self._client.list_imports(statuses=["importing"], per_page=LIST_PAGE,
+                                               budget_seconds=self._cadence.cap_seconds, kind="status list")
+        except SyncCancelled:
+            return
+        except Exception as error:  # the poller must never die: the jobs would wait on it for nothing
+            logger.warning("Scarf's imports list could not be read (%s); the imports due are read one by one "
+                           "instead.", error.message if isinstance(error, ScarfError) else repr(error))
+            with self._cond:
+                for watch in self._watches:
+                    if watch.next_look <= started:
+                        self._read_by_id(watch)
+            return
+        importing = {item.id: item for item in listed}
+        whole = len(listed) < LIST_PAGE  # a full page may have been cut short: the missing are read by id
+        now = self._clock()
+        with self._cond:
+            for watch in self._watches:
+                if watch.due or watch.unlisted or watch.created > started:
+                    continue
+                item = importing.get(watch.import_id)
+                if item is not None:
+                    self._seen(watch, item, now)
+                elif whole or watch.next_look <= started:
+                    self._read_by_id(watch)
+
+    def _read_by_id(self, watch: Watch) -> None:
+        """Under the lock: tell the watch's job to read its import by id now."""
+        watch.due = True
+        watch.looks += 1
+        watch.last_look = self._clock()
+        watch.next_look = watch.last_look + self._schedule(watch, watch.last_look)
+        self._cond.notify_all()
+
+    def _seen(self, watch: Watch, found: EventImport, now: float) -> None:
+        """Under the lock: a look found the import still importing; its counts may say how far it is."""
+        age = now - watch.created
+        if found.events_total > 0:
+            counted = found.events_successfully_imported + found.events_failed_to_import
+            watch.progress = (age, counted / found.events_total)
+        watch.looks += 1
+        watch.last_look = now
+        watch.next_look = now + self._schedule(watch, now)
+
+    def _schedule(self, watch: Watch, now: float) -> float:
+        return self._cadence.next_look(age=now - watch.created, since_look=now - max(watch.last_look, watch.created),
+                                       looks=watch.looks, predicted=watch.predicted(self._pace))
