@@ -386,17 +386,17 @@ class Writer:
             logger.info("The sync is stopping: waiting for %d import(s) in flight to finish, so that their "
                         "states are saved.", imports.in_flight)
         while True:
+            for outcome in imports.take_finished():  # those that ended with the failure, too
+                self._import_ended(outcome)
             if self._failure is not None:
                 imports.stop()  # a failure: no queued batch may start any more
+            yield from self._release()
             if not imports.busy:
                 return
             if self._cancelled.is_set():
                 yield from self._cancel(None, imports)
                 return
             imports.wait(self._tuning.idle_tick_seconds)
-            for outcome in imports.take_finished():
-                self._import_ended(outcome)
-            yield from self._release()
             self._log.progress(records=self.records_read, imports=imports, checkpoints=self.checkpoints)
 
     def _cancel(self, error: BaseException | None, imports: ImportSlots) -> Iterator[StateMessage]:
