@@ -273,3 +273,8 @@ def test_sigterm_while_writing_the_dead_letter_store(emulator, tmp_path, s3_serv
     assert "while it was writing rejected records to s3://rejects-cancel/dlq/destination-scarf/" in message
     assert state_ids(connector.states()) == state_ids(part_a[-1:] + part_b[-1:])  # not C: its reject is not stored
     assert s3.list_objects_v2(Bucket="rejects-cancel").get("KeyCount") == 0
+    # On the way out, the write the cancel cut short still holds the store (no other write can start before it
+    # ends): the last tries to store the record say so at once, instead of each waiting out its time for nothing.
+    warnings = logs(connector, "WARN")
+    assert not [text for text in warnings if "did not finish" in text], warnings
+    assert len([text for text in warnings if "an earlier write is still waiting for" in text]) == 2, warnings
