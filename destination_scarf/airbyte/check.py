@@ -81,7 +81,8 @@ def preflight(client: ScarfClient, config: ScarfConfig, *, cancelled: threading.
     store = config.dead_letter
     if store is not None:
         bounded(lambda: probe(store), doing=f"checking the rejected-records store {store.describe()}",
-                seconds=PREFLIGHT_STORE_SECONDS, cancelled=cancelled)
+                seconds=PREFLIGHT_STORE_SECONDS, cancelled=cancelled,
+                undone="no input was read yet, so the next sync starts from the last saved state")
 
 
 def verify_access(client: ScarfClient, *, budget_seconds: float = 60.0) -> None:

@@ -15,7 +15,7 @@ failed event as it was sent.
   states before `first_unstored_line` need not wait for it), and a failed write fails the sync: a
   rejected record is never dropped in silence. Every write is bounded (`store.bounded`): it wakes on a
   cancel, says in the log that it waits, and on the way out of a failed or cancelled sync gets only
-  a few seconds.
+  a few seconds; while a write given up on still runs (it holds the store), no other is waited for.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import orjson
 
 from destination_scarf.dead_letter.settings import S3Settings, new_sync_id
 from destination_scarf.dead_letter.store import S3DeadLetterStore, bounded
-from destination_scarf.errors import ScarfConfigError, ScarfError
+from destination_scarf.errors import ScarfConfigError, ScarfError, ScarfTransientError
 
 logger = logging.getLogger("airbyte")
 
@@ -86,6 +86,9 @@ class RejectLog:
         #: The input line of the first entry that is not in the store yet (None: all are): states before it
         #: cover no entry that could still be lost.
         self.first_unstored_line: int | None = None
+        #: Set once a store call that `bounded` stopped waiting for (a cancel, or its time ran out) has ended. Until
+        #: then it holds the store's lock, so no other write can start: none is waited for meanwhile.
+        self._abandoned: threading.Event | None = None
 
     @property
     def keeps_entries(self) -> bool:
@@ -184,10 +187,31 @@ class RejectLog:
     def _store_call(self, call: Callable[[], None], *, stopping: bool) -> None:
         assert self._store is not None
         doing = f"writing rejected records to {self._store.location}"
-        if stopping:
-            bounded(call, doing=doing, seconds=STORE_WRITE_SECONDS_STOPPING)
-        else:
-            bounded(call, doing=doing, seconds=self._store_write_seconds, cancelled=self._cancelled)
+        if self._abandoned is not None and not self._abandoned.is_set():
+            # Waiting would be for nothing: this write could only start once the earlier one ends, which botocore's
+            # own timeouts allow to take minutes. (A cancelled sync would wait out STORE_WRITE_SECONDS_STOPPING for
+            # each of its last writes, on top of the cancel's own few seconds.)
+            raise ScarfTransientError(
+                f"The rejected-records store could not finish {doing}: an earlier write is still waiting for "
+                "the S3 endpoint, which accepts connections but does not answer. Check object_storage_config "
+                "(s3_endpoint, region) and the network, then re-run the sync (it resumes from the last saved state).")
+        ended = threading.Event()
+
+        def tracked() -> None:
+            try:
+                call()
+            finally:
+                ended.set()
+
+        try:
+            if stopping:
+                bounded(tracked, doing=doing, seconds=STORE_WRITE_SECONDS_STOPPING)
+            else:
+                bounded(tracked, doing=doing, seconds=self._store_write_seconds, cancelled=self._cancelled)
+        except BaseException:
+            if not ended.is_set():  # given up on while it runs (a cancel, or its time ran out)
+                self._abandoned = ended
+            raise
 
     def close(self, *, ok: bool = True) -> None:
         """Close the file and the store. After a failed sync a store that cannot be written is logged, so that

@@ -31,10 +31,16 @@ _POLL_SECONDS = 0.1
 LOG_EVERY_SECONDS = 10.0
 
 
+#: What a cancel leaves undone when it cuts a write short (the cancel's message says it).
+UNWRITTEN_ON_CANCEL = ("the rejected records not written are sent again by the next sync, which resumes from the "
+                       "last saved state")
+
+
 def bounded(call: Callable[[], T], *, doing: str, seconds: float, cancelled: threading.Event | None = None,
-            clock: Callable[[], float] = time.monotonic) -> T:
+            clock: Callable[[], float] = time.monotonic, undone: str = UNWRITTEN_ON_CANCEL) -> T:
     """`call()` (an S3 call, with botocore's own timeouts and retries), waited for at most `seconds`, and not at all
-    once `cancelled` is set; a log line every LOG_EVERY_SECONDS while it waits.
+    once `cancelled` is set; a log line every LOG_EVERY_SECONDS while it waits. `undone` is what a cancel leaves
+    undone, for its message.
 
     botocore's bounds are per attempt (a connect and a read timeout, five attempts): against a store that accepts
     and never answers they add up to minutes, and nothing in botocore wakes on a cancel. So the call runs on a
@@ -58,8 +64,7 @@ def bounded(call: Callable[[], T], *, doing: str, seconds: float, cancelled: thr
     while not done.wait(_POLL_SECONDS):
         now = clock()
         if cancelled is not None and cancelled.is_set():
-            raise SyncCancelled(f"The sync was cancelled while it was {doing}; the rejected records not written "
-                                "are sent again by the next sync, which resumes from the last saved state.")
+            raise SyncCancelled(f"The sync was cancelled while it was {doing}; {undone}.")
         if now - started >= seconds:
             raise ScarfTransientError(
                 f"The rejected-records store did not finish {doing} within {seconds:g} s: the S3 endpoint accepts "

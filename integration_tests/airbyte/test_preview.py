@@ -355,3 +355,30 @@ def test_the_previewed_events_are_the_ones_write_sends(emulator, tmp_path, sync_
     by_id = {event["$unique_id"]: event for event in stored}
     assert len(by_id) == len({e["$unique_id"] for e in previewed})  # ids that repeat replace each other in both
     assert {e["$unique_id"]: e for e in previewed} == by_id
+
+
+# --- characters a terminal acts on -----------------------------------------------------------------------------
+
+#: A CSI (U+009B, which a terminal takes for ESC [), DEL and a right-to-left override.
+TERMINAL_CONTROLS = {"\u009b": b"\\u009b", "\u007f": b"\\u007f", "\u202e": b"\\u202e"}
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_values_with_c1_controls_del_and_direction_overrides_are_escaped(emulator, tmp_path, as_json):
+    tricky = "a\u009b2Jb\u007fc\u202ed"
+    agent = "pip\u009b31m/24"
+    key = "note\u009bx"
+    messages = [record("downloads", download(1, user_agent=agent, **{key: tricky}))]
+    result = preview(emulator, tmp_path, messages, *(["--json"] if as_json else []))
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout
+    for raw, escaped in TERMINAL_CONTROLS.items():
+        assert raw.encode() not in out  # never the character itself, whatever its encoding
+        assert escaped in out
+    if as_json:
+        [entry, _summary] = messages_of(out)
+        assert entry["event"][key] == tricky and entry["event"]["$user_agent"] == agent  # the same JSON values
+    else:
+        [shown, _summary] = parse_text(out.decode())
+        assert shown["event"]["$user_agent"] == agent
+        assert shown["event"][json.dumps(key)] == tricky  # a name with a control is shown as JSON text too

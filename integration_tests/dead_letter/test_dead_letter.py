@@ -34,11 +34,13 @@ from destination_scarf.dead_letter import (
     S3DeadLetterStore,
     S3Settings,
     S3Timeouts,
+    bounded,
     new_sync_id,
     parse_object_storage,
     probe,
 )
-from destination_scarf.errors import ScarfConfigError, ScarfError, ScarfTransientError
+from destination_scarf.dead_letter.store import LOG_EVERY_SECONDS
+from destination_scarf.errors import ScarfConfigError, ScarfError, ScarfTransientError, SyncCancelled
 from support import ROOT, run_with_hang_guard, wait_for
 
 KEY_ID = "AKIAFAKEKEYID0123456"
@@ -641,6 +643,53 @@ def test_a_store_that_cannot_be_written_fails_the_sync_and_no_state_leaves(emula
     assert_no_credentials(caught.value)
 
 
+def test_a_store_that_cannot_be_written_keeps_the_states_before_the_rejected_record(emulator, server_url):
+    from support import catalog, download, lines, make_config, make_writer, now_iso, record, stream_state
+
+    # States 1-3 each close a batch of good records; the only rejected record comes after them, before state 4.
+    messages: list = []
+    for n in range(15):
+        messages.append(record("downloads", download(n)))
+        if (n + 1) % 5 == 0:
+            messages.append(stream_state("downloads", n + 1))
+    messages.append(record("downloads", download(99, time=now_iso(-9 * 86400))))  # too old: refused, kept aside
+    messages += [record("downloads", download(n)) for n in range(15, 20)] + [stream_state("downloads", 20)]
+    config = make_config(emulator, batch_max_events=5, on_invalid_record="skip",
+                         object_storage_config=_storage_config(server_url, "missing-progress-bucket"))
+    states: list = []
+    with pytest.raises(ScarfConfigError) as caught:
+        for state in make_writer(emulator, config, catalog("downloads")).write(lines(messages)):
+            states.append(state)
+    # The states that cover no unstored record left first; the one after it stays back, and the sync fails.
+    assert [s["state"]["stream"]["stream_state"]["cursor"] for s in states] == [5, 10, 15]
+    assert "the bucket missing-progress-bucket does not exist" in caught.value.message
+    assert_no_credentials(caught.value)
+
+
+def test_write_with_a_missing_bucket_fails_in_its_pre_flight_before_reading_input(emulator, server_url, tmp_path):
+    from support import catalog, make_config
+    from sync_helpers import Connector
+
+    config = make_config(emulator, on_invalid_record="skip",
+                         object_storage_config=_storage_config(server_url, "missing-preflight-bucket"))
+    # stdin stays open and nothing is sent: a sync that went on to read its input would wait for it for good.
+    connector = Connector(tmp_path, config, catalog("downloads"))
+    try:
+        code = connector.finish(timeout=60)  # a hang guard only
+    finally:
+        connector.kill()
+    assert code == 1
+    last = connector.messages[-1]
+    assert last["type"] == "TRACE", connector.messages[-3:]
+    error = last["trace"]["error"]
+    assert error["failure_type"] == "config_error"
+    assert "the bucket missing-preflight-bucket does not exist" in error["message"]
+    assert "object_storage_config.s3_bucket_name" in error["message"]
+    assert KEY_ID not in str(connector.messages) and SECRET not in str(connector.messages)
+    assert connector.states() == []
+    assert [r.category for r in emulator.requests] == ["import-get"]  # the token check only: no import created
+
+
 def test_check_probes_the_store(emulator, server_url, bucket):
     from airbyte_cdk.models import Status
 
@@ -653,3 +702,66 @@ def test_check_probes_the_store(emulator, server_url, bucket):
                     logger=logging.getLogger("test"))
     assert good.status == Status.SUCCEEDED, good.message
     assert bad.status == Status.FAILED and "missing-bucket-x" in bad.message
+
+
+# --- bounded: every store call waited for at most its time, and not at all once the sync is cancelled ---------------
+
+
+def test_bounded_leaves_a_call_that_never_returns_once_a_cancel_comes():
+    started, release = threading.Event(), threading.Event()
+    cancelled = threading.Event()
+
+    def never_returns() -> None:
+        started.set()
+        release.wait()  # only the test's clean-up lets it go
+
+    def cancel_once_it_runs() -> None:
+        started.wait()
+        cancelled.set()  # as the signal watcher would, from a thread of its own
+
+    helper = threading.Thread(target=cancel_once_it_runs, daemon=True)
+    helper.start()
+    try:
+        with pytest.raises(SyncCancelled) as raised:
+            # No deadline to end it (a billion seconds): only the cancel can.
+            run_with_hang_guard(lambda: bounded(never_returns, doing="writing rejected records to s3://b/k/",
+                                                seconds=1e9, cancelled=cancelled), "a store call on a cancel")
+        assert "cancelled while it was writing rejected records to s3://b/k/" in raised.value.message
+        assert not release.is_set()  # the call was left behind, still running on its own thread
+    finally:
+        release.set()
+        helper.join(5)
+
+
+def test_bounded_ends_a_call_that_never_returns_at_its_deadline_and_logs_while_it_waits(caplog):
+    caplog.set_level(logging.INFO, logger="airbyte")
+    release = threading.Event()
+    ticks = iter(range(0, 10_000, 5))  # an injected clock: 5 s further at every look
+
+    try:
+        with pytest.raises(ScarfTransientError) as raised:
+            run_with_hang_guard(lambda: bounded(release.wait, doing="writing rejected records to s3://b/k/",
+                                                seconds=35, cancelled=threading.Event(),
+                                                clock=lambda: float(next(ticks))), "a store call past its deadline")
+    finally:
+        release.set()
+    assert not isinstance(raised.value, SyncCancelled)
+    assert "did not finish writing rejected records to s3://b/k/ within 35 s" in raised.value.message
+    assert "object_storage_config" in raised.value.message
+    # One line every LOG_EVERY_SECONDS of the injected clock while it waited: at 10, 20 and 30 s.
+    waiting = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Still writing rejected records")]
+    assert waiting == [f"Still writing rejected records to s3://b/k/ (for {n} s so far, at most 35 s)"
+                       for n in (10, 20, 30)]
+    assert LOG_EVERY_SECONDS == 10
+
+
+def test_bounded_returns_what_the_call_returns_and_raises_what_it_raises():
+    assert bounded(lambda: "key", doing="probing", seconds=5) == "key"
+    failure = ScarfConfigError("the bucket does not exist")
+
+    def fails() -> None:
+        raise failure
+
+    with pytest.raises(ScarfConfigError) as raised:
+        bounded(fails, doing="probing", seconds=5)
+    assert raised.value is failure

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -180,6 +182,91 @@ def test_a_running_syncs_spool_folder_is_never_removed(tmp_path):
     live.close()
     assert not live.path.exists()
 
+
+
+def _locked_by_someone(folder) -> bool:
+    """Whether another holder has the folder's lock (an exclusive lock cannot be taken from a new descriptor)."""
+    import errno
+    import fcntl
+
+    fd = os.open(folder / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        assert error.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_a_new_spool_folder_without_its_lock_is_removed_once_a_minute_old(tmp_path):
+    # What a sync killed between making its folder and locking it leaves: an empty, unlocked, new-named folder.
+    from destination_scarf.sync.batches import remove_stale
+
+    left = tmp_path / ".destination-scarf-new-k1ll3d"
+    left.mkdir()
+    old_style = tmp_path / "destination-scarf-0.1.0-style"  # unlocked too, but a folder of 0.1.0: kept for a day
+    old_style.mkdir()
+    changed = 1_900_000_000.0
+    for folder in (left, old_style):
+        os.utime(folder, (changed, changed))
+
+    assert remove_stale(str(tmp_path), now=changed + 59) == []  # it may be a sync starting this very moment
+    assert left.exists()
+    assert remove_stale(str(tmp_path), now=changed + 61) == [left]
+    assert not left.exists() and old_style.exists()
+
+
+def test_a_locked_folder_is_never_removed_however_old(tmp_path):
+    import fcntl
+
+    from destination_scarf.sync.batches import Spool, remove_stale
+
+    live = Spool(root=str(tmp_path), gzip_level=2, stream_labels=[])
+    starting = tmp_path / ".destination-scarf-new-st4rt"  # a sync between locking its new folder and naming it
+    starting.mkdir()
+    lock_fd = os.open(starting / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        for folder in (live.path, starting):
+            os.utime(folder, (0, 0))
+            os.utime(folder / ".lock", (0, 0))
+        assert remove_stale(str(tmp_path), now=time.time() + 365 * 86400) == []
+        assert live.path.exists() and starting.exists()
+    finally:
+        os.close(lock_fd)
+        live.close()
+    assert not live.path.exists()
+    assert remove_stale(str(tmp_path)) == [starting]  # its lock was dropped: its sync is gone
+
+
+def test_a_spool_folder_is_locked_before_it_gets_its_name(tmp_path, monkeypatch):
+    from destination_scarf.sync.batches import PREFIX, Spool, remove_stale
+
+    rename = os.rename
+    renamed: list[tuple[str, str]] = []
+
+    def checked_rename(source, target):
+        source, target = Path(source), Path(target)
+        if target.name.startswith(PREFIX):
+            # The instant a cleaner could first judge it under its final name: it is locked already, and a
+            # cleaner running right then (with a clock a year ahead) keeps it.
+            assert source.name.startswith(".destination-scarf-new-") and not target.exists()
+            assert _locked_by_someone(source)
+            assert remove_stale(str(tmp_path), now=time.time() + 365 * 86400) == []
+            renamed.append((source.name, target.name))
+        return rename(source, target)
+
+    monkeypatch.setattr(os, "rename", checked_rename)
+    spool = Spool(root=str(tmp_path), gzip_level=2, stream_labels=[])
+    try:
+        assert renamed and renamed[-1][1] == spool.path.name
+        assert spool.path.name.startswith(PREFIX) and _locked_by_someone(spool.path)
+        assert [p.name for p in tmp_path.iterdir()] == [spool.path.name]  # nothing left under the new name
+    finally:
+        spool.close()
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("case", ["wrong-token", "wrong-owner"])
