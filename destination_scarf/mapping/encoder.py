@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from destination_scarf.mapping.artifacts import ArtifactNames, NameResolver, is_uuid, shown
 from destination_scarf.mapping.rules import (
     ARTIFACT_FIELDS,
     STRING_FIELDS,
@@ -73,6 +74,9 @@ class _ShapePlan:
     extras: bool  # whether fields from dotted paths, constants or $headers may be added
     unique_source: bool  # likewise for a mapped $unique_id source
     key_id: bool  # whether the id may come from a mapped field or the primary key (else: from the content)
+    #: (field, known, resolve) for each artifact field this shape may fill, when names are resolved: a value in
+    #: `known` (a dict: name or UUID -> id) costs one lookup, any other goes to `resolve` (NameResolver.resolve).
+    resolve: tuple[tuple[str, dict[str, str], Callable[[str], str]], ...]
 
 
 _R_TIME_MISSING = "missing (map a source field to $time, or name a field `time`)"
@@ -90,8 +94,13 @@ def compile_mapper(
     namespace: str | None,
     primary_key: list[list[str]] | None,
     now: Callable[[], _dt.datetime],
+    names: ArtifactNames | None = None,
 ) -> EventMapper:
     """Compile the mapping for one stream. Raises ValueError if `validate_rules(config)` finds problems.
+
+    `names`: the owner's packages and tracking pixels, read by the sync; with a multi-artifact target, values of
+    $package and $tracking_pixel that are names are then sent as the ids they name, and an unknown or ambiguous
+    name makes the record invalid (artifacts.py). Without it (or with a single target) values are sent as given.
 
     `now` must return an aware datetime; it is called once per record when a time window is set, so the window is
     measured against the time of mapping (the import itself is triggered a little later: keep the window a bit
@@ -103,7 +112,8 @@ def compile_mapper(
     if config.time_window is not None and now().tzinfo is None:
         # Caught here rather than as a TypeError on the first record.
         raise ValueError("now() must return an aware datetime")
-    return EventMapper(config=config, stream=stream, namespace=namespace, primary_key=primary_key, now=now)
+    return EventMapper(config=config, stream=stream, namespace=namespace, primary_key=primary_key, now=now,
+                       names=names)
 
 
 def _window_text(window: _dt.timedelta) -> str:
@@ -134,6 +144,7 @@ class EventMapper:
         namespace: str | None,
         primary_key: list[list[str]] | None,
         now: Callable[[], _dt.datetime],
+        names: ArtifactNames | None = None,
     ) -> None:
         self.stream = stream
         self.namespace = namespace
@@ -151,7 +162,17 @@ class EventMapper:
         sources = {field: source_for(field, rules.get(field)) for field in SCARF_FIELDS}
         self.sources = {field: source.describe() for field, source in sources.items()}
         self._field_sources = sources
-        self._compile_fields(sources, single_target=config.target_type != "multi_artifact")
+        single_target = config.target_type != "multi_artifact"
+        self._compile_fields(sources, single_target=single_target)
+        #: The artifact fields whose names are resolved to ids (none with a single target, or without names).
+        self.names = None if single_target else names
+        self._resolvers: tuple[tuple[str, NameResolver], ...] = () if self.names is None else tuple(
+            (field, self.names.resolver(field)) for field in ARTIFACT_FIELDS)
+        if self.names is not None:
+            for field in ARTIFACT_FIELDS:
+                self.sources[field] += " (a name is sent as the id it stands for)"
+        self._always_artifacts = frozenset(f for f in ARTIFACT_FIELDS if f in self._constants or
+                                           any(f == pathed for pathed, _, _ in self._pathed))
         self.variables = CustomVariables(
             mode=config.custom_variables, listed=config.custom_variable_fields,
             consumed=(key for source in sources.values() for key in source.consumed))
@@ -270,6 +291,11 @@ class EventMapper:
                     event[field] = value
         if plan.extras:
             self._put_extras(data, event, plan)
+        for field, known, resolve in plan.resolve:  # names to ids: one dict lookup for a value seen before
+            value = event.get(field)
+            if value is not None:
+                found = known.get(value)
+                event[field] = found if found is not None else resolve(value)
         if self._need_artifact and "$package" not in event and "$tracking_pixel" not in event:
             raise InvalidRecord("$package", _R_NO_ARTIFACT)
         if plan.variables:
@@ -344,6 +370,8 @@ class EventMapper:
             extras=headers or bool(self._pathed or self._constants or self._headers_constant is not None),
             unique_source=unique_source,
             key_id=unique_source or bool(self.ids.pk_paths),
+            resolve=tuple((field, resolver.known, resolver.resolve) for field, resolver in self._resolvers
+                          if field in self._always_artifacts or any(f == field for f, _ in fields)),
         )
         if len(self._plans) >= SHAPE_CACHE_LIMIT:
             self._plans.clear()
@@ -395,8 +423,19 @@ class EventMapper:
             if field in event:
                 supplier = source.supplier(data)
                 assert supplier is not None, f"{field} has a value but no source"
-                found[field] = supplier
+                found[field] = supplier + self._name_note(field, source, data, event[field])
         return found
+
+    def _name_note(self, field: str, source: Source, data: dict, sent: Any) -> str:
+        """" (name 'right-pad')" when the value sent is the id a name in the record (or constant) resolved to."""
+        if self.names is None or field not in ARTIFACT_FIELDS:
+            return ""
+        given = source.reader()(data)
+        if given is not None and type(given) is not str:
+            given = field_text(field, given)
+        if given is None or given == sent or is_uuid(given):
+            return ""
+        return f" (name {shown(given)})"
 
     def _unique_id_material(self, data: dict, plan: _ShapePlan) -> str:
         material = self.ids.material(data, may_have_mapped=plan.unique_source)
