@@ -74,8 +74,11 @@ class _ShapePlan:
     extras: bool  # whether fields from dotted paths, constants or $headers may be added
     unique_source: bool  # likewise for a mapped $unique_id source
     key_id: bool  # whether the id may come from a mapped field or the primary key (else: from the content)
-    #: (field, known, resolve) for each artifact field this shape may fill, when names are resolved: a value in
-    #: `known` (a dict: name or UUID -> id) costs one lookup, any other goes to `resolve` (NameResolver.resolve).
+    #: When names are resolved: (field, key, known, resolve) for an artifact field with one candidate key in this
+    #: shape (instead of `fields`): a value in `known` (a dict: name or UUID -> id) costs one lookup, any other
+    #: goes to `resolve` (NameResolver.resolve). And (field, known, resolve) for an artifact field filled some
+    #: other way (several candidate keys, a dotted path, a constant that names nothing), resolved in the event.
+    named: tuple[tuple[str, str, dict[str, str], Callable[[str], str]], ...]
     resolve: tuple[tuple[str, dict[str, str], Callable[[str], str]], ...]
 
 
@@ -168,11 +171,21 @@ class EventMapper:
         self.names = None if single_target else names
         self._resolvers: tuple[tuple[str, NameResolver], ...] = () if self.names is None else tuple(
             (field, self.names.resolver(field)) for field in ARTIFACT_FIELDS)
+        unresolved: set[str] = set()
         if self.names is not None:
             for field in ARTIFACT_FIELDS:
                 self.sources[field] += " (a name is sent as the id it stands for)"
-        self._always_artifacts = frozenset(f for f in ARTIFACT_FIELDS if f in self._constants or
-                                           any(f == pathed for pathed, _, _ in self._pathed))
+                constant = self._constants.get(field)
+                if constant is None:
+                    continue
+                if self.names.problem(field, constant) is None:
+                    self._constants[field] = self.names.resolve(field, constant)  # once: records pay nothing
+                else:
+                    unresolved.add(field)  # each record gets the refusal
+            unresolved.update(f for f, _, _ in self._pathed if f in ARTIFACT_FIELDS)
+        #: Artifact fields resolved in the event whatever the record's shape: from a dotted path, or a constant
+        #: that names nothing.
+        self._always_artifacts = frozenset(unresolved)
         self.variables = CustomVariables(
             mode=config.custom_variables, listed=config.custom_variable_fields,
             consumed=(key for source in sources.values() for key in source.consumed))
@@ -282,6 +295,14 @@ class EventMapper:
                     value = field_text(field, value)
                 if value:
                     event[field] = value
+        for field, key, known, resolve in plan.named:  # names to ids: one dict lookup for a value seen before
+            value = data[key]
+            if value is not None:
+                if type(value) is not str:
+                    value = field_text(field, value)
+                if value:
+                    found = known.get(value)
+                    event[field] = found if found is not None else resolve(value)
         for field, keys in plan.first_of:
             value = next((data[key] for key in keys if data[key] is not None), None)
             if value is not None:
@@ -291,7 +312,7 @@ class EventMapper:
                     event[field] = value
         if plan.extras:
             self._put_extras(data, event, plan)
-        for field, known, resolve in plan.resolve:  # names to ids: one dict lookup for a value seen before
+        for field, known, resolve in plan.resolve:  # names to ids, for fields filled otherwise (see _ShapePlan)
             value = event.get(field)
             if value is not None:
                 found = known.get(value)
@@ -356,13 +377,16 @@ class EventMapper:
     def _plan_for(self, shape: tuple[Any, ...]) -> _ShapePlan:
         """Work out, once per record shape (its key names, in order), which keys feed which field."""
         present = set(shape)
+        resolvers = dict(self._resolvers)
         fields = [(field, found) for field, keys in self._keyed if (found := tuple(k for k in keys if k in present))]
         custom = self.variables.keys_of(shape)
         unique_source = self._unique_keys is None or any(k in present for k in self._unique_keys)
         headers = self._headers_keys is None or any(k in present for k in self._headers_keys)
         plan = _ShapePlan(
             time=None if self._time_keys is None else tuple(k for k in self._time_keys if k in present),
-            fields=tuple((field, keys[0]) for field, keys in fields if len(keys) == 1),
+            fields=tuple((field, keys[0]) for field, keys in fields if len(keys) == 1 and field not in resolvers),
+            named=tuple((field, keys[0], resolvers[field].known, resolvers[field].resolve)
+                        for field, keys in fields if len(keys) == 1 and field in resolvers),
             first_of=tuple((field, keys) for field, keys in fields if len(keys) > 1),
             custom=custom,
             variables=bool(custom) or self.variables.mode == "listed",
@@ -371,7 +395,7 @@ class EventMapper:
             unique_source=unique_source,
             key_id=unique_source or bool(self.ids.pk_paths),
             resolve=tuple((field, resolver.known, resolver.resolve) for field, resolver in self._resolvers
-                          if field in self._always_artifacts or any(f == field for f, _ in fields)),
+                          if field in self._always_artifacts or any(f == field and len(k) > 1 for f, k in fields)),
         )
         if len(self._plans) >= SHAPE_CACHE_LIMIT:
             self._plans.clear()

@@ -214,7 +214,8 @@ def test_a_value_seen_once_costs_one_lookup_after():
     m.encode({"time": RECENT, "package": "npm:right-pad"})
     assert table.resolver("$package").known["npm:right-pad"] == NPM_RIGHT_PAD
     [plan] = m._plans.values()  # one record shape
-    assert [field for field, _, _ in plan.resolve] == ["$package"]  # only the artifact fields this shape has
+    assert [field for field, _, _, _ in plan.named] == ["$package"]  # only the artifact fields this shape has
+    assert plan.resolve == () and "$package" not in dict(plan.fields)  # looked up as it is read, and only then
 
 
 def test_without_names_or_with_a_single_target_nothing_is_resolved():
@@ -222,7 +223,21 @@ def test_without_names_or_with_a_single_target_nothing_is_resolved():
     assert event(plain.encode({"time": RECENT, "package": "left-pad"}))["$package"] == "left-pad"
     single = mapper(target_type="package")
     assert "$package" not in event(single.encode({"time": RECENT, "package": "right-pad"}))
-    assert all(plan.resolve == () for plan in [*plain._plans.values(), *single._plans.values()])
+    assert all(plan.resolve == plan.named == () for plan in [*plain._plans.values(), *single._plans.values()])
+
+
+def test_a_constant_name_is_resolved_once_and_a_path_or_several_keys_in_the_event():
+    m = mapper(FieldRule(scarf_field="$tracking_pixel", constant="docs"),
+               FieldRule(scarf_field="$package", source_field="a.b"))
+    assert m._constants["$tracking_pixel"] == DOCS_PIXEL
+    m.encode({"time": RECENT, "a": {"b": "left-pad"}})
+    [plan] = m._plans.values()
+    assert [field for field, _, _ in plan.resolve] == ["$package"]
+    both = mapper()
+    sent = event(both.encode({"time": RECENT, "$package": None, "package": "left-pad"}))  # the first non-null
+    assert sent["$package"] == LEFT_PAD
+    [plan] = both._plans.values()
+    assert [field for field, _, _ in plan.resolve] == ["$package"] and plan.named == ()
 
 
 def test_sources_for_shows_the_name_an_id_came_from():
