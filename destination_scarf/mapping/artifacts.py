@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -187,12 +187,26 @@ def _type_order(artifact: Artifact) -> str:
     return artifact.type or ""
 
 
+class Known(dict[str, str]):
+    """The hot path's table (value -> id): `known[value]` is one dict lookup for a value seen before, and calls
+    the resolver's slow path for any other (which remembers it, or raises InvalidRecord)."""
+
+    __slots__ = ("_resolve",)
+
+    def __init__(self, names: dict[str, str], resolve: Callable[[str], str]) -> None:
+        super().__init__(names)
+        self._resolve = resolve
+
+    def __missing__(self, value: str) -> str:
+        return self._resolve(value)
+
+
 class NameResolver:
     """Turns one field's values into ids, for the mappers of one sync (every stream shares it).
 
-    `known` is the hot path's table: a dict lookup answers every value seen before. `resolve` is the slow
-    path for a value `known` lacks: it remembers what resolves, and raises InvalidRecord for what does not
-    (remembering the reason, so a repeated bad name costs no new search).
+    `known` is the hot path's table: `known[value]` answers every value seen before with one dict lookup, and
+    any other through `resolve`, the slow path: it remembers what resolves, and raises InvalidRecord for what
+    does not (remembering the reason, so a repeated bad name costs no new search).
     """
 
     def __init__(self, field: ArtifactField, catalogue: _Catalogue, other: _Catalogue, other_field: str) -> None:
@@ -202,7 +216,7 @@ class NameResolver:
         self._other_field = other_field
         self._names = dict(catalogue.unique)
         #: value -> id: every unique name, and values resolved since (UUIDs, qualified names), bounded.
-        self.known: dict[str, str] = dict(self._names)
+        self.known = Known(self._names, self.resolve)
         self._refused: dict[str, str] = {}
 
     def resolve(self, value: str) -> str:
@@ -258,9 +272,7 @@ class ArtifactNames:
 
     def resolve(self, field: str, value: str) -> str:
         """The id `value` names in `field` ($package or $tracking_pixel), or raise InvalidRecord."""
-        resolver = self._resolvers[field]
-        found = resolver.known.get(value)
-        return found if found is not None else resolver.resolve(value)
+        return self._resolvers[field].known[value]
 
     def problem(self, field: str, value: str) -> str | None:
         """None when `value` names one artifact of `field` (or is a UUID), else why not."""

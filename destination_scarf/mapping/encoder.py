@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from destination_scarf.mapping.artifacts import ArtifactNames, NameResolver, is_uuid, shown
+from destination_scarf.mapping.artifacts import ArtifactNames, Known, NameResolver, is_uuid, shown
 from destination_scarf.mapping.rules import (
     ARTIFACT_FIELDS,
     STRING_FIELDS,
@@ -74,12 +74,13 @@ class _ShapePlan:
     extras: bool  # whether fields from dotted paths, constants or $headers may be added
     unique_source: bool  # likewise for a mapped $unique_id source
     key_id: bool  # whether the id may come from a mapped field or the primary key (else: from the content)
-    #: When names are resolved: (field, key, known, resolve) for an artifact field with one candidate key in this
-    #: shape (instead of `fields`): a value in `known` (a dict: name or UUID -> id) costs one lookup, any other
-    #: goes to `resolve` (NameResolver.resolve). And (field, known, resolve) for an artifact field filled some
-    #: other way (several candidate keys, a dotted path, a constant that names nothing), resolved in the event.
-    named: tuple[tuple[str, str, dict[str, str], Callable[[str], str]], ...]
-    resolve: tuple[tuple[str, dict[str, str], Callable[[str], str]], ...]
+    #: When names are resolved: (field, key, known) for an artifact field with one candidate key in this shape
+    #: (instead of `fields`): `known[value]` (artifacts.Known: name or UUID -> id) is one dict lookup for a value
+    #: seen before, and resolves any other (or raises InvalidRecord). And (field, known) for an artifact field
+    #: filled some other way (several candidate keys, a dotted path, a constant that names nothing), resolved in
+    #: the event by `_put_extras` (so `extras` is set).
+    named: tuple[tuple[str, str, Known], ...]
+    resolve: tuple[tuple[str, Known], ...]
 
 
 _R_TIME_MISSING = "missing (map a source field to $time, or name a field `time`)"
@@ -295,14 +296,13 @@ class EventMapper:
                     value = field_text(field, value)
                 if value:
                     event[field] = value
-        for field, key, known, resolve in plan.named:  # names to ids: one dict lookup for a value seen before
+        for field, key, known in plan.named:  # names to ids: one dict lookup for a value seen before
             value = data[key]
             if value is not None:
                 if type(value) is not str:
                     value = field_text(field, value)
                 if value:
-                    found = known.get(value)
-                    event[field] = found if found is not None else resolve(value)
+                    event[field] = known[value]  # a value not seen before: resolved, or InvalidRecord (Known)
         for field, keys in plan.first_of:
             value = next((data[key] for key in keys if data[key] is not None), None)
             if value is not None:
@@ -312,11 +312,6 @@ class EventMapper:
                     event[field] = value
         if plan.extras:
             self._put_extras(data, event, plan)
-        for field, known, resolve in plan.resolve:  # names to ids, for fields filled otherwise (see _ShapePlan)
-            value = event.get(field)
-            if value is not None:
-                found = known.get(value)
-                event[field] = found if found is not None else resolve(value)
         if self._need_artifact and "$package" not in event and "$tracking_pixel" not in event:
             raise InvalidRecord("$package", _R_NO_ARTIFACT)
         if plan.variables:
@@ -324,7 +319,8 @@ class EventMapper:
         return event, plan
 
     def _put_extras(self, data: Mapping[str, Any], event: dict[str, Any], plan: _ShapePlan) -> None:
-        """Fields from dotted paths, constants, and $headers."""
+        """Fields from dotted paths, constants, and $headers; then names resolved in artifact fields filled other
+        than from one key (a path, several candidate keys, a constant that names nothing)."""
         for field, dotted, path in self._pathed:
             value = read_path(data, dotted, path)
             if value is not None:
@@ -341,6 +337,10 @@ class EventMapper:
             headers = [] if value is None else headers_from_value(value)
             if headers:
                 event["$headers"] = headers
+        for field, known in plan.resolve:
+            value = event.get(field)
+            if value is not None:
+                event[field] = known[value]
 
     def _constant_or_path_time(self, data: Mapping[str, Any]) -> str:
         if self._time_constant is not None:
@@ -382,20 +382,21 @@ class EventMapper:
         custom = self.variables.keys_of(shape)
         unique_source = self._unique_keys is None or any(k in present for k in self._unique_keys)
         headers = self._headers_keys is None or any(k in present for k in self._headers_keys)
+        resolve = tuple((field, resolver.known) for field, resolver in self._resolvers
+                        if field in self._always_artifacts or any(f == field and len(k) > 1 for f, k in fields))
         plan = _ShapePlan(
             time=None if self._time_keys is None else tuple(k for k in self._time_keys if k in present),
             fields=tuple((field, keys[0]) for field, keys in fields if len(keys) == 1 and field not in resolvers),
-            named=tuple((field, keys[0], resolvers[field].known, resolvers[field].resolve)
+            named=tuple((field, keys[0], resolvers[field].known)
                         for field, keys in fields if len(keys) == 1 and field in resolvers),
             first_of=tuple((field, keys) for field, keys in fields if len(keys) > 1),
             custom=custom,
             variables=bool(custom) or self.variables.mode == "listed",
             headers=headers,
-            extras=headers or bool(self._pathed or self._constants or self._headers_constant is not None),
+            extras=headers or bool(self._pathed or self._constants or self._headers_constant is not None or resolve),
             unique_source=unique_source,
             key_id=unique_source or bool(self.ids.pk_paths),
-            resolve=tuple((field, resolver.known, resolver.resolve) for field, resolver in self._resolvers
-                          if field in self._always_artifacts or any(f == field and len(k) > 1 for f, k in fields)),
+            resolve=resolve,
         )
         if len(self._plans) >= SHAPE_CACHE_LIMIT:
             self._plans.clear()

@@ -214,7 +214,7 @@ def test_a_value_seen_once_costs_one_lookup_after():
     m.encode({"time": RECENT, "package": "npm:right-pad"})
     assert table.resolver("$package").known["npm:right-pad"] == NPM_RIGHT_PAD
     [plan] = m._plans.values()  # one record shape
-    assert [field for field, _, _, _ in plan.named] == ["$package"]  # only the artifact fields this shape has
+    assert [field for field, _, _ in plan.named] == ["$package"]  # only the artifact fields this shape has
     assert plan.resolve == () and "$package" not in dict(plan.fields)  # looked up as it is read, and only then
 
 
@@ -232,12 +232,12 @@ def test_a_constant_name_is_resolved_once_and_a_path_or_several_keys_in_the_even
     assert m._constants["$tracking_pixel"] == DOCS_PIXEL
     m.encode({"time": RECENT, "a": {"b": "left-pad"}})
     [plan] = m._plans.values()
-    assert [field for field, _, _ in plan.resolve] == ["$package"]
+    assert [field for field, _ in plan.resolve] == ["$package"]
     both = mapper()
     sent = event(both.encode({"time": RECENT, "$package": None, "package": "left-pad"}))  # the first non-null
     assert sent["$package"] == LEFT_PAD
     [plan] = both._plans.values()
-    assert [field for field, _, _ in plan.resolve] == ["$package"] and plan.named == ()
+    assert [field for field, _ in plan.resolve] == ["$package"] and plan.named == ()
 
 
 def test_sources_for_shows_the_name_an_id_came_from():
