@@ -12,6 +12,7 @@ input is read: every record it applies to would be rejected.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -35,9 +36,12 @@ def names_needed(config: ScarfConfig, streams: Iterable[StreamInfo]) -> bool:
 
 def read_artifact_names(client: ScarfClient, config: ScarfConfig, *, budget_seconds: float = LIST_SECONDS,
                         per_page: int = ARTIFACT_PAGE_SIZE) -> tuple[ArtifactNames, int]:
-    """Read every page of the owner's packages and tracking pixels; the table, and how many pages it took."""
+    """Read every page of the owner's packages and tracking pixels, within `budget_seconds` for both; the table,
+    and how many pages it took."""
+    started = time.monotonic()
     packages = client.list_artifacts("packages", per_page=per_page, budget_seconds=budget_seconds)
-    pixels = client.list_artifacts("tracking-pixels", per_page=per_page, budget_seconds=budget_seconds)
+    left = max(budget_seconds - (time.monotonic() - started), 0.0)
+    pixels = client.list_artifacts("tracking-pixels", per_page=per_page, budget_seconds=left)
     names = ArtifactNames(
         owner=config.owner,
         packages=_artifacts(packages.items, typed=True), packages_complete=packages.complete,
