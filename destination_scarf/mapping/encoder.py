@@ -148,6 +148,8 @@ class EventMapper:
         self._cutoff_now: object = None
         self._cutoff_text = ""
         rules = choose_rules(config.field_rules, stream, namespace)
+        #: Whether a `field_mappings` entry names this stream's $unique_id source (rather than the convention).
+        self.unique_id_mapped = "$unique_id" in rules
         sources = {field: source_for(field, rules.get(field)) for field in SCARF_FIELDS}
         self.sources = {field: source.describe() for field, source in sources.items()}
         self._field_sources = sources

@@ -22,8 +22,12 @@ class StreamInfo:
     name: str
     namespace: str | None
     sync_mode: str
+    #: The primary key ids are made from: the stream's key under `append_dedup`, else None.
     primary_key: list[list[str]] | None
     object_name: str | None = None
+    #: The key the catalog declares (configured, or else source-defined), whatever the sync mode: under `append`
+    #: ids do not come from it, which the sync log says once.
+    declared_primary_key: list[list[str]] | None = None
     #: The platform asks to replace the stream's data (a refresh that truncates): generation N, minimum N > 0.
     truncate_generation: int | None = None
 
@@ -92,6 +96,7 @@ def parse_catalog(raw: Mapping[str, Any]) -> list[StreamInfo]:
                 namespace=stream.get("namespace") or None,
                 sync_mode=sync_mode,
                 primary_key=primary_key if sync_mode == "append_dedup" else None,
+                declared_primary_key=primary_key,
                 object_name=configured.get("destination_object_name") or None,
                 truncate_generation=_truncate_generation(configured),
             )

@@ -26,6 +26,14 @@ _CALL_WORDS = {"upload": "uploads", "status": "status reads by id", "status list
                "list": "list reads"}
 
 
+def _key_text(key: object) -> str:
+    """A primary key as users read it ("id", "org, id", "request.id"); "" when there is none."""
+    if not isinstance(key, list):
+        return ""
+    paths = [".".join(str(part) for part in path) for path in key if isinstance(path, list) and path]
+    return ", ".join(paths)
+
+
 class SyncLog:
     def __init__(self, *, streams: Sequence[StreamInfo], mappers: Sequence[EventMapper], interval: float,
                  clock: Callable[[], float]) -> None:
@@ -47,6 +55,21 @@ class SyncLog:
                     "Stream '%s' asks for a refresh that replaces its data (generation %d), but events already in "
                     "Scarf cannot be removed: they stay. Re-sent events override their earlier copies where "
                     "$unique_id is deterministic; others are added.", stream.label, stream.truncate_generation)
+            self._warn_key_unused(stream, mapper)
+
+    @staticmethod
+    def _warn_key_unused(stream: StreamInfo, mapper: EventMapper) -> None:
+        """An `append` stream with a primary key: its ids come from content, not from the key. Said once, at the
+        start, since switching a stream between Append and Append + Deduped changes every id (and doubles events)."""
+        key = _key_text(stream.declared_primary_key)
+        if stream.sync_mode != "append" or not key or not mapper.ids.enabled or mapper.unique_id_mapped:
+            return
+        logger.warning(
+            "Stream '%s' is synced with Append, but it has a primary key (%s). Under Append a $unique_id comes from "
+            "the event's content, not from the key: a row whose content changes becomes a new event in Scarf (the "
+            "earlier one stays), and switching the stream between Append and Append + Deduped changes every id. "
+            "To make the key the event's id, choose Append + Deduped for this stream, or map $unique_id to the key "
+            "field in field_mappings.", stream.label, key)
 
     def progress(self, *, records: int, imports: ImportSlots, checkpoints: Checkpoints) -> None:
         now = self._clock()
