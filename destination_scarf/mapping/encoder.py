@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from destination_scarf.mapping.numbers import canonical_number, canonical_or_same
 from destination_scarf.mapping.rules import (
     ARTIFACT_FIELDS,
     STRING_FIELDS,
@@ -45,6 +46,7 @@ from destination_scarf.mapping.values import (
     headers_from_value,
     read_exactly,
     read_path,
+    read_path_exact,
 )
 from destination_scarf.mapping.variables import CustomVariables
 from destination_scarf.options import SCARF_FIELDS
@@ -73,6 +75,9 @@ class _ShapePlan:
     extras: bool  # whether fields from dotted paths, constants or $headers may be added
     unique_source: bool  # likewise for a mapped $unique_id source
     key_id: bool  # whether the id may come from a mapped field or the primary key (else: from the content)
+    #: (event key, reader of its record value) for the event's fields that come from a field the schema declares
+    #: numeric: in a content id's material their text is the canonical number. Empty unless the schema has one.
+    numeric: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = ()
 
 
 _R_TIME_MISSING = "missing (map a source field to $time, or name a field `time`)"
@@ -90,8 +95,12 @@ def compile_mapper(
     namespace: str | None,
     primary_key: list[list[str]] | None,
     now: Callable[[], _dt.datetime],
+    numeric_fields: frozenset[tuple[str, ...]] = frozenset(),
 ) -> EventMapper:
     """Compile the mapping for one stream. Raises ValueError if `validate_rules(config)` finds problems.
+
+    `numeric_fields` are the key paths the stream's JSON schema declares numeric (`numbers.numeric_paths`): where
+    they feed the id, it is built from their canonical number, so `1`, `1.0` and `"1.000000000"` give one id.
 
     `now` must return an aware datetime; it is called once per record when a time window is set, so the window is
     measured against the time of mapping (the import itself is triggered a little later: keep the window a bit
@@ -103,7 +112,8 @@ def compile_mapper(
     if config.time_window is not None and now().tzinfo is None:
         # Caught here rather than as a TypeError on the first record.
         raise ValueError("now() must return an aware datetime")
-    return EventMapper(config=config, stream=stream, namespace=namespace, primary_key=primary_key, now=now)
+    return EventMapper(config=config, stream=stream, namespace=namespace, primary_key=primary_key, now=now,
+                       numeric_fields=numeric_fields)
 
 
 def _window_text(window: _dt.timedelta) -> str:
@@ -134,6 +144,7 @@ class EventMapper:
         namespace: str | None,
         primary_key: list[list[str]] | None,
         now: Callable[[], _dt.datetime],
+        numeric_fields: frozenset[tuple[str, ...]] = frozenset(),
     ) -> None:
         self.stream = stream
         self.namespace = namespace
@@ -161,14 +172,19 @@ class EventMapper:
         self._put_variables = self.variables.put
         unique = sources["$unique_id"]
         self._unique_keys = unique.keys if unique.constant is None and not unique.path else None
+        self._numeric = numeric_fields
         self.ids = UniqueIds(enabled=config.unique_ids, namespace=namespace, stream=stream,
-                             read_mapped=unique.reader(), primary_key=primary_key,
-                             as_mapped=config.unique_id_mode == "as_mapped")
+                             read_mapped=_numeric_reader(unique, numeric_fields) or unique.reader(),
+                             primary_key=primary_key, as_mapped=config.unique_id_mode == "as_mapped",
+                             numeric_fields=numeric_fields)
         if not config.unique_ids:
             self.sources["$unique_id"] = "not sent: unique ids are off"
         self._plans: dict[tuple[Any, ...], _ShapePlan] = {}
         #: Record shapes planned so far (a shape planned again after the cache was cleared counts again).
         self.shapes_planned = 0
+        if numeric_fields:
+            # Only a stream whose schema declares a number pays for canonical numbers in content ids.
+            self.encode = self._encode_numeric  # type: ignore[method-assign]
 
     def _compile_fields(self, sources: dict[str, Source], *, single_target: bool) -> None:
         time, headers = sources["$time"], sources["$headers"]
@@ -219,6 +235,46 @@ class EventMapper:
             event["$unique_id"] = key_id
         return _dumps(event, option=_NEWLINE)
 
+    def _encode_numeric(self, data: Any, line: bytes | None = None) -> bytes:
+        """`encode` for a stream whose schema declares numeric fields: a content id is a hash of the event with
+        the canonical number in place of each numeric field's text (`_material`); the event sent keeps its text."""
+        if type(data) is not dict:
+            raise InvalidRecord("data", "the record's `data` is not an object")
+        try:
+            event, plan = self._event(data)
+        except InexactNumber:
+            if line is None:
+                raise
+            data = read_exactly(line)
+            event, plan = self._event(data)
+        ids = self.ids
+        if ids.enabled:
+            key_id = ids.key_id(data, may_have_mapped=plan.unique_source) if plan.key_id else None
+            if key_id is None:
+                material = self._material(data, event, plan)
+                canonical = _dumps(material, option=_SORTED)
+                content_id = ids.content_id(canonical)
+                if material is event:  # nothing to replace: the line is spliced from the hashed bytes, as in encode
+                    return canonical[:-1] + b',"$unique_id":"' + content_id.encode() + b'"}\n'
+                key_id = content_id
+            event["$unique_id"] = key_id
+        return _dumps(event, option=_NEWLINE)
+
+    def _material(self, data: Mapping[str, Any], event: dict[str, Any], plan: _ShapePlan) -> dict[str, Any]:
+        """What a content id hashes: the event, with each field that came from a numeric field holding the
+        canonical number instead of the text it is sent with (a copy, only when one differs)."""
+        material = event
+        for key, read in plan.numeric:
+            sent = event.get(key)
+            if sent is None:
+                continue
+            number = canonical_number(read(data))
+            if number is not None and number != sent:
+                if material is event:
+                    material = dict(event)
+                material[key] = number
+        return material
+
     def __call__(self, data: dict) -> dict:
         """Map one record's data to a Scarf event, or raise InvalidRecord (or InexactNumber).
 
@@ -228,7 +284,8 @@ class EventMapper:
         event, plan = self._event(data)
         if self.ids.enabled:
             key_id = self.ids.key_id(data, may_have_mapped=plan.unique_source) if plan.key_id else None
-            event["$unique_id"] = key_id or self.ids.first_content_id(canonical_json(event))
+            event["$unique_id"] = key_id or self.ids.first_content_id(
+                canonical_json(self._material(data, event, plan) if plan.numeric else event))
         return event
 
     @property
@@ -346,12 +403,35 @@ class EventMapper:
             extras=headers or bool(self._pathed or self._constants or self._headers_constant is not None),
             unique_source=unique_source,
             key_id=unique_source or bool(self.ids.pk_paths),
+            numeric=self._numeric_sources(fields, custom) if self._numeric else (),
         )
         if len(self._plans) >= SHAPE_CACHE_LIMIT:
             self._plans.clear()
         self._plans[shape] = plan
         self.shapes_planned += 1
         return plan
+
+    def _numeric_sources(self, fields: list[tuple[str, tuple[str, ...]]],
+                         custom: tuple[str, ...]) -> tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...]:
+        """For one record shape: the event keys whose value comes from a numeric field, each with a reader of
+        that value (None when the value came from a field that is not numeric). Scarf's string fields, then the
+        custom variables (a numeric field inside an object becomes the dotted variable `object.field`); not
+        $time (read as a time, whatever its form) nor $headers."""
+        numeric = self._numeric
+        found: list[tuple[str, Callable[[Mapping[str, Any]], Any]]] = []
+        for field, keys in fields:
+            if any((key,) in numeric for key in keys):
+                found.append((field, _first_present_if_numeric(keys, numeric)))
+        for field, _, path in self._pathed:
+            if path in numeric:
+                found.append((field, _path_reader(path)))
+        roots: list[tuple[str, tuple[str, ...]]] = [(key, (key,)) for key in custom]
+        roots += [(name, path or (name,)) for name, path in self.variables.listed]
+        for name, root in roots:
+            for path in numeric:
+                if path[:len(root)] == root:
+                    found.append((".".join((name, *path[len(root):])), _path_reader(path)))
+        return tuple(found)
 
     # ----- for people ----------------------------------------------------------------------------
 
@@ -408,3 +488,49 @@ class EventMapper:
         if material == "primary key":
             return "primary key " + ", ".join(".".join(path) for path in self.ids.pk_paths)
         return "content hash"
+
+
+def _path_reader(path: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Any]:
+    if len(path) == 1:
+        (key,) = path
+        return lambda data: data.get(key)
+    return lambda data: read_path_exact(data, path)
+
+
+def _first_present_if_numeric(keys: tuple[str, ...],
+                              numeric: frozenset[tuple[str, ...]]) -> Callable[[Mapping[str, Any]], Any]:
+    """The value a Scarf field's convention keys supply (the first that is not null), when that key is numeric."""
+    candidates = tuple((key, (key,) in numeric) for key in keys)
+
+    def read(data: Mapping[str, Any]) -> Any:
+        for key, is_numeric in candidates:
+            value = data.get(key)
+            if value is not None:
+                return value if is_numeric else None
+        return None
+
+    return read
+
+
+def _numeric_reader(source: Source, numeric: frozenset[tuple[str, ...]]) -> Callable[[Mapping[str, Any]], Any] | None:
+    """For a mapped $unique_id: a reader that gives a numeric field's value as its canonical number (other values
+    as they are), or None when no place this source reads is numeric."""
+    if not numeric or source.constant is not None:
+        return None
+    if source.path:
+        if source.path not in numeric:
+            return None
+        read_value = source.reader()
+        return lambda data: canonical_or_same(read_value(data))
+    candidates = tuple((key, (key,) in numeric) for key in source.keys)
+    if not any(is_numeric for _, is_numeric in candidates):
+        return None
+
+    def read(data: Mapping[str, Any]) -> Any:
+        for key, is_numeric in candidates:
+            value = data.get(key)
+            if value is not None:
+                return canonical_or_same(value) if is_numeric else value
+        return None
+
+    return read

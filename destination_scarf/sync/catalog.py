@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from destination_scarf.errors import ScarfConfigError
+from destination_scarf.mapping.numbers import numeric_paths
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,6 +29,8 @@ class StreamInfo:
     #: The key the catalog declares (configured, or else source-defined), whatever the sync mode: under `append`
     #: ids do not come from it, which the sync log says once.
     declared_primary_key: list[list[str]] | None = None
+    #: The fields the stream's JSON schema declares numeric, as key paths: their canonical number makes ids.
+    numeric_fields: frozenset[tuple[str, ...]] = frozenset()
     #: The platform asks to replace the stream's data (a refresh that truncates): generation N, minimum N > 0.
     truncate_generation: int | None = None
 
@@ -97,6 +100,7 @@ def parse_catalog(raw: Mapping[str, Any]) -> list[StreamInfo]:
                 sync_mode=sync_mode,
                 primary_key=primary_key if sync_mode == "append_dedup" else None,
                 declared_primary_key=primary_key,
+                numeric_fields=numeric_paths(stream.get("json_schema")),
                 object_name=configured.get("destination_object_name") or None,
                 truncate_generation=_truncate_generation(configured),
             )

@@ -77,7 +77,7 @@ def compile_mappers(config: ScarfConfig, streams: list[StreamInfo],
                     now: Callable[[], datetime.datetime]) -> list[EventMapper]:
     """One mapper per stream, in catalog order: what a sync maps with, and what `preview` shows."""
     return [compile_mapper(config=config.mapping, stream=s.name, namespace=s.namespace, primary_key=s.primary_key,
-                           now=now) for s in streams]
+                           now=now, numeric_fields=s.numeric_fields) for s in streams]
 
 
 def start_windows(mappers: list[EventMapper], scope: int) -> None:
