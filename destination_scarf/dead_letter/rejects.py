@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from destination_scarf.dead_letter.settings import S3Settings, new_sync_id
+from destination_scarf.dead_letter.settings import JOB_ID_ENV, S3Settings, job_folder, new_attempt_id
 from destination_scarf.dead_letter.store import S3DeadLetterStore, bounded
 from destination_scarf.errors import ScarfConfigError, ScarfError, ScarfTransientError
 
@@ -73,8 +73,11 @@ class RejectLog:
     """Where a sync's rejected records go: counted, the first ones logged, kept in the file and the store."""
 
     def __init__(self, *, path: str | None, store: S3Settings | None = None, cancelled: threading.Event | None = None,
-                 store_write_seconds: float = STORE_WRITE_SECONDS) -> None:
+                 store_write_seconds: float = STORE_WRITE_SECONDS, job_id: int | str | None = None) -> None:
+        """`job_id` is the configured catalog's `sync_id` (Airbyte's job id), when it has one: it names the store's
+        folder, the one Airbyte links as the sync's rejected records."""
         self._path = path
+        self._job_id = job_id
         self._store_settings = store
         self._store: S3DeadLetterStore | None = None
         self._cancelled = cancelled if cancelled is not None else threading.Event()
@@ -97,10 +100,14 @@ class RejectLog:
     def open(self) -> None:
         """Open the file (creating it, mode 0600) and the store; a config error if either cannot be used."""
         if self._store_settings is not None and self._store is None:
-            # Airbyte passes the job's id to connector containers; it names this sync's folder in the store.
-            sync_id = new_sync_id(airbyte_sync_id=os.environ.get("WORKER_JOB_ID"))
-            self._store = S3DeadLetterStore(self._store_settings, sync_id)
-            logger.info("Rejected records of this sync go to %s", self._store.location)
+            # The job's folder, where Airbyte's link to the sync's rejected records points; this attempt's objects are
+            # named apart from the other attempts' in it.
+            attempt = new_attempt_id()
+            folder, source = job_folder(catalog_sync_id=self._job_id, environment_job_id=os.environ.get(JOB_ID_ENV),
+                                        attempt_id=attempt)
+            self._store = S3DeadLetterStore(self._store_settings, folder, attempt)
+            logger.info("Rejected records of this sync go to %s (job folder: %s), as %s", self._store.location,
+                        source, self._store.objects)
         if not self._path or self._fd is not None:
             return
         problem = rejects_path_problem(self._path)

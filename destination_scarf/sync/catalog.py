@@ -31,6 +31,8 @@ class StreamInfo:
     declared_primary_key: list[list[str]] | None = None
     #: The fields the stream's JSON schema declares numeric, as key paths: their canonical number makes ids.
     numeric_fields: frozenset[tuple[str, ...]] = frozenset()
+    #: The configured stream's `sync_id`: Airbyte's job id, the same for every stream of a sync (None outside).
+    sync_id: int | None = None
     #: The platform asks to replace the stream's data (a refresh that truncates): generation N, minimum N > 0.
     truncate_generation: int | None = None
 
@@ -101,6 +103,7 @@ def parse_catalog(raw: Mapping[str, Any]) -> list[StreamInfo]:
                 primary_key=primary_key if sync_mode == "append_dedup" else None,
                 declared_primary_key=primary_key,
                 numeric_fields=numeric_paths(stream.get("json_schema")),
+                sync_id=sync_id if type(sync_id := configured.get("sync_id")) is int else None,
                 object_name=configured.get("destination_object_name") or None,
                 truncate_generation=_truncate_generation(configured),
             )

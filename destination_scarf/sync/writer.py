@@ -121,7 +121,8 @@ class Writer:
         self._reader = InputReader(index=index)
         self.checkpoints = Checkpoints(stream_count=len(streams), find_stream=index.find)
         self._rejects = RejectLog(path=config.rejected_records_path, store=config.dead_letter,
-                                  cancelled=self._cancelled)
+                                  cancelled=self._cancelled,
+                                  job_id=next((s.sync_id for s in streams if s.sync_id is not None), None))
         self._log = SyncLog(streams=streams, mappers=self._mappers, interval=tuning.progress_interval_seconds,
                             clock=clock)
         self._batch: BatchBuilder | None = None
