@@ -3,9 +3,11 @@
 Two kinds are kept: records refused before upload (under `on_invalid_record: skip`) and events Scarf
 failed (under `on_failed_events: warn`), traced back to their records. Logs name the stream, record
 position, field and reason, never the record's values. What is kept is the user's own data, so each
-entry carries it whole: a refused record's Airbyte message byte for byte (exact digits, any depth),
-ready to be fixed and replayed (`jq -c .message rejected.ndjson | destination-scarf write ...`), or a
-failed event as it was sent.
+entry carries it whole: the record's Airbyte message byte for byte (exact digits, any depth), for a
+refused record and for an event Scarf failed alike (the batch kept its records' input lines until its
+import was settled), ready to be fixed and replayed with one recipe
+(`jq -c '.message // empty' rejected.ndjson | destination-scarf write ...`); a failed event also
+carries the event as it was sent.
 
 - The local file (`rejected_records_path`, for `docker run` pipelines with a mounted volume) is created
   readable by its owner only, a symlink is never followed, and it is opened before any input is read
@@ -131,8 +133,10 @@ class RejectLog:
         }, input_line=input_line, message=message)
 
     def failed_event(self, *, where: str, stream: str, namespace: str | None, record_position: int,
-                     input_line: int, kind: str, reason: str, import_id: str, event: bytes | None) -> None:
-        """An event Scarf failed (kept under `on_failed_events: warn`), with the event line as it was sent."""
+                     input_line: int, kind: str, reason: str, import_id: str, event: bytes | None,
+                     message: bytes | None = None) -> None:
+        """An event Scarf failed (kept under `on_failed_events: warn`), with its record's input line as received
+        (`message`) and the event line as it was sent."""
         self.failed_events += 1
         if self.failed_events <= LOGGED_REASONS:
             logger.warning("Scarf failed %s (import %s): %s", where, import_id,
@@ -141,7 +145,7 @@ class RejectLog:
             "stream": stream, "namespace": namespace, "record_position": record_position,
             "input_line": input_line, "reason": f"Scarf could not import the event: {kind}",
             "scarf_message": reason, "import_id": import_id,
-        }, input_line=input_line, event=event)
+        }, input_line=input_line, message=message, event=event)
 
     def bad_line(self, line_no: int, what: str) -> None:
         """An input line that is not a usable Airbyte message was skipped (its content is not kept: it may not

@@ -126,6 +126,11 @@ class Writer:
         self._log = SyncLog(streams=streams, mappers=self._mappers, interval=tuning.progress_interval_seconds,
                             clock=clock)
         self._batch: BatchBuilder | None = None
+        #: Whether each record's input line is kept beside its event until the import is settled, so that an event
+        #: Scarf fails is kept aside with its original message (only then: it costs a copy of the input on disk).
+        self._keep_messages = config.on_failed_events == "warn" and self._rejects.keeps_entries
+        if self._keep_messages:
+            self._add_record = self._add_record_kept  # type: ignore[method-assign]
         # Taken when iteration starts, before any input is read (`_open`):
         self._spool: Spool | None = None
         self._imports: ImportSlots | None = None
@@ -188,6 +193,19 @@ class Writer:
         position = self.checkpoints.record_batched(record.stream)
         batch = self._batch or self._open_batch()
         if batch.add(line, record.stream, position, record.line_no):
+            return self._close_batch()
+        return None
+
+    def _add_record_kept(self, record: Record) -> Batch | None:
+        """`_add_record`, keeping the record's input line beside its event (see `_keep_messages`)."""
+        try:
+            line = self._mappers[record.stream].encode(record.data, record.line)
+        except InvalidRecord as invalid:
+            self._reject(record, invalid)
+            return None
+        position = self.checkpoints.record_batched(record.stream)
+        batch = self._batch or self._open_batch()
+        if batch.add_kept(line, record.line, record.stream, position, record.line_no):
             return self._close_batch()
         return None
 
@@ -270,7 +288,8 @@ class Writer:
         assert self._spool is not None, "_open() comes first"
         limits = self._config.batch
         self._batch = self._spool.new_batch(self.checkpoints.open_batch, max_events=limits.max_events,
-                                            max_bytes=limits.max_bytes, clock=self._clock)
+                                            max_bytes=limits.max_bytes, clock=self._clock,
+                                            keep_messages=self._keep_messages)
         return self._batch
 
     def _close_batch(self) -> Batch | None:
@@ -325,7 +344,8 @@ class Writer:
         failed = [f for f in outcome.failed_lines if f.origin is not None]
         if not failed or not self._rejects.keeps_entries or outcome.result is None:
             return
-        events = outcome.batch.read_lines({f.line for f in failed})
+        numbers = {f.line for f in failed}
+        events, messages = outcome.batch.read_lines(numbers), outcome.batch.read_messages(numbers)
         for line in failed:
             origin = line.origin
             assert origin is not None
@@ -333,7 +353,8 @@ class Writer:
             self._rejects.failed_event(
                 where=outcome.batch.describe(origin), stream=stream.name, namespace=stream.namespace,
                 record_position=origin.record_position, input_line=origin.input_line, kind=line.kind,
-                reason=line.message, import_id=outcome.result.id, event=events.get(line.line))
+                reason=line.message, import_id=outcome.result.id, event=events.get(line.line),
+                message=messages.get(line.line))
 
     def _release(self) -> Iterator[StateMessage]:
         """Yield the states that are safe. A state that covers a rejected record not yet in the dead-letter store

@@ -641,6 +641,7 @@ def test_a_sync_stores_refused_records_and_failed_events_before_their_state_leav
     assert by_position[4]["field"] == "$time" and by_position[4]["message"]["record"]["data"]["id"] == 4
     assert by_position[5]["reason"].startswith("Scarf could not import the event: artifact-not-found")
     assert by_position[5]["event"]["id"] == "5" and "import_id" in by_position[5]
+    assert by_position[5]["message"]["record"]["data"]["id"] == 5  # the record's message, as for a refused one
     # Outside Airbyte (no sync_id in the catalog, no WORKER_JOB_ID) the job folder is made up.
     assert all(key.startswith("dlq/destination-scarf-") for key in keys(s3, bucket, "dlq/"))
 
