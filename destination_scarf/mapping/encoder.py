@@ -182,6 +182,11 @@ class EventMapper:
         self._plans: dict[tuple[Any, ...], _ShapePlan] = {}
         #: Record shapes planned so far (a shape planned again after the cache was cleared counts again).
         self.shapes_planned = 0
+        self._fed = self._key_sources(sources, unique_ids=config.unique_ids)
+        #: Records whose `meta.changes` marked fields that feed none of $time, $unique_id and the artifact (they
+        #: were sent), and how many such fields they had in all: said once per stream in the sync log.
+        self.marked_records = 0
+        self.marked_fields = 0
         if numeric_fields:
             # Only a stream whose schema declares a number pays for canonical numbers in content ids.
             self.encode = self._encode_numeric  # type: ignore[method-assign]
@@ -203,6 +208,20 @@ class EventMapper:
         if single_target:
             for field in ARTIFACT_FIELDS:
                 self.sources[field] = "not sent: the import target names the artifact"
+
+    def _key_sources(self, sources: dict[str, Source], *, unique_ids: bool) -> dict[str, str]:
+        """The record fields (dotted names) that feed $time, the artifact field (multi-artifact targets) and the
+        $unique_id (its mapped source, the primary key): a source or platform change to one makes the record
+        invalid. A content id is not fed by any one field."""
+        fed: dict[str, str] = {}
+        fields = ["$time", *(ARTIFACT_FIELDS if self._need_artifact else ())]
+        for field in fields + (["$unique_id"] if unique_ids else []):
+            for name in sources[field].consumed:
+                fed.setdefault(name, field)
+        if unique_ids:
+            for path in self.ids.pk_paths:
+                fed.setdefault(".".join(path), "$unique_id")
+        return fed
 
     # ----- per record ----------------------------------------------------------------------------
 
@@ -287,6 +306,34 @@ class EventMapper:
             event["$unique_id"] = key_id or self.ids.first_content_id(
                 canonical_json(self._material(data, event, plan) if plan.numeric else event))
         return event
+
+    def check_changes(self, changes: list[dict[str, Any]]) -> None:
+        """A record whose `meta.changes` say the source or the platform nulled or truncated fields: InvalidRecord
+        when one of them feeds $time, $unique_id or the artifact field (the event would be wrong, or its id would
+        shift silently), naming the field, the change and its reason; else the other fields are counted. Not the
+        hot path: only records that carry changes come here."""
+        others = 0
+        for change in changes:
+            name = change["field"]
+            field = self._fed_field(name)
+            if field is not None:
+                raise InvalidRecord(field, _changed_reason(field, name, change))
+            others += 1
+        self.marked_records += 1
+        self.marked_fields += others
+
+    def _fed_field(self, name: str) -> str | None:
+        """The Scarf field that the changed record field `name` feeds (itself, an object holding it, or a part of
+        it), or None. Dotted names; a JSON pointer (`/request/ip`) is read as one."""
+        if name.startswith("/"):
+            name = name[1:].replace("/", ".")
+        fed = self._fed
+        if name in fed:
+            return fed[name]
+        for source, field in fed.items():
+            if source.startswith(name + ".") or name.startswith(source + "."):
+                return field
+        return None
 
     @property
     def repeated(self) -> int:
@@ -534,3 +581,23 @@ def _numeric_reader(source: Source, numeric: frozenset[tuple[str, ...]]) -> Call
         return None
 
     return read
+
+
+_WHAT_GOES_WRONG = {"$time": "the event's time would be wrong", "$unique_id": "the event's $unique_id would shift",
+                    "$package": "the event could name the wrong package",
+                    "$tracking_pixel": "the event could name the wrong tracking pixel"}
+
+
+def _changed_reason(field: str, name: str, change: Mapping[str, Any]) -> str:
+    """Why a record whose key field was changed is invalid: the field, the change and its reason (Airbyte's enum
+    words; anything else is not shown), never a value."""
+    kind, why = (_enum_word(change.get(key)) for key in ("change", "reason"))
+    shown = name if len(name) <= 100 else name[:100] + "..."
+    return (f"comes from source field '{shown}', which the record's meta.changes mark {kind} ({why}) by the source "
+            f"or the platform: {_WHAT_GOES_WRONG[field]}")
+
+
+def _enum_word(value: Any) -> str:
+    if isinstance(value, str) and 0 < len(value) <= 64 and value.replace("_", "").isalnum() and value.isascii():
+        return value
+    return "(unnamed)"

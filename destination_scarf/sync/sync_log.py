@@ -88,6 +88,7 @@ class SyncLog:
                 calls: Mapping[CallKind, int], stopped_early: bool) -> None:
         self._warn_ignored_fields()
         self._warn_repeated_content()
+        self._warn_marked_fields()
         stats = imports.stats
         duration = max(self._clock() - self._started, 1e-9)
         logger.info(
@@ -111,6 +112,18 @@ class SyncLog:
                 logger.warning("Stream '%s': dropped %d `$` field(s) that are not Scarf fields: %s",
                                self._streams[index].label, len(mapper.ignored_fields),
                                ", ".join(sorted(mapper.ignored_fields)[:10]))
+
+    def _warn_marked_fields(self) -> None:
+        """Once per stream, at the end: the fields the source or the platform nulled or truncated that fed no
+        Scarf key field, so their events were sent with what arrived."""
+        for stream, mapper in zip(self._streams, self._mappers, strict=True):
+            if mapper.marked_records:
+                logger.warning(
+                    "Stream '%s': %d record(s) arrived with %d field(s) that the source or the platform nulled or "
+                    "truncated (record.meta.changes). None of them fed $time, $unique_id or the artifact field, so "
+                    "these events were sent with the values as they arrived: their custom variables may be missing "
+                    "or cut short, and where the $unique_id is a hash of the content, the record sent again in full "
+                    "later gets another id.", stream.label, mapper.marked_records, mapper.marked_fields)
 
     def _warn_repeated_content(self) -> None:
         """Once per stream, at the end: how many records repeated another record's content (numbered ids)."""

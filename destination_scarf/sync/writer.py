@@ -43,7 +43,16 @@ from destination_scarf.scarf.retry import SlotWaitPolicy
 from destination_scarf.sync.batches import BatchBuilder, Spool
 from destination_scarf.sync.catalog import StreamIndex, StreamInfo
 from destination_scarf.sync.checkpoints import GLOBAL, Checkpoints
-from destination_scarf.sync.reader import BadLine, InputReader, Message, Record, State, StreamComplete, UnknownStream
+from destination_scarf.sync.reader import (
+    BadLine,
+    InputReader,
+    MarkedRecord,
+    Message,
+    Record,
+    State,
+    StreamComplete,
+    UnknownStream,
+)
 from destination_scarf.sync.sync_log import SyncLog
 
 logger = logging.getLogger("airbyte")
@@ -211,6 +220,15 @@ class Writer:
 
     def _add(self, message: Message) -> Batch | None:
         """Any other message; returns a batch to hand over when the message closes the open one."""
+        if type(message) is MarkedRecord:
+            # Fields the source or the platform nulled or truncated: invalid when one feeds $time, the id or the
+            # artifact; else counted, and the record goes on as any other.
+            try:
+                self._mappers[message.stream].check_changes(message.changes)
+            except InvalidRecord as invalid:
+                self._reject(message, invalid)
+                return None
+            return self._add_record(message)
         if type(message) is State:
             scope = self.checkpoints.state_received(message.message, input_line=message.input_line)
             start_windows(self._mappers, scope)
