@@ -1,4 +1,5 @@
-"""Test support: a real Scarf emulator on loopback, configs pointing at it, and Airbyte message builders."""
+"""Test support: a real Scarf emulator on loopback (HTTPS, as production Scarf), configs pointing at it, and Airbyte
+message builders."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import datetime
 import itertools
 import os
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -46,7 +48,35 @@ FAST_TUNING = WriterTuning(
 )
 
 
+#: The server context of the session's HTTPS emulators (a good certificate from the test CA), set once per
+#: session by conftest.py's `https_by_default` fixture, which also makes the connector trust the test CA.
+_session_tls: ssl.SSLContext | None = None
+
+
+def serve_https_with(context: ssl.SSLContext | None) -> None:
+    """Make `new_emulator()` serve HTTPS with `context` (conftest.py does this for the whole session)."""
+    global _session_tls
+    _session_tls = context
+
+
 def new_emulator(**kwargs: Any) -> ScarfEmulator:
+    """An emulator with the tests' accounts, serving HTTPS like production Scarf: with a certificate from the
+    session's test CA, which the connector trusts through REQUESTS_CA_BUNDLE (set for the whole session, so a
+    connector run as a subprocess trusts it too). `tls=` gives another server context (pki.expired(), say)."""
+    if kwargs.get("tls") is None:
+        if _session_tls is None:
+            raise RuntimeError("the session's test CA is not set up: new_emulator() runs under the integration "
+                               "tests' conftest.py (its https_by_default fixture)")
+        kwargs["tls"] = _session_tls
+    return _emulator(**kwargs)
+
+
+def new_plain_emulator(**kwargs: Any) -> ScarfEmulator:
+    """The same emulator on plain HTTP. Only for a test whose subject is plain HTTP: say why where it is used."""
+    return _emulator(**kwargs)
+
+
+def _emulator(**kwargs: Any) -> ScarfEmulator:
     return ScarfEmulator(
         tokens={TOKEN: {OWNER}, OTHER_TOKEN: {OTHER_OWNER}},
         packages={OWNER: [PACKAGE, PACKAGE_2], OTHER_OWNER: []},
