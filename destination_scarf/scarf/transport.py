@@ -432,7 +432,7 @@ def diagnose(error: BaseException, *, url: str, timeout: tuple[float, float]) ->
         if isinstance(cause, ssl.SSLError) and cause.reason in _NOT_TLS:
             return Unanswered(f"{host} does not speak TLS ({cause.reason}): is api_url https:// to a port that "
                               "serves plain HTTP?", reached_server=False, fix="Check api_url.")
-    if any(isinstance(cause, (requests.ConnectTimeout, ConnectTimeoutError)) for cause in causes):
+    if any(_connect_timeout(cause) for cause in causes):
         return Unanswered(f"no connection to {host} within {timeout[0]:.3g} s", reached_server=False)
     if any(isinstance(cause, (requests.ReadTimeout, ReadTimeoutError, socket.timeout)) for cause in causes):
         return Unanswered(f"no answer within {timeout[1]:.3g} s", reached_server=arrived)
@@ -450,6 +450,14 @@ def diagnose(error: BaseException, *, url: str, timeout: tuple[float, float]) ->
     if arrived:
         return Unanswered(f"the connection to {host} failed ({_named(causes[-1])})", reached_server=True)
     return Unanswered(f"could not connect to {host} ({_named(causes[-1])})", reached_server=False)
+
+
+def _connect_timeout(error: BaseException) -> bool:
+    """A connection that was not made in time. (urllib3's NewConnectionError, which a refused connection and a
+    failed DNS lookup raise too, is a ConnectTimeoutError by inheritance only.)"""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    return isinstance(error, ConnectTimeoutError) and not isinstance(error, NewConnectionError)
 
 
 def _named(error: BaseException) -> str:

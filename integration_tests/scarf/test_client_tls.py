@@ -168,6 +168,8 @@ def _refused() -> str:
 
 
 @pytest.mark.parametrize(("fault", "named"), [
+    ("refused", "was refused"),
+    ("dns", "could not be resolved (DNS)"),
     ("tls_reset_next", "was reset"),
     ("reset_next", "was reset"),
     ("tls_eof_next", "the TLS connection to"),
