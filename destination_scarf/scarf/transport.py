@@ -15,7 +15,8 @@ nested in each other) ends an exchange as `Unanswered`, whose reason names the c
 TLS, timeout, reset. A failure that retrying cannot fix (a certificate that is not trusted, a wrong
 host name, an expired certificate, TLS to a port that speaks plain HTTP) carries `fix`, what the user
 must change. TLS certificates are checked against the CA bundle the environment names, the standard
-way: `REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`, `SSL_CERT_FILE`, else certifi's; `HTTPS_PROXY` is honoured.
+way: `REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`, `SSL_CERT_FILE`, else certifi's; a variable that names a file
+holding no certificate is a configuration error too. `HTTPS_PROXY` is honoured.
 
 This module knows HTTP, not Scarf: `client.py` turns its outcomes into the connector's errors.
 """
@@ -23,12 +24,14 @@ This module knows HTTP, not Scarf: `client.py` turns its outcomes into the conne
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import http.client
 import itertools
 import os
 import socket
 import ssl
+import stat
 import threading
 import time
 import urllib.parse
@@ -334,6 +337,10 @@ class Transport:
         limit = min(self.exchange_timeout, left)
         if limit <= 0:
             raise Unanswered("no time was left for another attempt", reached_server=False)
+        if url[:8].lower() == "https://":
+            untrusted = ca_bundle_problem()
+            if untrusted is not None:
+                raise untrusted
         timeout = (min(self.connect_timeout, limit), min(self.read_timeout, limit))
         with contextlib.ExitStack() as stack:
             # A file object with a known size is streamed with a Content-Length, not read into memory.
@@ -379,17 +386,66 @@ def _prefix(response: requests.Response, limit: int) -> bytes:
     return bytes(data[:limit])
 
 
+#: The environment variables that name a CA bundle, in the order they are read (requests' two, then OpenSSL's).
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
+
+
+def _named_ca_bundle() -> tuple[str, str] | None:
+    """(the variable, the path) of the CA bundle the environment names, or None (certifi's is used)."""
+    for name in CA_VARIABLES:
+        path = os.environ.get(name)
+        if path:
+            return name, path
+    return None
+
+
 def ca_bundle() -> str | bool:
     """The CA bundle that TLS certificates are checked against: the one the environment names, the standard way
     (`REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`, then OpenSSL's `SSL_CERT_FILE`), else certifi's (True).
 
     Passed with every request: a session's own `verify` would be replaced by the first two anyway (requests),
     and `SSL_CERT_FILE` alone would be ignored."""
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
-        path = os.environ.get(name)
-        if path:
-            return path
-    return True
+    named = _named_ca_bundle()
+    return named[1] if named else True
+
+
+def ca_bundle_problem() -> Unanswered | None:
+    """Why the CA bundle the environment names cannot be used (a path that does not exist, a file that holds no
+    certificate), as a failure that retrying cannot fix; None when it can be used.
+
+    Without this, requests' "could not find a suitable TLS CA certificate bundle" and OpenSSL's "no certificate
+    or crl found" would look like network failures and be retried for a whole budget. A folder is taken as
+    it is (requests passes it to OpenSSL as a folder of hashed certificates)."""
+    named = _named_ca_bundle()
+    if named is None:
+        return None
+    name, path = named
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        problem: str | None = "which does not exist"
+    except OSError as error:
+        problem = f"which cannot be read ({error.strerror or type(error).__name__})"
+    else:
+        problem = None if stat.S_ISDIR(status.st_mode) else _bundle_problem(path, status.st_mtime_ns, status.st_size)
+    if problem is None:
+        return None
+    return Unanswered(f"TLS certificates cannot be checked: {name} names {path}, {problem}", reached_server=False,
+                      fix=f"Set {name} to a PEM file that holds the CA certificates to trust (a TLS-inspecting "
+                          "proxy's CA, say), or unset it to trust the public CAs.")
+
+
+@functools.lru_cache(maxsize=8)
+def _bundle_problem(path: str, mtime_ns: int, size: int) -> str | None:
+    """What is wrong with the CA file at `path`, loaded as OpenSSL will (cached while the file is unchanged)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cafile=path)
+    except ssl.SSLError:
+        return "which holds no certificate in PEM form"
+    except OSError as error:
+        return f"which cannot be read ({error.strerror or type(error).__name__})"
+    return None if context.cert_store_stats().get("x509") else "which holds no certificate in PEM form"
 
 
 def _causes(error: BaseException) -> list[BaseException]:

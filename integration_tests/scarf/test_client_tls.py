@@ -247,3 +247,35 @@ def test_the_proxy_carries_a_whole_call_and_the_emulator_sees_it(emulator: Scarf
         assert client.list_imports() == []
     assert via_proxy.targets == [f"CONNECT {host_of(emulator.url)}"]
     assert [r.path for r in requests_of(emulator)] == [f"/v2/imports/{OWNER}"]
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"])
+@pytest.mark.parametrize("problem", ["missing", "not a certificate", "empty"])
+def test_a_ca_bundle_that_cannot_be_loaded_is_a_config_error_naming_the_variable(emulator, tmp_path, monkeypatch,
+                                                                                 variable, problem):
+    """A typo in the path, or a file that holds no PEM certificate: the user must fix the variable, so retrying
+    (for an upload's whole budget) cannot help, and a not-retryable upload is not left "uncertain"."""
+    path = tmp_path / "corporate-ca.pem"
+    if problem != "missing":
+        path.write_text("" if problem == "empty" else "this is not a certificate\n")
+    for name in CA_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, str(path))
+    sleeps = Sleeps()
+    for how in ("get", "upload not safe to re-send"):
+        with client_for(emulator.url, sleeps) as client, pytest.raises(ScarfConfigError) as caught:
+            if how == "get":
+                client.list_imports()
+            else:
+                client.import_events(target=TO_PACKAGE, body=ndjson_gz(events(1, "ca")), safe_to_resend=False)
+        message = str(caught.value)
+        assert f"{variable} names {path}" in message, message
+        assert ("does not exist" if problem == "missing" else "holds no certificate") in message, message
+    assert sleeps.waits == []
+    assert emulator.requests == []
+
+
+def test_a_ca_bundle_variable_does_not_matter_for_plain_http_to_loopback(tmp_path, monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with new_plain_emulator() as plain, client_for(plain.url, Sleeps()) as client:  # plain HTTP: no TLS at all
+        assert client.list_imports() == []
