@@ -193,6 +193,9 @@ def _shut(connection: Any) -> None:
         pass
 
 
+# The watchdog learns an exchange's connection when the request is handed to it: for https that is after the
+# connection is made (TCP, a proxy's tunnel, the TLS handshake: urllib3 connects before it sends), so an exchange
+# whose guard has no connection never sent a byte of its request.
 class _WatchedHTTPConnection(HTTPConnection):
     def request(self, *args: Any, **kwargs: Any) -> Any:
         _attach(self)
@@ -353,12 +356,16 @@ class Transport:
             except AnswerTooLarge as error:
                 raise Unanswered(str(error), reached_server=True) from None
             except _NETWORK_ERRORS as error:
+                # No byte of the request left before its connection was handed it: for https that is after the
+                # TCP connection, the proxy's tunnel and the TLS handshake, so a failure of any of these never
+                # reached the server (re-sending cannot duplicate anything).
+                sent = guard.connection is not None
                 if guard.interrupted:
-                    raise Unanswered("cut short by the cancel", reached_server=not _never_arrived(error),
+                    raise Unanswered("cut short by the cancel", reached_server=sent and not _never_arrived(error),
                                      cancelled=True) from None
                 if guard.fired:
-                    raise Unanswered(f"no complete answer within {limit:.3g} s", reached_server=True) from None
-                raise diagnose(error, url=url, timeout=timeout) from None
+                    raise Unanswered(f"no complete answer within {limit:.3g} s", reached_server=sent) from None
+                raise diagnose(error, url=url, timeout=timeout, sent=sent) from None
         raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
 
     def _exchange(self, method: str, url: str, *, path: str, params: Any, headers: Any, data: Any,
@@ -475,11 +482,14 @@ def _where(url: str) -> str:
     return f"{parsed.hostname}:{parsed.port}" if parsed.port else str(parsed.hostname)
 
 
-def diagnose(error: BaseException, *, url: str, timeout: tuple[float, float]) -> Unanswered:
-    """What went wrong, named: refused, DNS, TLS, timeout, reset; with the fix when retrying cannot help."""
+def diagnose(error: BaseException, *, url: str, timeout: tuple[float, float], sent: bool = True) -> Unanswered:
+    """What went wrong, named: refused, DNS, TLS, timeout, reset; with the fix when retrying cannot help.
+
+    `sent` is False when the request was never handed to a connection (the connection, a proxy's tunnel or the
+    TLS handshake failed first): then it did not reach the server, whatever the error."""
     causes = _causes(error)
     host = _where(url)
-    arrived = not _never_arrived(error)
+    arrived = sent and not _never_arrived(error)
     for cause in causes:
         if isinstance(cause, ssl.SSLCertVerificationError):
             why = cause.verify_message or cause.reason or "verification failed"

@@ -279,3 +279,21 @@ def test_a_ca_bundle_variable_does_not_matter_for_plain_http_to_loopback(tmp_pat
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
     with new_plain_emulator() as plain, client_for(plain.url, Sleeps()) as client:  # plain HTTP: no TLS at all
         assert client.list_imports() == []
+
+
+# ----- what never reached Scarf, and proxies -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["tls_eof_next", "tls_reset_next"])
+def test_an_upload_cut_off_in_the_handshake_never_reached_scarf_so_it_is_re_sent_even_without_unique_ids(emulator,
+                                                                                                        fault):
+    """No byte of the request is sent before the handshake completes, so re-sending cannot count an event twice:
+    like a refused connection, and unlike a reset after the request (test_client.py: UncertainImport)."""
+    getattr(emulator, fault)(1)
+    sleeps = Sleeps()
+    with client_for(emulator.url, sleeps) as client:
+        created = client.import_events(target=TO_PACKAGE, body=ndjson_gz(events(2, "handshake")),
+                                       safe_to_resend=False)
+    assert len(sleeps.waits) == 1
+    assert len(requests_of(emulator, "POST")) == 1
+    assert [i["id"] for i in emulator.imports(OWNER)] == [created.id]
