@@ -45,7 +45,14 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, NameResolutionError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NameResolutionError,
+    NewConnectionError,
+    ProxyError,
+    ReadTimeoutError,
+)
 
 #: The most an ordinary API answer may hold. Scarf's import objects are about a kilobyte.
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
@@ -498,6 +505,11 @@ def diagnose(error: BaseException, *, url: str, timeout: tuple[float, float], se
         if isinstance(cause, ssl.SSLError) and cause.reason in _NOT_TLS:
             return Unanswered(f"{host} does not speak TLS ({cause.reason}): is api_url https:// to a port that "
                               "serves plain HTTP?", reached_server=False, fix="Check api_url.")
+    if any(isinstance(cause, (requests.exceptions.ProxyError, ProxyError)) for cause in causes) and not (
+            sent and url[:8].lower() == "https://"):
+        # (Through a tunnel that was made, urllib3 still calls a failure "Unable to connect to proxy" once it has
+        # closed the connection: that one is the server's, named below.)
+        return _proxy_failure(causes, url=url, connect_timeout=timeout[0])
     if any(_connect_timeout(cause) for cause in causes):
         return Unanswered(f"no connection to {host} within {timeout[0]:.3g} s", reached_server=False)
     if any(isinstance(cause, (requests.ReadTimeout, ReadTimeoutError, socket.timeout)) for cause in causes):
@@ -506,8 +518,6 @@ def diagnose(error: BaseException, *, url: str, timeout: tuple[float, float], se
         return Unanswered(f"the host name {host} could not be resolved (DNS)", reached_server=False)
     if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
         return Unanswered(f"the connection to {host} was refused", reached_server=False)
-    if any(isinstance(cause, requests.exceptions.ProxyError) for cause in causes):
-        return Unanswered(f"the proxy on the way to {host} failed ({_named(causes[-1])})", reached_server=arrived)
     tls = next((cause for cause in causes if isinstance(cause, ssl.SSLError)), None)
     if tls is not None:  # cut off during the handshake or the body: may pass, like any dropped connection
         return Unanswered(f"the TLS connection to {host} failed ({_named(tls)})", reached_server=arrived)
@@ -516,6 +526,42 @@ def diagnose(error: BaseException, *, url: str, timeout: tuple[float, float], se
     if arrived:
         return Unanswered(f"the connection to {host} failed ({_named(causes[-1])})", reached_server=True)
     return Unanswered(f"could not connect to {host} ({_named(causes[-1])})", reached_server=False)
+
+
+def _proxy_failure(causes: list[BaseException], *, url: str, connect_timeout: float) -> Unanswered:
+    """A proxy that could not be reached, or would not open a tunnel: named, with the proxy (never its
+    credentials), so that nobody looks for the fault at Scarf. A proxy asking for credentials is the user's to fix."""
+    proxy, host = _proxy_for(url), _where(url)
+    tunnel = next((cause for cause in causes if str(cause).startswith("Tunnel connection failed:")), None)
+    if tunnel is not None:
+        answer = str(tunnel).removeprefix("Tunnel connection failed:").strip()[:100]
+        if answer.startswith("407"):
+            return Unanswered(f"the proxy {proxy} refused the tunnel to {host} ({answer})", reached_server=False,
+                              fix="Check the proxy's credentials in HTTPS_PROXY (http://user:password@host:port).")
+        return Unanswered(f"the proxy {proxy} could not open a tunnel to {host} ({answer})", reached_server=False)
+    if any(isinstance(cause, (socket.gaierror, NameResolutionError)) for cause in causes):
+        why = f"the host name of the proxy {proxy} could not be resolved (DNS; check HTTPS_PROXY)"
+    elif any(isinstance(cause, ConnectionRefusedError) for cause in causes):
+        why = f"the proxy {proxy} refused the connection (check HTTPS_PROXY)"
+    elif any(_connect_timeout(cause) for cause in causes):
+        why = f"no connection to the proxy {proxy} within {connect_timeout:.3g} s (check HTTPS_PROXY)"
+    else:
+        why = f"the proxy {proxy} on the way to {host} failed ({_named(causes[-1])})"
+    return Unanswered(why, reached_server=False)
+
+
+def _proxy_for(url: str) -> str:
+    """The proxy the environment names for `url` (HTTPS_PROXY, ALL_PROXY, ..., minus NO_PROXY), as requests picks
+    it, without its credentials."""
+    try:
+        proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
+        if proxy:
+            parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            host = f"[{parsed.hostname}]" if parsed.hostname and ":" in parsed.hostname else parsed.hostname
+            return f"{parsed.scheme}://{host}" + (f":{parsed.port}" if parsed.port else "")
+    except ValueError:  # a port that is not a number: name no address rather than a wrong one
+        pass
+    return "(from HTTPS_PROXY)"
 
 
 def _connect_timeout(error: BaseException) -> bool:

@@ -22,7 +22,7 @@ from airbyte_cdk.models import FailureType
 from destination_scarf.errors import ScarfConfigError, ScarfTransientError
 from destination_scarf.scarf.client import ScarfClient
 from integration_tests.scarf.test_client import TO_PACKAGE, Sleeps, closed_port, events, ndjson_gz, requests_of
-from integration_tests.scarf.test_client_bounds import retry_warnings
+from integration_tests.scarf.test_client_bounds import ScriptedServer, retry_warnings
 from proxy import ConnectProxy
 from scarf_emulator import ScarfEmulator
 from support import FAST_RETRY, OWNER, TOKEN, new_plain_emulator, run_with_hang_guard, stated_attempts
@@ -297,3 +297,58 @@ def test_an_upload_cut_off_in_the_handshake_never_reached_scarf_so_it_is_re_sent
     assert len(sleeps.waits) == 1
     assert len(requests_of(emulator, "POST")) == 1
     assert [i["id"] for i in emulator.imports(OWNER)] == [created.id]
+
+
+@pytest.mark.parametrize(("proxy", "named"), [
+    ("refused", "refused the connection"),
+    ("dns", "could not be resolved (DNS"),
+])
+def test_a_proxy_that_cannot_be_reached_is_named_and_scarf_is_not_blamed(emulator, no_proxy_env, proxy, named):
+    address = f"127.0.0.1:{closed_port()}" if proxy == "refused" else "proxy.destination-scarf.invalid:3128"
+    no_proxy_env.setenv("HTTPS_PROXY", f"http://someone:proxy-secret@{address}")
+    sleeps = Sleeps()
+    with client_for(emulator.url, sleeps) as client, pytest.raises(ScarfTransientError) as caught:
+        client.list_imports()
+    message = str(caught.value)
+    assert named in message and f"http://{address}" in message and "HTTPS_PROXY" in message, message
+    scarf = host_of(emulator.url)
+    assert f"the connection to {scarf} was refused" not in message and f"host name {scarf}" not in message, message
+    assert "proxy-secret" not in message and "someone" not in message  # the proxy's credentials are never shown
+    assert len(sleeps.waits) == FAST_RETRY.max_attempts - 1
+    assert emulator.requests == []
+
+
+def test_a_proxy_that_cannot_open_the_tunnel_is_named_with_its_answer(via_proxy):
+    url = _refused()
+    with client_for(url, Sleeps()) as client, pytest.raises(ScarfTransientError) as caught:
+        client.list_imports()
+    message = str(caught.value)
+    assert f"the proxy {via_proxy.url} could not open a tunnel to {host_of(url)} (502 Bad Gateway)" in message
+    assert via_proxy.refused == FAST_RETRY.max_attempts
+
+
+def test_a_proxy_that_asks_for_credentials_is_a_config_error(no_proxy_env, emulator):
+    proxy = ScriptedServer(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\n"
+                           b"Content-Length: 0\r\n\r\n")
+    try:
+        no_proxy_env.setenv("HTTPS_PROXY", proxy.url)
+        sleeps = Sleeps()
+        with client_for(emulator.url, sleeps) as client, pytest.raises(ScarfConfigError) as caught:
+            client.list_imports()
+        message = str(caught.value)
+        assert f"the proxy {proxy.url} refused the tunnel to {host_of(emulator.url)}" in message, message
+        assert "407" in message and "HTTPS_PROXY" in message
+        assert (sleeps.waits, proxy.requests) == ([], 1)
+    finally:
+        proxy.close()
+
+
+def test_a_reset_after_the_request_went_through_the_tunnel_is_not_the_proxys_fault(emulator, via_proxy):
+    """urllib3 reports any failure of a tunnelled connection it has closed as "Unable to connect to proxy"; the
+    request did arrive (the emulator saw it), so the message names the connection to Scarf's host."""
+    emulator.reset_next(100)
+    with client_for(emulator.url, Sleeps()) as client, pytest.raises(ScarfTransientError) as caught:
+        client.list_imports()
+    message = str(caught.value)
+    assert f"the connection to {host_of(emulator.url)} was reset" in message and "proxy" not in message, message
+    assert len(requests_of(emulator)) == FAST_RETRY.max_attempts
