@@ -370,8 +370,10 @@ class Transport:
                 if guard.interrupted:
                     raise Unanswered("cut short by the cancel", reached_server=sent and not _never_arrived(error),
                                      cancelled=True) from None
-                if guard.fired:
-                    raise Unanswered(f"no complete answer within {limit:.3g} s", reached_server=sent) from None
+                if guard.fired and sent:  # the watchdog shut its socket, or it ended on its own past the deadline
+                    raise Unanswered(f"no complete answer within {limit:.3g} s", reached_server=True) from None
+                # (Before the request had a connection, the watchdog had nothing to shut: whatever ended the
+                # exchange is the network stack's own, such as a DNS lookup that failed after the deadline.)
                 raise diagnose(error, url=url, timeout=timeout, sent=sent) from None
         raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
 

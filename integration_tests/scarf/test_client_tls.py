@@ -13,6 +13,8 @@ recorded and the tunnels the proxy opened.
 from __future__ import annotations
 
 import re
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -352,3 +354,26 @@ def test_a_reset_after_the_request_went_through_the_tunnel_is_not_the_proxys_fau
     message = str(caught.value)
     assert f"the connection to {host_of(emulator.url)} was reset" in message and "proxy" not in message, message
     assert len(requests_of(emulator)) == FAST_RETRY.max_attempts
+
+
+def test_a_dns_lookup_that_fails_after_the_deadline_is_still_named_dns(monkeypatch):
+    """A lookup blocks its thread (the watchdog has no socket to shut yet), and a resolver that drops queries
+    takes its own seconds: when it fails after the exchange's deadline, the failure is still the lookup's, not
+    "no complete answer". The machine's resolver stands in with a slow one for this one name; the rest is real."""
+    slow_name = "slow-resolver.destination-scarf.invalid"
+    real_getaddrinfo = socket.getaddrinfo
+
+    def slow_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == slow_name:
+            time.sleep(0.4)  # past the 0.2 s the exchange is given
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_getaddrinfo)
+    sleeps = Sleeps()
+    with client_for(f"https://{slow_name}", sleeps, exchange_timeout=0.2) as client, \
+            pytest.raises(ScarfTransientError) as caught:
+        client.list_imports()
+    message = str(caught.value)
+    assert f"the host name {slow_name} could not be resolved (DNS)" in message, message
+    assert "answer within" not in message
