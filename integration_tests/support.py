@@ -249,9 +249,12 @@ def connector_command(*args: str) -> list[str]:
     return [sys.executable, "-c", "from destination_scarf.airbyte.cli import run; run()", *args]
 
 
-def run_connector(args: list[str], *, stdin: bytes = b"", timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run the real console entry point in a subprocess (as Airbyte or `docker run` would)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run_connector(args: list[str], *, stdin: bytes = b"", timeout: float = 60,
+                  env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess:
+    """Run the real console entry point in a subprocess (as Airbyte or `docker run` would). `env` changes the
+    environment it inherits (None removes a variable), for runs started side by side from threads."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    env = {name: value for name, value in env.items() if value is not None}
     return subprocess.run(connector_command(*args), input=stdin, capture_output=True, timeout=timeout, env=env,
                           cwd=ROOT)
 
