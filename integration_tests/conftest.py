@@ -91,8 +91,9 @@ def start_https_emulator(pki: Pki) -> Iterator[Callable[..., ScarfEmulator]]:
 
 @pytest.fixture
 def https_emulator(start_https_emulator: Callable[..., ScarfEmulator]) -> ScarfEmulator:
-    """Like `emulator`, but on HTTPS (emu.url is https://127.0.0.1:PORT) with a good certificate from the
-    trusted test CA: clients verify it with the `ca_bundle` fixture's file."""
+    """An emulator on HTTPS (emu.url is https://127.0.0.1:PORT) with a good certificate from the trusted test CA:
+    clients verify it with the `ca_bundle` fixture's file. (The `emulator` fixture is one too, but in the
+    emulator's own tests, which choose their transport.)"""
     return start_https_emulator()
 
 
