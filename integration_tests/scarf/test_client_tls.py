@@ -192,7 +192,9 @@ def test_a_connection_failure_that_persists_is_transient_and_names_its_cause(emu
     assert named in message and host_of(url) in message, message
     assert "within" not in message, "a failure that is not a timeout is named as one"
     attempts, _ = stated_attempts(message)
-    assert attempts == FAST_RETRY.max_attempts == len(sleeps.waits) + 1
+    assert attempts == len(sleeps.waits) + 1 >= 2, "not retried"
+    if fault != "dns":  # (a resolver that drops queries takes seconds of the budget, so fewer may fit)
+        assert attempts == FAST_RETRY.max_attempts
     if fault in ("tls_reset_next", "tls_eof_next"):
         assert requests_of(emulator) == []
     elif fault == "reset_next":
