@@ -12,6 +12,7 @@ recorded and the tunnels the proxy opened.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import socket
 import time
@@ -373,7 +374,8 @@ def test_a_dns_lookup_that_fails_after_the_deadline_is_still_named_dns(monkeypat
 
     monkeypatch.setattr(socket, "getaddrinfo", slow_getaddrinfo)
     sleeps = Sleeps()
-    with client_for(f"https://{slow_name}", sleeps, exchange_timeout=0.2) as client, \
+    with client_for(f"https://{slow_name}", sleeps, exchange_timeout=0.2,
+                    retry=dataclasses.replace(FAST_RETRY, max_attempts=2)) as client, \
             pytest.raises(ScarfTransientError) as caught:
         client.list_imports()
     message = str(caught.value)
