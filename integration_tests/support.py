@@ -1,4 +1,5 @@
-"""Test support: a real Scarf emulator on loopback, configs pointing at it, and Airbyte message builders."""
+"""Test support: a real Scarf emulator on loopback (HTTPS, as production Scarf), configs pointing at it, and Airbyte
+message builders."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import datetime
 import itertools
 import os
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -47,7 +49,35 @@ FAST_TUNING = WriterTuning(
 )
 
 
+#: The server context of the session's HTTPS emulators (a good certificate from the test CA), set once per
+#: session by conftest.py's `https_by_default` fixture, which also makes the connector trust the test CA.
+_session_tls: ssl.SSLContext | None = None
+
+
+def serve_https_with(context: ssl.SSLContext | None) -> None:
+    """Make `new_emulator()` serve HTTPS with `context` (conftest.py does this for the whole session)."""
+    global _session_tls
+    _session_tls = context
+
+
 def new_emulator(**kwargs: Any) -> ScarfEmulator:
+    """An emulator with the tests' accounts, serving HTTPS like production Scarf: with a certificate from the
+    session's test CA, which the connector trusts through REQUESTS_CA_BUNDLE (set for the whole session, so a
+    connector run as a subprocess trusts it too). `tls=` gives another server context (pki.expired(), say)."""
+    if kwargs.get("tls") is None:
+        if _session_tls is None:
+            raise RuntimeError("the session's test CA is not set up: new_emulator() runs under the integration "
+                               "tests' conftest.py (its https_by_default fixture)")
+        kwargs["tls"] = _session_tls
+    return _emulator(**kwargs)
+
+
+def new_plain_emulator(**kwargs: Any) -> ScarfEmulator:
+    """The same emulator on plain HTTP. Only for a test whose subject is plain HTTP: say why where it is used."""
+    return _emulator(**kwargs)
+
+
+def _emulator(**kwargs: Any) -> ScarfEmulator:
     return ScarfEmulator(
         tokens={TOKEN: {OWNER}, OTHER_TOKEN: {OTHER_OWNER}},
         packages={OWNER: [PACKAGE, PACKAGE_2], OTHER_OWNER: []},
@@ -220,9 +250,12 @@ def connector_command(*args: str) -> list[str]:
     return [sys.executable, "-c", "from destination_scarf.airbyte.cli import run; run()", *args]
 
 
-def run_connector(args: list[str], *, stdin: bytes = b"", timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run the real console entry point in a subprocess (as Airbyte or `docker run` would)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run_connector(args: list[str], *, stdin: bytes = b"", timeout: float = 60,
+                  env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess:
+    """Run the real console entry point in a subprocess (as Airbyte or `docker run` would). `env` changes the
+    environment it inherits (None removes a variable), for runs started side by side from threads."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    env = {name: value for name, value in env.items() if value is not None}
     return subprocess.run(connector_command(*args), input=stdin, capture_output=True, timeout=timeout, env=env,
                           cwd=ROOT)
 

@@ -31,6 +31,7 @@ from integration_tests.conftest import (
     make_config,
     messages_of,
     new_emulator,
+    new_plain_emulator,
     run_connector,
     stated_attempts,
     write_json,
@@ -217,8 +218,11 @@ def test_check_not_uuid_package_id_message_names_the_field(check_runs):
 
 
 def test_plain_http_to_a_non_loopback_host_fails_on_config_without_any_network_call(tmp_path, monkeypatch):
-    """Any HTTP request the connector made would go through the proxy below, i.e. into the emulator's request log."""
-    with new_emulator() as proxy:
+    """Any HTTP request the connector made would go through the proxy below, i.e. into the emulator's request log.
+
+    The emulator stands in for a plain-HTTP forward proxy here (it logs the absolute-form request an http://
+    URL sends through a proxy), so it serves plain HTTP: that is what an http_proxy speaks."""
+    with new_plain_emulator() as proxy:
         for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
             monkeypatch.setenv(name, proxy.url)
         for name in ("NO_PROXY", "no_proxy"):
