@@ -115,7 +115,8 @@ class AnswerTooLarge(Exception):
 class _Guard:
     deadline: float
     cancellable: bool = True  # a cancel of the sync ends it too (aborts, which a cancel sends, are not)
-    connection: Any = None  # the urllib3 connection the exchange is using, once it has one
+    connection: Any = None  # the urllib3 connection the exchange is using, from the moment it starts connecting
+    sent: bool = False  # the request was handed to the connection (before that, not a byte of it was sent)
     done: bool = False
     fired: bool = False  # its deadline passed
     interrupted: bool = False  # the sync was cancelled while it ran
@@ -190,35 +191,72 @@ class _Watchdog:
 
 def _shut(connection: Any) -> None:
     """Shut an exchange's socket down: its blocked read returns at once. (The plain socket's shutdown, so
-    that an SSL socket's state is left to the thread that owns it.)"""
+    that an SSL socket's state is left to the thread that owns it.)
+
+    During a TLS handshake the connection's socket has been handed to the TLS socket being made (it is
+    detached), so the descriptor it had is shut down instead: the exchange is still running, so that
+    descriptor is still its own."""
     sock = getattr(connection, "sock", None)
     if sock is None:
         return
     try:
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except (OSError, TypeError):
+        if sock.fileno() >= 0:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            return
+        descriptor = getattr(connection, "watched_fd", -1)
+        if descriptor >= 0:
+            handle = socket.socket(fileno=descriptor)
+            try:
+                handle.shutdown(socket.SHUT_RDWR)
+            finally:
+                handle.detach()  # the descriptor is the connection's: never closed from here
+    except (OSError, TypeError, ValueError):
         pass
 
 
-# The watchdog learns an exchange's connection when the request is handed to it: for https that is after the
-# connection is made (TCP, a proxy's tunnel, the TLS handshake: urllib3 connects before it sends), so an exchange
-# whose guard has no connection never sent a byte of its request.
+# The watchdog learns an exchange's connection as soon as it starts connecting, so that a hung proxy tunnel
+# or TLS handshake can be cut short too; the request is "sent" only once it is handed to the connection: for
+# https that is after the connection is made (TCP, a proxy's tunnel, the TLS handshake: urllib3 connects
+# before it sends), so an exchange whose guard was not `sent` never sent a byte of its request.
 class _WatchedHTTPConnection(HTTPConnection):
+    watched_fd = -1
+
+    def _new_conn(self) -> Any:
+        sock = super()._new_conn()
+        self.watched_fd = sock.fileno()
+        return sock
+
+    def connect(self) -> None:
+        _attach(self, sent=False)
+        super().connect()
+
     def request(self, *args: Any, **kwargs: Any) -> Any:
-        _attach(self)
+        _attach(self, sent=True)  # a kept-alive connection is not connected again
         return super().request(*args, **kwargs)
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
+    watched_fd = -1
+
+    def _new_conn(self) -> Any:
+        sock = super()._new_conn()
+        self.watched_fd = sock.fileno()  # the TLS socket made from it keeps this descriptor
+        return sock
+
+    def connect(self) -> None:
+        _attach(self, sent=False)
+        super().connect()
+
     def request(self, *args: Any, **kwargs: Any) -> Any:
-        _attach(self)
+        _attach(self, sent=True)  # a kept-alive connection is not connected again
         return super().request(*args, **kwargs)
 
 
-def _attach(connection: Any) -> None:
+def _attach(connection: Any, *, sent: bool) -> None:
     guard = getattr(_current, "guard", None)
     if guard is not None:
         guard.connection = connection
+        guard.sent = guard.sent or sent
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):
@@ -366,7 +404,7 @@ class Transport:
                 # No byte of the request left before its connection was handed it: for https that is after the
                 # TCP connection, the proxy's tunnel and the TLS handshake, so a failure of any of these never
                 # reached the server (re-sending cannot duplicate anything).
-                sent = guard.connection is not None
+                sent = guard.sent
                 if guard.interrupted:
                     raise Unanswered("cut short by the cancel", reached_server=sent and not _never_arrived(error),
                                      cancelled=True) from None

@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 from airbyte_cdk.models import FailureType
 
-from destination_scarf.errors import ScarfConfigError, ScarfTransientError
+from destination_scarf.errors import ScarfConfigError, ScarfTransientError, SyncCancelled
 from destination_scarf.scarf.client import ScarfClient
 from integration_tests.scarf.test_client import TO_PACKAGE, Sleeps, closed_port, events, ndjson_gz, requests_of
 from integration_tests.scarf.test_client_bounds import ScriptedServer, retry_warnings
 from proxy import ConnectProxy
 from scarf_emulator import ScarfEmulator
-from support import FAST_RETRY, OWNER, TOKEN, new_plain_emulator, run_with_hang_guard, stated_attempts
+from support import FAST_RETRY, OWNER, TOKEN, new_plain_emulator, run_with_hang_guard, stated_attempts, wait_for
 from tls_support import Pki
 
 #: A host name that never resolves (RFC 2606 reserves .invalid).
@@ -381,3 +381,27 @@ def test_a_dns_lookup_that_fails_after_the_deadline_is_still_named_dns(monkeypat
     message = str(caught.value)
     assert f"the host name {slow_name} could not be resolved (DNS)" in message, message
     assert "answer within" not in message
+
+
+def test_a_cancel_cuts_a_hung_tls_handshake_short(emulator):
+    """The server takes the connection and never answers the ClientHello. With a connect timeout of an hour, only
+    the cancel can end the call: the watchdog knows the connection from the moment it starts connecting, and
+    shuts down the descriptor the TLS socket being made has taken over."""
+    import threading
+
+    emulator.tls_stall_next(1)
+    cancelled = threading.Event()
+    client = ScarfClient(api_url=emulator.url, api_token=TOKEN, owner=OWNER, retry=FAST_RETRY, cancelled=cancelled,
+                         connect_timeout=3600, read_timeout=3600, exchange_timeout=3600)
+
+    def cancel_once_stalled() -> None:
+        wait_for(lambda: emulator.fault_summary()["silenced_connections"] == 1, "the handshake to hang")
+        cancelled.set()
+
+    helper = threading.Thread(target=cancel_once_stalled, daemon=True)
+    helper.start()
+    with client, pytest.raises(SyncCancelled) as caught:
+        run_with_hang_guard(lambda: client.list_imports(budget_seconds=3600), "a call in a hung TLS handshake")
+    assert "cancelled while listing imports" in str(caught.value)
+    assert emulator.requests == []  # the handshake never finished: no request reached the server
+    helper.join(5)
