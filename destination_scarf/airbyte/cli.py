@@ -31,7 +31,7 @@ from destination_scarf.airbyte.secret_filter import filter_secrets, register_con
 from destination_scarf.airbyte.signals import CancelOnSignals
 from destination_scarf.config import ScarfConfig, load_config_file, parse_config
 from destination_scarf.errors import ScarfError
-from destination_scarf.options import spec
+from destination_scarf.options import VERSION, spec
 from destination_scarf.scarf.client import ScarfClient
 from destination_scarf.sync.catalog import StreamInfo, load_catalog_file, parse_catalog
 from destination_scarf.sync.writer import Writer
@@ -42,6 +42,8 @@ logger = logging.getLogger("airbyte")
 def build_parser() -> argparse.ArgumentParser:
     """The Airbyte protocol's commands (spec, check, discover, write), `preview` and the operator commands."""
     parser = argparse.ArgumentParser(prog="destination-scarf")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}",
+                        help="print the connector's version and exit")
     commands = parser.add_subparsers(title="commands", dest="command", required=True)
     commands.add_parser("spec", help="print the connector's configuration specification")
     check = commands.add_parser("check", help="check that the config can be used to import into Scarf")
