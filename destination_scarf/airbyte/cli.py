@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
-from collections.abc import Generator, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Generator, Iterable, Mapping, MutableMapping
 from typing import IO, Any, NoReturn
 
 from destination_scarf.airbyte import operators
@@ -76,18 +77,49 @@ def _limit(text: str) -> int:
 
 
 def run(argv: list[str] | None = None) -> NoReturn:
-    """The console entry point: runs the command and exits with its code."""
-    sys.exit(main(sys.argv[1:] if argv is None else argv))
+    """The console entry point: runs the command and exits with its code.
+
+    A stdout that closed under a protocol command (its reader went away) ends it with exit code 1, not with a
+    BrokenPipeError traceback or the interpreter's "Exception ignored" as it flushes stdout on its way out.
+    (The commands for people treat a reader that stops early as a normal end: see `_for_a_reader`.)
+    """
+    try:
+        code = main(sys.argv[1:] if argv is None else argv)
+        sys.stdout.flush()  # a reader that went away shows here, not in the interpreter's last flush
+    except BrokenPipeError:
+        _discard_stdout()
+        code = 1
+    sys.exit(code)
 
 
 def main(argv: list[str]) -> int:
     """Run one command; returns the process exit code."""
     parsed = build_parser().parse_args(argv)
     if parsed.command in operators.COMMANDS:
-        return operators.run_operator_command(parsed, operators.read_config(parsed.config))
+        return _for_a_reader(lambda: operators.run_operator_command(parsed, operators.read_config(parsed.config)))
     if parsed.command == "preview":
-        return _preview(parsed)
+        return _for_a_reader(lambda: _preview(parsed))
     return _protocol_command(parsed)
+
+
+def _for_a_reader(command: Callable[[], int]) -> int:
+    """Run a command whose output is for people and scripts. A reader that has seen enough and hangs up
+    (`destination-scarf imports --json | head`) ends it quietly with exit code 0, as it ends `preview`: the
+    rest of the answer is dropped, and nothing is said about it."""
+    try:
+        code = command()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
+        return 0
+    return code
+
+
+def _discard_stdout() -> None:
+    """Point stdout's file descriptor at /dev/null, so that what is still buffered for it goes nowhere quietly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _preview(parsed: argparse.Namespace) -> int:
