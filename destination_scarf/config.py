@@ -114,10 +114,12 @@ def load_config_file(path: str) -> dict[str, Any]:
             config = orjson.loads(config_file.read())
     except (OSError, orjson.JSONDecodeError) as error:
         raise ScarfConfigError(
-            f"cannot read the config file {path} ({type(error).__name__}): it must be a readable JSON file."
+            f"cannot read the config file {path} ({type(error).__name__}): give --config the path of a readable "
+            "JSON file that holds the destination's settings (`destination-scarf spec` lists them)."
         ) from None
     if not isinstance(config, dict):
-        raise ScarfConfigError(f"the config file {path} must hold a JSON object.")
+        raise ScarfConfigError(f"the config file {path} must hold a JSON object: the destination's settings "
+                               "(`destination-scarf spec` lists them).")
     return config
 
 

@@ -31,7 +31,7 @@ from destination_scarf.airbyte.protocol import MessageOutput, install_log_handle
 from destination_scarf.airbyte.secret_filter import filter_secrets, register_config_secrets
 from destination_scarf.airbyte.signals import CancelOnSignals
 from destination_scarf.config import ScarfConfig, load_config_file, parse_config
-from destination_scarf.errors import ScarfError
+from destination_scarf.errors import ScarfConfigError, ScarfError
 from destination_scarf.options import VERSION, spec
 from destination_scarf.scarf.client import ScarfClient
 from destination_scarf.sync.catalog import StreamInfo, load_catalog_file, parse_catalog
@@ -143,7 +143,7 @@ def _protocol_command(parsed: argparse.Namespace) -> int:
         if parsed.command == "spec":
             output.emit({"type": "SPEC", "spec": spec()})
         elif parsed.command == "check":
-            output.emit(_check_message(_load_config(parsed.config)))
+            output.emit(_check_message(parsed.config))
         elif parsed.command == "discover":
             config = parse_config(_load_config(parsed.config))
             output.emit(destination_catalog_message(config.target))
@@ -151,6 +151,9 @@ def _protocol_command(parsed: argparse.Namespace) -> int:
             _write(config_path=parsed.config, catalog_path=parsed.catalog, stdin=sys.stdin.buffer, output=output)
         return 0
     except Exception as error:
+        # Why it ended, in the log as well as the TRACE: the same two lines for every command (a config file
+        # that cannot be read, say), and a bug's traceback in the log.
+        logger.error("%s", error, exc_info=not isinstance(error, ScarfError))
         output.emit(trace_message(error))  # through the CDK's secret filter, like every LOG
         return 1
 
@@ -162,15 +165,27 @@ def _load_config(path: str) -> MutableMapping[str, Any]:
     return raw_config
 
 
-def _check_message(raw_config: Mapping[str, Any]) -> dict[str, Any]:
+def _check_message(config_path: str) -> dict[str, Any]:
     """`check` validates with our own config parser, whose messages name the field and the fix.
 
     (The CDK would validate against spec.json first, and a JSON-schema message such as
-    "'x' does not match '^[0-9a-f]...'" names neither.)
+    "'x' does not match '^[0-9a-f]...'" names neither.) A config file it cannot read is answered like any
+    other config it cannot use: a FAILED status that names the file and what to give instead, not a TRACE.
     """
-    from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer, Type  # check's status is the CDK's
+    from airbyte_cdk.models import (  # check's status is the CDK's
+        AirbyteConnectionStatus,
+        AirbyteMessage,
+        AirbyteMessageSerializer,
+        Status,
+        Type,
+    )
 
-    status = run_check(raw_config, logger=logger)
+    try:
+        raw_config = _load_config(config_path)
+    except ScarfConfigError as error:
+        status = AirbyteConnectionStatus(status=Status.FAILED, message=str(error))
+    else:
+        status = run_check(raw_config, logger=logger)
     return dict(AirbyteMessageSerializer.dump(AirbyteMessage(type=Type.CONNECTION_STATUS, connectionStatus=status)))
 
 
@@ -196,17 +211,13 @@ def sync(config: ScarfConfig, streams: list[StreamInfo], chunks: Iterable[bytes]
 
 def _write(*, config_path: str, catalog_path: str, stdin: IO[bytes], output: MessageOutput) -> None:
     """`write`: states on stdout as they become safe. Why a sync ended early is in its log as well as its TRACE."""
-    try:
-        config, streams = open_sync(load_config_file(config_path), load_catalog_file(catalog_path))
-        cancelled = threading.Event()
-        with CancelOnSignals(cancelled):
-            states = sync(config, streams, read_chunks(stdin, idle_seconds=1.0), cancelled=cancelled)
-            try:
-                for state in states:
-                    output.emit(state)
-            finally:
-                # However the loop ends, the sync's cleanup runs now: imports in flight aborted, spool files removed.
-                states.close()
-    except Exception as error:
-        logger.error("%s", error, exc_info=not isinstance(error, ScarfError))
-        raise
+    config, streams = open_sync(load_config_file(config_path), load_catalog_file(catalog_path))
+    cancelled = threading.Event()
+    with CancelOnSignals(cancelled):
+        states = sync(config, streams, read_chunks(stdin, idle_seconds=1.0), cancelled=cancelled)
+        try:
+            for state in states:
+                output.emit(state)
+        finally:
+            # However the loop ends, the sync's cleanup runs now: imports in flight aborted, spool files removed.
+            states.close()

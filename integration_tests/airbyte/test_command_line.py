@@ -7,6 +7,7 @@ import os
 import subprocess
 import tempfile
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from support import (
     download,
     lines,
     make_config,
+    messages_of,
     record,
     run_connector,
     write_json,
@@ -83,3 +85,51 @@ def test_preview_piped_into_head_ends_quietly(tmp_path):
     assert shown.decode().startswith("Record #1 of stream 'downloads' (input line 1) would be sent:")
     assert err == b"", err.decode()
     assert code == 0
+
+
+# -- a config file that cannot be read --------------------------------------------------------------------------
+def unreadable_config(tmp_path: Path, case: str) -> tuple[str, str]:
+    """A --config argument that is no usable file, and the reason the message gives in parentheses."""
+    if case == "missing":
+        return str(tmp_path / "missing.json"), "(FileNotFoundError)"
+    if case == "folder":
+        return str(tmp_path), "(IsADirectoryError)"
+    path = tmp_path / "config.json"
+    path.write_text('{"api_token": "t", ' if case == "not JSON" else '["api_token"]')
+    return str(path), "(JSONDecodeError)" if case == "not JSON" else "must hold a JSON object"
+
+
+CASES = ["missing", "folder", "not JSON", "not an object"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_check_answers_an_unreadable_config_file_with_a_failed_status_naming_it(tmp_path, case):
+    path, reason = unreadable_config(tmp_path, case)
+
+    result = run_connector(["check", "--config", path])
+
+    assert result.returncode == 0 and result.stderr == b"", result.stderr.decode()
+    assert [m["type"] for m in messages_of(result.stdout)] == ["CONNECTION_STATUS"]  # one line, no TRACE
+    status = messages_of(result.stdout)[0]["connectionStatus"]
+    assert status["status"] == "FAILED"
+    assert path in status["message"] and reason in status["message"]
+    assert "destination-scarf spec" in status["message"]  # what to give instead
+    assert b"Traceback" not in result.stdout
+
+
+def test_every_command_names_an_unreadable_config_file_and_the_fix(tmp_path):
+    """The other commands say the same as check: the protocol ones in their log and TRACE, the others on stderr.
+    (One reader of the file serves them all, so one kind of unreadable file stands for the others here.)"""
+    path, _ = unreadable_config(tmp_path, "missing")
+    raw_catalog = write_json(tmp_path / "catalog.json", catalog("downloads"))
+    check = messages_of(run_connector(["check", "--config", path]).stdout)[0]["connectionStatus"]["message"]
+
+    for command in (["discover", "--config", path], ["write", "--config", path, "--catalog", raw_catalog]):
+        result = run_connector(command)
+        assert result.returncode == 1 and result.stderr == b"", result.stderr.decode()
+        log, trace = messages_of(result.stdout)
+        assert log["log"] == {"level": "ERROR", "message": check}  # said in the log, as in check's answer
+        assert trace["trace"]["error"]["message"] == check and trace["trace"]["error"]["failure_type"] == "config_error"
+    for command in (["imports", "--config", path], ["preview", "--config", path, "--catalog", raw_catalog]):
+        result = run_connector(command)
+        assert (result.returncode, result.stdout, result.stderr.decode()) == (1, b"", f"error: {check}\n")
