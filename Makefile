@@ -15,7 +15,7 @@ LOCK_PLATFORM := x86_64-unknown-linux-gnu
 UV_VERSION := 0.13.9
 LOCK_VENV := .venv-lock
 
-.PHONY: install lint spec test unit integration demo bench bench-readme pyairbyte-demo lock clean
+.PHONY: install lint spec test unit integration connector-test demo bench bench-readme pyairbyte-demo lock clean
 
 # The venv is made anew (--clear) whenever a lock or the package metadata changes, so it holds the
 # locked versions and nothing left over from an earlier install. The package goes in without its
@@ -52,6 +52,13 @@ unit: install
 
 integration: install
 	$(BIN)/python -m pytest -q integration_tests
+
+# The Airbyte CDK's own test command, `airbyte-cdk connector test`, offline (no network but loopback). The CDK takes
+# the connector's name, and so its test class, from the folder's name, and the scenarios' configs from secrets/:
+# the script runs it on a temporary folder named destination-scarf whose configs point at a local emulator. The
+# suite's image tests are deselected: they need a Docker engine. (`make test` runs the same suite in-process.)
+connector-test: install
+	$(BIN)/python integration_tests/run_connector_test.py
 
 demo: install
 	$(BIN)/python demo/run_demo.py
