@@ -86,12 +86,16 @@ lock:
 	$(BUILD_REQUIRES) | $(UV_COMPILE) setup.py - -o $(LOCK)
 	$(BUILD_REQUIRES) | $(UV_COMPILE) --extra tests -c $(LOCK) setup.py - -o $(TESTS_LOCK)
 
-# PyAirbyte is not a dependency: it gets a virtualenv of its own, with this package installed beside it.
+# PyAirbyte is not a dependency: it gets a virtualenv of its own, with this package installed beside it. The
+# version is pinned to the one the README's recipes were checked with (pip's resolver may otherwise settle on an
+# older one); `make pyairbyte-demo PYAIRBYTE_VERSION=...` tries another. The demo also runs the README's preview
+# recipe as the README writes it.
 PYAB := .venv-pyairbyte
+PYAIRBYTE_VERSION ?= 0.71.3
 pyairbyte-demo:
 	$(PYTHON) -m venv $(PYAB)
 	$(PYAB)/bin/python -m pip install --quiet --upgrade pip
-	$(PYAB)/bin/python -m pip install --quiet airbyte -e .
+	$(PYAB)/bin/python -m pip install --quiet airbyte==$(PYAIRBYTE_VERSION) -e .
 	printf '#!/bin/sh\nexec "%s/bin/python" "%s/demo/downloads_source.py" "$$@"\n' "$(CURDIR)/$(PYAB)" "$(CURDIR)" \
 		> $(PYAB)/bin/downloads-demo-source
 	chmod +x $(PYAB)/bin/downloads-demo-source
