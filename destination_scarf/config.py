@@ -227,14 +227,13 @@ class _Problems:
 
 
 def _typo_of(key: str) -> str | None:
-    """The option `key` is a typo of: written the same but for case and `-` for `_`, or within two edits of its
-    name (one for names of six characters or fewer, so that `order` is not taken for `owner`). Keys further off,
-    like a newer version's `status_polling_seconds`, are not typos of `status_polling`."""
+    """The option `key` is a typo of (the closest if several): written the same but for case and `-` for `_`, or
+    within two edits of its name (one for names of six characters or fewer, so that `order` is not taken for
+    `owner`). Keys further off, like a newer version's `status_polling_seconds`, are not typos of `status_polling`."""
     spelled = key.lower().replace("-", "_")
-    for option in BY_KEY:
-        if _edits(spelled, option) <= (2 if len(option) > 6 else 1):
-            return option
-    return None
+    candidates = [(edits, option) for option in BY_KEY
+                  if (edits := _edits(spelled, option)) <= (2 if len(option) > 6 else 1)]
+    return min(candidates)[1] if candidates else None
 
 
 def _edits(a: str, b: str) -> int:
