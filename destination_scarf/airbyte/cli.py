@@ -151,9 +151,6 @@ def _protocol_command(parsed: argparse.Namespace) -> int:
             _write(config_path=parsed.config, catalog_path=parsed.catalog, stdin=sys.stdin.buffer, output=output)
         return 0
     except Exception as error:
-        # Why it ended, in the log as well as the TRACE: the same two lines for every command (a config file
-        # that cannot be read, say), and a bug's traceback in the log.
-        logger.error("%s", error, exc_info=not isinstance(error, ScarfError))
         output.emit(trace_message(error))  # through the CDK's secret filter, like every LOG
         return 1
 
@@ -211,13 +208,17 @@ def sync(config: ScarfConfig, streams: list[StreamInfo], chunks: Iterable[bytes]
 
 def _write(*, config_path: str, catalog_path: str, stdin: IO[bytes], output: MessageOutput) -> None:
     """`write`: states on stdout as they become safe. Why a sync ended early is in its log as well as its TRACE."""
-    config, streams = open_sync(load_config_file(config_path), load_catalog_file(catalog_path))
-    cancelled = threading.Event()
-    with CancelOnSignals(cancelled):
-        states = sync(config, streams, read_chunks(stdin, idle_seconds=1.0), cancelled=cancelled)
-        try:
-            for state in states:
-                output.emit(state)
-        finally:
-            # However the loop ends, the sync's cleanup runs now: imports in flight aborted, spool files removed.
-            states.close()
+    try:
+        config, streams = open_sync(load_config_file(config_path), load_catalog_file(catalog_path))
+        cancelled = threading.Event()
+        with CancelOnSignals(cancelled):
+            states = sync(config, streams, read_chunks(stdin, idle_seconds=1.0), cancelled=cancelled)
+            try:
+                for state in states:
+                    output.emit(state)
+            finally:
+                # However the loop ends, the sync's cleanup runs now: imports in flight aborted, spool files removed.
+                states.close()
+    except Exception as error:
+        logger.error("%s", error, exc_info=not isinstance(error, ScarfError))
+        raise
