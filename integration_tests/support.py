@@ -99,6 +99,22 @@ def make_config(emu: ScarfEmulator, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+#: The package id of the CDK standard suite's "unknown package" scenario: no owner has it.
+UNKNOWN_PACKAGE = "99999999-9999-4999-8999-999999999999"
+
+
+def write_scenario_configs(secrets: Path, emu: ScarfEmulator) -> None:
+    """The configs of the scenarios in acceptance-test-config.yml (the CDK's standard tests), pointing at `emu`,
+    in `secrets/` (where `airbyte-cdk secrets fetch` would put real ones)."""
+    secrets.mkdir(exist_ok=True)
+    good = {"api_token": TOKEN, "owner": OWNER, "api_url": emu.url, "target": {"target_type": "multi_artifact"}}
+    write_json(secrets / "config.json", good)
+    write_json(secrets / "config_package.json", {**good, "target": {"target_type": "package", "package_id": PACKAGE}})
+    write_json(secrets / "invalid_token_config.json", {**good, "api_token": "wrong-token"})
+    write_json(secrets / "unknown_package_config.json",
+               {**good, "target": {"target_type": "package", "package_id": UNKNOWN_PACKAGE}})
+
+
 def now_iso(offset_seconds: float = 0) -> str:
     moment = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=offset_seconds)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

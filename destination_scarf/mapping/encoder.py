@@ -34,7 +34,7 @@ from destination_scarf.mapping.rules import (
     source_for,
     validate_rules,
 )
-from destination_scarf.mapping.timeparse import recent_scarf_text, to_scarf_time, window_cutoff
+from destination_scarf.mapping.timeparse import NOT_A_TIME, recent_scarf_text, to_scarf_time, window_cutoff
 from destination_scarf.mapping.unique_ids import UniqueIds
 from destination_scarf.mapping.values import (
     InexactNumber,
@@ -81,11 +81,16 @@ class _ShapePlan:
 
 
 _R_TIME_MISSING = "missing (map a source field to $time, or name a field `time`)"
-_R_TIME_FORMAT = "not an ISO 8601 date-time or epoch timestamp"
+_R_TIME_FORMAT = NOT_A_TIME
 _R_NO_ARTIFACT = (
     "multi-artifact imports need $package or $tracking_pixel on every event; "
     "map one, or choose a single package/pixel target"
 )
+
+
+def _time_format_reason(parser_reason: str) -> str:
+    """Why a $time value was refused: the parser's own reason in parentheses, unless it is this very sentence."""
+    return _R_TIME_FORMAT if parser_reason == _R_TIME_FORMAT else f"{_R_TIME_FORMAT} ({parser_reason})"
 
 
 def compile_mapper(
@@ -417,7 +422,7 @@ class EventMapper:
         try:
             moment, text = to_scarf_time(raw)
         except ValueError as exc:  # the parser's reasons never contain the value
-            raise InvalidRecord("$time", f"{_R_TIME_FORMAT} ({exc})") from None
+            raise InvalidRecord("$time", _time_format_reason(str(exc))) from None
         return self._checked_time(moment, text)
 
     def _checked_time(self, moment: _dt.datetime, text: str) -> str:
