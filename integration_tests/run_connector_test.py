@@ -27,14 +27,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "integration_tests")]
 
-from support import new_emulator, write_scenario_configs  # noqa: E402  (the paths above come first)
+from support import new_plain_emulator, write_scenario_configs  # noqa: E402  (the paths above come first)
 
 CONNECTOR = "destination-scarf"
 
 
 def main() -> int:
     airbyte_cdk = Path(sys.executable).parent / "airbyte-cdk"
-    with tempfile.TemporaryDirectory(prefix="connector-test-") as scratch, new_emulator() as emulator:
+    # Plain HTTP to loopback: this script runs outside the test session, whose test CA the HTTPS emulator needs
+    # (the CDK's suite checks the connector's conventions, not its transport; the suite runs that over HTTPS).
+    with tempfile.TemporaryDirectory(prefix="connector-test-") as scratch, new_plain_emulator() as emulator:
         folder = Path(scratch) / CONNECTOR
         folder.mkdir()
         for name in ("metadata.yaml", "acceptance-test-config.yml"):
