@@ -126,7 +126,8 @@ class StatusPoller:
     due, and tells each job when to read its import by id. Jobs `watch`, `wait` and `report` what they read."""
 
     def __init__(self, *, client: ScarfClient, cadence: Cadence, cancelled: threading.Event,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, thread: bool = True) -> None:
+        """`thread=False` starts no thread: the caller runs each round (`poll_once`) on its own clock (unit tests)."""
         self._client = client
         self._cadence = cadence
         self._cancelled = cancelled
@@ -135,8 +136,9 @@ class StatusPoller:
         self._watches: list[Watch] = []
         self._pace = Pace()
         self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="scarf-status-poller", daemon=True)
-        self._thread.start()
+        self._thread = threading.Thread(target=self._run, name="scarf-status-poller", daemon=True) if thread else None
+        if self._thread is not None:
+            self._thread.start()
 
     # ----- the jobs' side ------------------------------------------------------------------------
 
@@ -191,27 +193,37 @@ class StatusPoller:
     def _run(self) -> None:
         while True:
             with self._cond:
-                due = self._wait_for_a_due_import()
-                if due is None:
+                if not self._wait_for_a_due_import():
                     return
-                listed = [w for w in due if not w.unlisted]
-                for watch in due:
-                    if watch.unlisted:
-                        self._read_by_id(watch)
-            if listed:
-                self._look_at_the_list()
+            self.poll_once()
 
-    def _wait_for_a_due_import(self) -> list[Watch] | None:
-        """Under the lock: wait until a watched import is due (its next look has come), or stop; the due ones."""
+    def poll_once(self) -> None:
+        """One round: the imports whose next look has come are looked at; those read by id on their own cadence
+        are marked due, the others are looked for in one read of the imports list. The poller's thread runs it
+        whenever an import is due; a test runs it on its own clock."""
+        with self._cond:
+            due = self._due(self._clock())
+            listed = [w for w in due if not w.unlisted]
+            for watch in due:
+                if watch.unlisted:
+                    self._read_by_id(watch)
+        if listed:
+            self._look_at_the_list()
+
+    def _due(self, now: float) -> list[Watch]:
+        """Under the lock: the watched imports whose next look has come (and whose job is not told already)."""
+        return [w for w in self._watches if w.next_look <= now and not w.due]
+
+    def _wait_for_a_due_import(self) -> bool:
+        """Under the lock: wait until a watched import is due (its next look has come): True; or the end: False."""
         while not self._stopped and not self._cancelled.is_set():
             now = self._clock()
-            due = [w for w in self._watches if w.next_look <= now and not w.due]
-            if due:
-                return due
+            if self._due(now):
+                return True
             upcoming = [w.next_look for w in self._watches if not w.due]
             self._cond.wait(min(min(upcoming) - now, _CANCEL_POLL_SECONDS) if upcoming else _CANCEL_POLL_SECONDS)
         self._cond.notify_all()  # waiting jobs see the cancel at once
-        return None
+        return False
 
     def _look_at_the_list(self) -> None:
         """One read of the imports list for every watched import; those it no longer shows importing are read by id."""

@@ -1,0 +1,360 @@
+"""When the sync asks Scarf about its imports: the cadence, the pace, and the one status poller of a sync.
+
+The poller runs here without its thread (`thread=False`): the test runs each round (`poll_once`) on a clock
+it moves by hand, against a scripted imports list, and asserts which imports the poller tells their jobs to
+read by id (`Watch.due`), and how many list reads it made for how many imports in flight. No real time passes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+import pytest
+
+from destination_scarf.errors import ScarfTransientError, SyncCancelled
+from destination_scarf.scarf.client import EventImport
+from destination_scarf.scarf.polling import LIST_PAGE, Cadence, Pace, StatusPoller, Watch
+
+IDS = [f"{n:08d}-0000-4000-8000-000000000000" for n in range(1, 200)]
+CADENCE = Cadence(first_seconds=0.5, factor=2.0, floor_seconds=0.5, cap_seconds=300.0, late_fraction=0.05)
+
+
+# ----- Cadence ---------------------------------------------------------------------------------------------
+
+
+def test_before_a_pace_is_known_looks_back_off_geometrically_from_the_upload():
+    waits, age = [], 0.0
+    for looks in range(6):
+        wait = CADENCE.next_look(age=age, since_look=0.0, looks=looks, predicted=None)
+        waits.append(wait)
+        age += wait
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+    # The wait counts from the previous look: a look made for another import meanwhile shortens it.
+    assert CADENCE.next_look(age=10, since_look=3.0, looks=4, predicted=None) == 5.0
+
+
+def test_with_a_pace_the_look_is_at_the_predicted_end():
+    assert CADENCE.next_look(age=0.0, since_look=0.0, looks=0, predicted=60.0) == 60.0
+    assert CADENCE.next_look(age=45.0, since_look=5.0, looks=3, predicted=60.0) == 15.0
+
+
+def test_past_the_predicted_end_the_next_look_is_a_late_fraction_of_the_predicted_duration():
+    assert CADENCE.next_look(age=60.0, since_look=0.0, looks=1, predicted=60.0) == pytest.approx(3.0)
+    assert CADENCE.next_look(age=200.0, since_look=3.0, looks=9, predicted=60.0) == pytest.approx(3.0)
+    assert CADENCE.next_look(age=1500.0, since_look=0.0, looks=1, predicted=1000.0) == pytest.approx(50.0)
+
+
+def test_a_look_is_never_sooner_than_the_floor():
+    assert CADENCE.next_look(age=59.9, since_look=0.0, looks=1, predicted=60.0) == 0.5  # 0.1 s to the end
+    assert CADENCE.next_look(age=4.0, since_look=0.0, looks=1, predicted=2.0) == 0.5  # 5% of 2 s is 0.1 s
+    assert CADENCE.next_look(age=1.0, since_look=0.9, looks=0, predicted=None) == 0.5  # 0.5 s - 0.9 s
+    assert CADENCE.next_look(age=400.0, since_look=400.0, looks=1, predicted=1000.0) == 0.5  # the cap long passed
+
+
+def test_a_look_is_never_later_than_the_cap_after_the_previous_one():
+    assert CADENCE.next_look(age=0.0, since_look=0.0, looks=0, predicted=1500.0) == 300.0
+    assert CADENCE.next_look(age=100.0, since_look=100.0, looks=2, predicted=1500.0) == 200.0
+    assert CADENCE.next_look(age=0.0, since_look=0.0, looks=20, predicted=None) == 300.0  # 0.5 s * 2 ** 20
+    assert CADENCE.next_look(age=8000.0, since_look=0.0, looks=3, predicted=7000.0) == 300.0  # 5% of 7000 s
+
+
+# ----- Pace ------------------------------------------------------------------------------------------------
+
+
+def test_the_pace_is_unknown_until_an_import_ends():
+    pace = Pace()
+    assert pace.duration(1000) is None
+    pace.learn(0, 5.0)  # nothing to learn from: no events, or no time
+    pace.learn(1000, 0.0)
+    assert pace.duration(1000) is None
+
+
+def test_the_pace_is_the_median_of_the_recent_imports():
+    pace = Pace()
+    pace.learn(1000, 10.0)  # 100 events/s
+    assert pace.duration(500) == pytest.approx(5.0)
+    pace.learn(1000, 20.0)  # 50
+    pace.learn(1000, 1000.0)  # 1: an outlier moves the median, not the mean
+    assert pace.duration(500) == pytest.approx(10.0)  # median 50 events/s
+    for _ in range(8):  # only the most recent imports count
+        pace.learn(200, 1.0)
+    assert pace.duration(500) == pytest.approx(2.5)
+
+
+def test_an_imports_own_counts_predict_its_end_before_the_syncs_pace():
+    pace = Pace()
+    pace.learn(1000, 100.0)  # 10 events/s: 1000 events would take 100 s
+    watch = Watch(import_id=IDS[0], events=1000, created=0.0, next_look=0.0)
+    assert watch.predicted(pace) == pytest.approx(100.0)
+    watch.progress = (30.0, 0.5)  # half done after 30 s
+    assert watch.predicted(pace) == pytest.approx(60.0)
+    watch.progress = (30.0, 0.0)  # no count yet (or all): the sync's pace again
+    assert watch.predicted(pace) == pytest.approx(100.0)
+
+
+# ----- StatusPoller ----------------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ScriptedList:
+    """The imports list, scripted per call: each read pops the next answer (a list of imports, an exception, or a
+    function of the call's parameters that returns one). The poller must never read an import by id itself."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = deque(answers)
+        self.calls: list[dict[str, Any]] = []
+
+    def script(self, *answers: Any) -> None:
+        self.answers.extend(answers)
+
+    def list_imports(self, **params: Any) -> list[EventImport]:
+        self.calls.append(params)
+        answer = self.answers.popleft()
+        if callable(answer):
+            answer = answer()
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def get_import(self, *args: Any, **kwargs: Any) -> EventImport:
+        raise AssertionError("the poller never reads an import by id: it tells the import's job to")
+
+
+def importing(n: int, *, total: int = 1000, counted: int = 0) -> EventImport:
+    return EventImport(id=IDS[n], status="importing", events_total=total, events_successfully_imported=counted)
+
+
+def done(n: int, *, total: int = 1000) -> EventImport:
+    return EventImport(id=IDS[n], status="done", events_total=total, events_successfully_imported=total)
+
+
+def make_poller(scarf: ScriptedList, clock: Clock, cadence: Cadence = CADENCE) -> StatusPoller:
+    return StatusPoller(client=scarf, cadence=cadence, cancelled=threading.Event(), clock=clock,  # type: ignore[arg-type]
+                        thread=False)
+
+
+def watch(poller: StatusPoller, n: int, events: int = 1000) -> Watch:
+    return poller.watch(EventImport(id=IDS[n], status="importing", events_total=events), events=events)
+
+
+def due(*watches: Watch) -> list[int]:
+    """Which of `watches` (by position) the poller has told to read their import by id."""
+    return [n for n, w in enumerate(watches) if w.due]
+
+
+def taken(w: Watch) -> None:
+    """The job's side: its wait returned (the poller said it is due), it reads by id."""
+    assert w.due
+    w.due = False
+
+
+def test_nothing_is_read_before_the_first_look_and_one_list_read_answers_for_every_import():
+    clock = Clock()
+    scarf = ScriptedList()
+    poller = make_poller(scarf, clock)
+    watches = [watch(poller, n) for n in range(4)]
+    clock.now += 0.4
+    poller.poll_once()
+    assert scarf.calls == [] and due(*watches) == []
+
+    clock.now += 0.1  # the first look of all four: one list read
+    scarf.script([importing(n) for n in range(4)])
+    poller.poll_once()
+    assert len(scarf.calls) == 1 and due(*watches) == []
+    assert scarf.calls[0]["statuses"] == ["importing"] and scarf.calls[0]["per_page"] == LIST_PAGE >= 15
+    assert scarf.calls[0]["kind"] == "status list"
+    assert all(w.looks == 1 and w.next_look == clock.now + 1.0 for w in watches)  # then 1 s later (geometric)
+
+    clock.now += 1.0  # two have left the list: those two are read by id, in the same round
+    scarf.script([importing(0), importing(2)])
+    poller.poll_once()
+    assert len(scarf.calls) == 2 and due(*watches) == [1, 3]
+
+
+def test_an_import_that_leaves_the_list_before_its_look_is_read_by_id_at_once_when_the_page_is_whole():
+    clock = Clock()
+    scarf = ScriptedList()
+    poller = make_poller(scarf, clock)
+    early = watch(poller, 0)
+    clock.now += 0.3
+    late = watch(poller, 1)  # its first look is 0.3 s after the other's
+    clock.now += 0.2
+    scarf.script([importing(0)])  # the whole list (below a page): the later import has already ended
+    poller.poll_once()
+    assert due(early, late) == [1] and len(scarf.calls) == 1
+
+
+def test_a_full_page_does_not_mark_an_absent_import_due_before_its_time():
+    clock = Clock()
+    scarf = ScriptedList()
+    poller = make_poller(scarf, clock)
+    early = watch(poller, 0)
+    clock.now += 0.3
+    late = watch(poller, 1)
+    clock.now += 0.2
+    others = [EventImport(id=IDS[100 + k], status="importing") for k in range(LIST_PAGE - 1)]
+    scarf.script([importing(0), *others])  # a full page without the later import: it may be on the next page
+    poller.poll_once()
+    assert due(early, late) == []
+    clock.now += 0.3  # its own first look has come: the same full page now sends it to a read by id
+    scarf.script([importing(0), *others])
+    poller.poll_once()
+    assert due(early, late) == [1]
+    # a due import missing from a full page is read by id too
+    clock.now = early.next_look
+    scarf.script([importing(1), *others])
+    poller.poll_once()
+    assert due(early, late) == [0, 1]
+
+
+def test_a_failing_list_sends_the_due_imports_to_a_read_by_id_and_not_the_others():
+    clock = Clock()
+    scarf = ScriptedList()
+    poller = make_poller(scarf, clock)
+    first = watch(poller, 0)
+    clock.now += 0.3
+    second = watch(poller, 1)
+    clock.now += 0.2
+    scarf.script(ScarfTransientError("Scarf's API kept failing while listing imports: HTTP 503"))
+    poller.poll_once()
+    assert due(first, second) == [0]
+    clock.now += 0.3
+    scarf.script(ScarfTransientError("still failing"))
+    poller.poll_once()
+    assert due(first, second) == [0, 1]
+    # an unexpected error is no different: the poller never dies (the jobs would wait on it for nothing)
+    taken(first)
+    poller.report(first, importing(0))
+    clock.now = first.next_look
+    scarf.script(ValueError("a bug"))
+    poller.poll_once()  # first is read by id on its own now: no list read for it
+    assert due(first, second) == [0, 1] and len(scarf.calls) == 2
+
+
+def test_a_cancel_during_the_list_read_marks_nothing():
+    clock = Clock()
+    scarf = ScriptedList(SyncCancelled("cancelled"))
+    poller = make_poller(scarf, clock)
+    w = watch(poller, 0)
+    clock.now += 0.5
+    poller.poll_once()
+    assert due(w) == []
+
+
+def test_an_import_created_while_the_list_was_read_is_not_judged_by_that_list():
+    clock = Clock()
+    scarf = ScriptedList()
+    poller = make_poller(scarf, clock)
+    old = watch(poller, 0)
+    clock.now += 0.5
+    new: list[Watch] = []
+
+    def meanwhile() -> list[EventImport]:
+        clock.now += 0.1
+        new.append(watch(poller, 1))  # another job's upload answered while the list was on its way
+        return [importing(0)]
+
+    scarf.script(meanwhile)
+    poller.poll_once()
+    assert due(old, *new) == []
+    assert new[0].looks == 0
+
+
+def test_an_import_listed_with_an_unknown_status_is_still_running():
+    clock = Clock()
+    scarf = ScriptedList()
+    poller = make_poller(scarf, clock)
+    w = watch(poller, 0)
+    clock.now += 0.5
+    scarf.script([EventImport(id=IDS[0], status="queued")])
+    poller.poll_once()
+    assert due(w) == [] and w.looks == 1
+
+
+def test_once_an_import_has_ended_the_next_ones_are_looked_at_near_their_predicted_end():
+    clock = Clock()
+    scarf = ScriptedList()
+    poller = make_poller(scarf, clock)
+    first = watch(poller, 0, events=1000)
+    clock.now += 0.5
+    scarf.script([])  # ended already
+    poller.poll_once()
+    taken(first)
+    clock.now += 59.5  # it was read by id and found done 60 s after its upload
+    poller.report(first, done(0))
+    second = watch(poller, 1, events=500)  # half the events: predicted 30 s
+    assert second.next_look == pytest.approx(clock.now + 30.0)
+    third = watch(poller, 2, events=100_000)  # predicted 6000 s: looked at within the cap all the same
+    assert third.next_look == pytest.approx(clock.now + 300.0)
+
+
+def test_an_imports_growing_counts_in_the_list_move_its_next_look_to_its_own_predicted_end():
+    clock = Clock()
+    scarf = ScriptedList()
+    poller = make_poller(scarf, clock)
+    w = watch(poller, 0, events=1000)
+    clock.now += 0.5
+    scarf.script([importing(0, counted=0)])  # no count yet: geometric
+    poller.poll_once()
+    assert w.next_look == pytest.approx(clock.now + 1.0)
+    clock.now = w.next_look  # 1.5 s after the upload
+    scarf.script([importing(0, counted=100)])  # 10% in 1.5 s: about 15 s in all
+    poller.poll_once()
+    assert w.next_look == pytest.approx(w.created + 15.0)
+    assert len(scarf.calls) == 2
+
+
+def test_an_aborted_or_failed_import_teaches_no_pace():
+    clock = Clock()
+    scarf = ScriptedList()
+    poller = make_poller(scarf, clock)
+    first = watch(poller, 0)
+    clock.now += 0.5
+    scarf.script([])
+    poller.poll_once()
+    taken(first)
+    poller.report(first, EventImport(id=IDS[0], status="aborted"))
+    assert watch(poller, 1).next_look == pytest.approx(clock.now + CADENCE.first_seconds)
+
+
+def test_waiting_jobs_see_a_cancel_and_a_watch_that_is_forgotten_is_no_longer_looked_at():
+    clock = Clock()
+    cancelled = threading.Event()
+    scarf = ScriptedList()
+    poller = StatusPoller(client=scarf, cadence=CADENCE, cancelled=cancelled, clock=clock,  # type: ignore[arg-type]
+                          thread=False)
+    w = watch(poller, 0)
+    poller.forget(w)
+    clock.now += 1000
+    poller.poll_once()
+    assert scarf.calls == []
+    w2 = watch(poller, 1)
+    cancelled.set()
+    with pytest.raises(SyncCancelled):
+        poller.wait(w2, until=clock.now + 10)
+
+
+def test_the_thread_runs_the_rounds_and_wakes_the_job_it_marks_due():
+    # With its thread: the job's wait returns once the poller has marked its import due (a hang guard only).
+    clock = Clock()
+    scarf = ScriptedList(*([[]] * 5))
+    cadence = Cadence(first_seconds=0.0, factor=2.0, floor_seconds=0.0, cap_seconds=1.0, late_fraction=0.05)
+    poller = StatusPoller(client=scarf, cadence=cadence, cancelled=threading.Event(), clock=clock)  # type: ignore[arg-type]
+    try:
+        w = watch(poller, 0)
+        waiting = threading.Thread(target=poller.wait, args=(w,), kwargs={"until": float("inf")}, daemon=True)
+        waiting.start()
+        waiting.join(30)  # a hang guard, far above the milliseconds it takes
+        assert not waiting.is_alive(), "the job was never told to read its import"
+        assert not w.due and len(scarf.calls) >= 1  # the list no longer shows it: read it by id
+    finally:
+        poller.stop()
