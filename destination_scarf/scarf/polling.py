@@ -241,7 +241,10 @@ class StatusPoller:
                     if watch.next_look <= started:
                         self._read_by_id(watch)
             return
-        importing = {item.id: item for item in listed}
+        # Only an import shown still running counts as importing: the list is asked for status=importing, but an
+        # import it shows done (or aborted, or failed) all the same has ended, and only a read by id settles it.
+        importing = {item.id: item for item in listed if not item.is_final}
+        shown = {item.id for item in listed}
         whole = len(listed) < LIST_PAGE  # a full page may have been cut short: the missing are read by id
         now = self._clock()
         with self._cond:
@@ -251,7 +254,7 @@ class StatusPoller:
                 item = importing.get(watch.import_id)
                 if item is not None:
                     self._seen(watch, item, now)
-                elif whole or watch.next_look <= started:
+                elif whole or watch.next_look <= started or watch.import_id in shown:
                     self._read_by_id(watch)
 
     def _read_by_id(self, watch: Watch) -> None:

@@ -269,6 +269,28 @@ def test_an_import_created_while_the_list_was_read_is_not_judged_by_that_list():
     assert new[0].looks == 0
 
 
+def test_an_import_listed_with_a_final_status_is_read_by_id_at_once():
+    # The list is asked for status=importing, but correctness never depends on the list honouring its filter:
+    # an import it shows done (or aborted, or failed) has ended, and only a read by id can settle it.
+    clock = Clock()
+    scarf = ScriptedList()
+    poller = make_poller(scarf, clock)
+    watches = [watch(poller, n) for n in range(3)]
+    clock.now += 0.5
+    scarf.script([done(0), EventImport(id=IDS[1], status="aborted"), importing(2)])
+    poller.poll_once()
+    assert due(*watches) == [0, 1]
+    # on a full page too, and before the import's own look (the list is read for another import's)
+    clock.now += 0.7
+    late = watch(poller, 3)
+    clock.now += 0.3
+    assert watches[2].next_look <= clock.now < late.next_look
+    others = [EventImport(id=IDS[100 + k], status="importing") for k in range(LIST_PAGE - 1)]
+    scarf.script([done(3), importing(2), *others[1:]])
+    poller.poll_once()
+    assert late.due and not watches[2].due
+
+
 def test_an_import_listed_with_an_unknown_status_is_still_running():
     clock = Clock()
     scarf = ScriptedList()
