@@ -175,7 +175,7 @@ class StatusPoller:
                     self._pace.learn(watch.events, now - watch.created)
                 return
             watch.unlisted = True
-            self._seen(watch, found, now)
+            self._seen(watch, found, now, counted=True)  # `_read_by_id` counted this look when it asked for it
             self._cond.notify_all()
 
     def forget(self, watch: Watch) -> None:
@@ -265,13 +265,15 @@ class StatusPoller:
         watch.next_look = watch.last_look + self._schedule(watch, watch.last_look)
         self._cond.notify_all()
 
-    def _seen(self, watch: Watch, found: EventImport, now: float) -> None:
-        """Under the lock: a look found the import still importing; its counts may say how far it is."""
+    def _seen(self, watch: Watch, found: EventImport, now: float, *, counted: bool = False) -> None:
+        """Under the lock: a look found the import still importing; its counts may say how far it is. `counted`: the
+        look is already in `watch.looks` (a read by id, counted when the job was told to make it)."""
         age = now - watch.created
         if found.events_total > 0:
-            counted = found.events_successfully_imported + found.events_failed_to_import
-            watch.progress = (age, counted / found.events_total)
-        watch.looks += 1
+            processed = found.events_successfully_imported + found.events_failed_to_import
+            watch.progress = (age, processed / found.events_total)
+        if not counted:
+            watch.looks += 1
         watch.last_look = now
         watch.next_look = now + self._schedule(watch, now)
 

@@ -216,6 +216,46 @@ def test_a_full_page_does_not_mark_an_absent_import_due_before_its_time():
     assert due(early, late) == [0, 1]
 
 
+def test_an_import_the_list_leaves_out_but_a_read_by_id_finds_importing_is_read_by_id_from_then_on():
+    clock = Clock()
+    scarf = ScriptedList()
+    poller = make_poller(scarf, clock)
+    shown, hidden = watch(poller, 0), watch(poller, 1)
+    clock.now += 0.5
+    scarf.script([importing(0)])  # the list leaves the second out although it is importing
+    poller.poll_once()
+    assert due(shown, hidden) == [1]
+    taken(hidden)
+    clock.now += 0.2
+    poller.report(hidden, importing(1))  # the job's read by id, a moment later: still importing
+    assert hidden.unlisted
+    # On the same cadence as a listed import: its second look 1 s after its first (a read by id is one look).
+    assert hidden.next_look == pytest.approx(clock.now + 1.0)
+
+    clock.now = shown.next_look  # the other's look: the list is read for it alone, whatever it says of the second
+    scarf.script([importing(0), importing(1)])
+    poller.poll_once()
+    assert due(shown, hidden) == [] and len(scarf.calls) == 2
+
+    clock.now = hidden.next_look  # its own look: a read by id, without a list read
+    poller.poll_once()
+    assert due(shown, hidden) == [1] and len(scarf.calls) == 2
+    taken(hidden)
+    poller.report(hidden, importing(1))
+    assert hidden.next_look == pytest.approx(clock.now + 2.0)  # geometric, as before
+    clock.now = hidden.next_look  # both due: one list read, for the other import
+    assert shown.next_look <= clock.now
+    scarf.script([importing(0)])
+    poller.poll_once()
+    assert due(shown, hidden) == [1] and len(scarf.calls) == 3
+    taken(hidden)
+    poller.report(hidden, done(1))  # final: no longer followed
+    clock.now += 1000
+    scarf.script([importing(0)])
+    poller.poll_once()
+    assert due(shown, hidden) == [] and len(scarf.calls) == 4
+
+
 def test_a_failing_list_sends_the_due_imports_to_a_read_by_id_and_not_the_others():
     clock = Clock()
     scarf = ScriptedList()
