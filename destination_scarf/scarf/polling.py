@@ -6,7 +6,9 @@ than the imports in flight), which answers for every import of the sync at once.
 id only when it is due and the list no longer shows it importing: once, for its final counts (the job
 does that read, and only a read by id ever releases a state). When the list fails, or leaves out an
 import that a read by id then finds still importing (the list's paging and freshness are not
-documented), that import is read by id at the same cadence instead.
+documented), that import is read by id at the same cadence instead. The list gets one attempt (within
+`list_seconds`): its retries would keep the imports due waiting, each billed, while their own reads by
+id ride out errors anyway.
 
 The cadence (`Cadence`): before anything is known, looks back off geometrically from the upload; once
 this sync has seen imports end, its pace (events per second of one import) predicts when each import
@@ -69,6 +71,8 @@ class Cadence:
     floor_seconds: float = 0.5
     cap_seconds: float = 300.0
     late_fraction: float = 0.05
+    #: How long one read of the imports list may take (one attempt); past it, the imports due are read by id.
+    list_seconds: float = 10.0
 
     def next_look(self, *, age: float, since_look: float, looks: int, predicted: float | None) -> float:
         """Seconds from now until the next look at an import `age` seconds old, looked at `looks` times so far (the
@@ -229,8 +233,10 @@ class StatusPoller:
         """One read of the imports list for every watched import; those it no longer shows importing are read by id."""
         started = self._clock()
         try:
-            listed = self._client.list_imports(statuses=["importing"], per_page=LIST_PAGE,
-                                               budget_seconds=self._cadence.cap_seconds, kind="status list")
+            # One attempt: while it is retried, the imports due wait, and each retry is billed. Its fallback, a read
+            # by id of each import due, is what rides out errors (until the import's own deadline).
+            listed = self._client.list_imports(statuses=["importing"], per_page=LIST_PAGE, attempts=1,
+                                               budget_seconds=self._cadence.list_seconds, kind="status list")
         except SyncCancelled:
             return
         except Exception as error:  # the poller must never die: the jobs would wait on it for nothing

@@ -14,6 +14,7 @@ emulator's own clock, which only the test moves.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections import Counter
@@ -26,6 +27,7 @@ from destination_scarf.options import SCARF_MAX_ACTIVE_IMPORTS
 from destination_scarf.scarf.polling import LIST_PAGE
 from scarf_emulator import RequestRecord, ScarfEmulator
 from support import (
+    FAST_TUNING,
     OWNER,
     catalog,
     lines,
@@ -329,3 +331,21 @@ def test_the_summary_counts_exactly_the_calls_scarf_received(tmp_path, polling):
     finally:
         emu.stop()
 
+
+# ----- a list that fails is not waited on: the due imports are read by id -----------------------------------
+
+
+def test_a_list_that_keeps_failing_is_not_retried_while_the_imports_it_was_for_wait(paced):
+    """The list is a saving, not a need: when it fails, the imports due are read by id (which ride out errors
+    until their own deadline). With a cadence whose cap is long (as in production: minutes), the list read
+    must not retry for that long while imports have ended and their slots and states wait."""
+    paced.start_outage(only="import-list")
+    tuning = dataclasses.replace(FAST_TUNING, cadence=dataclasses.replace(FAST_TUNING.cadence, cap_seconds=20.0))
+    writer = make_writer(paced, make_config(paced, batch_max_events=BATCH, max_concurrent_imports=SLOTS),
+                         catalog(STREAM), tuning=tuning)
+    states = run_with_hang_guard(lambda: list(writer.write(lines(MESSAGES))), "the sync")
+    assert state_ids(states) == state_ids(input_states(MESSAGES))
+    assert_everything_once(paced, range(RECORDS))
+    # Each failed list read is one attempt, or a few: never the retries of a long budget, each billed.
+    imports = RECORDS // BATCH
+    assert kinds(paced)["import-list"] <= 3 * imports

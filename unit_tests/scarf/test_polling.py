@@ -172,6 +172,7 @@ def test_nothing_is_read_before_the_first_look_and_one_list_read_answers_for_eve
     assert len(scarf.calls) == 1 and due(*watches) == []
     assert scarf.calls[0]["statuses"] == ["importing"] and scarf.calls[0]["per_page"] == LIST_PAGE >= 15
     assert scarf.calls[0]["kind"] == "status list"
+    assert scarf.calls[0]["attempts"] == 1  # its fallback, reads by id, is what retries
     assert all(w.looks == 1 and w.next_look == clock.now + 1.0 for w in watches)  # then 1 s later (geometric)
 
     clock.now += 1.0  # two have left the list: those two are read by id, in the same round
