@@ -11,8 +11,9 @@ documented), that import is read by id at the same cadence instead. The list get
 id ride out errors anyway.
 
 The cadence (`Cadence`): before anything is known, looks back off geometrically from the upload; once
-this sync has seen imports end, its pace (events per second of one import) predicts when each import
-ends, and the import is looked at then; when the list reports an import's counts growing, its own
+this sync has seen imports end, its pace (events per second of one import: how long each took, by
+when it was seen done, or by Scarf's own created_at and updated_at where those say less, within
+bounds) predicts when each import ends, and the import is looked at then; when the list reports an import's counts growing, its own
 pace predicts the end. Bounds on both sides: never more often than `floor_seconds`, never more than
 `cap_seconds` after the previous look, and past the predicted end, again after `late_fraction` of the
 predicted duration, so a slot that has come free or a state that has become safe waits little.
@@ -24,6 +25,7 @@ age, at most every `max_seconds`.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import statistics
 import threading
@@ -115,6 +117,7 @@ class Watch:
     #: The list left it out while a read by id found it importing: it is read by id on its cadence from now on.
     unlisted: bool = False
     progress: tuple[float, float] | None = field(default=None)  # (age, fraction done) from the last count seen
+    running: float = 0.0  # its age when a look last found it still importing
 
     def predicted(self, pace: Pace) -> float | None:
         """Its predicted duration: from its own counts growing when seen, else from the sync's pace."""
@@ -176,7 +179,7 @@ class StatusPoller:
                 if watch in self._watches:
                     self._watches.remove(watch)
                 if found.outcome == "done":
-                    self._pace.learn(watch.events, now - watch.created)
+                    self._pace.learn(watch.events, _duration(found, seen=now - watch.created, running=watch.running))
                 return
             watch.unlisted = True
             self._seen(watch, found, now, counted=True)  # `_read_by_id` counted this look when it asked for it
@@ -278,6 +281,7 @@ class StatusPoller:
         if found.events_total > 0:
             processed = found.events_successfully_imported + found.events_failed_to_import
             watch.progress = (age, processed / found.events_total)
+        watch.running = age
         if not counted:
             watch.looks += 1
         watch.last_look = now
@@ -286,3 +290,22 @@ class StatusPoller:
     def _schedule(self, watch: Watch, now: float) -> float:
         return self._cadence.next_look(age=now - watch.created, since_look=now - max(watch.last_look, watch.created),
                                        looks=watch.looks, predicted=watch.predicted(self._pace))
+
+
+def _duration(final: EventImport, *, seen: float, running: float) -> float:
+    """How long a done import took, to learn the pace from. `seen`: its age when a read found it done, which also
+    holds the wait for that read; a pace learned from it alone would put each next look that much past its
+    import's end, and carry that lateness into every later round. So Scarf's own account (created_at to
+    updated_at, when it ended) is taken where it is shorter, but only within what was seen: never below its age
+    when a look last found it `running`, nor below half of `seen` (an updated_at that is not the end)."""
+    try:
+        reported = (_moment(final.updated_at) - _moment(final.created_at)).total_seconds()
+    except (TypeError, ValueError):  # missing, unreadable, or one with a time zone and one without
+        return seen
+    return min(seen, max(reported, running, seen / 2)) if reported > 0 else seen
+
+
+def _moment(text: str | None) -> datetime.datetime:
+    if not isinstance(text, str):
+        raise TypeError("no timestamp")
+    return datetime.datetime.fromisoformat(text)

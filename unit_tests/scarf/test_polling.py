@@ -7,6 +7,7 @@ read by id (`Watch.due`), and how many list reads it made for how many imports i
 
 from __future__ import annotations
 
+import datetime
 import threading
 from collections import deque
 from typing import Any
@@ -358,6 +359,56 @@ def test_once_an_import_has_ended_the_next_ones_are_looked_at_near_their_predict
     assert second.next_look == pytest.approx(clock.now + 30.0)
     third = watch(poller, 2, events=100_000)  # predicted 6000 s: looked at within the cap all the same
     assert third.next_look == pytest.approx(clock.now + 300.0)
+
+
+def finished(n: int, *, took: float | None, created_at: str = "2026-03-01T10:00:00.000000Z") -> EventImport:
+    start = datetime.datetime.fromisoformat(created_at)
+    updated_at = created_at if took is None else (start + datetime.timedelta(seconds=took)).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ")
+    return EventImport(id=IDS[n], status="done", events_total=1000, events_successfully_imported=1000,
+                       created_at=created_at, updated_at=updated_at)
+
+
+@pytest.mark.parametrize(("answer", "learned"), [
+    (finished(0, took=8.0), 8.0),  # Scarf's account: shorter than seen, since the read came after the end
+    (finished(0, took=9.0), 8.5),  # longer than seen (another meaning of updated_at?): what was seen
+    (finished(0, took=1.0), 4.25),  # far shorter: never below half of what was seen
+    (finished(0, took=None), 8.5),  # no time between them: what was seen
+    (EventImport(id=IDS[0], status="done", events_total=1000, events_successfully_imported=1000), 8.5),
+    (EventImport(id=IDS[0], status="done", events_total=1000, events_successfully_imported=1000,
+                 created_at="yesterday", updated_at="2026-03-01T10:00:08Z"), 8.5),
+    (EventImport(id=IDS[0], status="done", events_total=1000, events_successfully_imported=1000,
+                 created_at="2026-03-01T10:00:00", updated_at="2026-03-01T10:00:08Z"), 8.5),  # naive and aware
+])
+def test_the_pace_is_learned_from_scarfs_own_times_when_they_are_shorter_than_what_was_seen(answer, learned):
+    # Learned from when the import was seen done, the pace would hold the wait for that read, and each next
+    # look would come that much after the import's end, round after round.
+    clock = Clock()
+    poller = make_poller(ScriptedList(), clock)
+    first = watch(poller, 0)
+    first.due = True
+    clock.now += 8.5
+    taken(first)
+    poller.report(first, answer)
+    assert watch(poller, 1).next_look == pytest.approx(clock.now + learned)
+
+
+def test_scarfs_own_times_are_never_taken_below_the_age_an_import_was_last_seen_running():
+    clock = Clock()
+    scarf = ScriptedList()
+    poller = make_poller(scarf, clock)
+    first = watch(poller, 0)
+    clock.now += 7.0
+    scarf.script([importing(0)])
+    poller.poll_once()  # seen running 7 s after its upload
+    clock.now = first.next_look
+    scarf.script([])
+    poller.poll_once()
+    taken(first)
+    seen = clock.now - first.created
+    poller.report(first, finished(0, took=6.0))  # says 6 s: it cannot have been
+    assert watch(poller, 1).next_look == pytest.approx(clock.now + 7.0)
+    assert seen > 7.0
 
 
 def test_an_imports_growing_counts_in_the_list_move_its_next_look_to_its_own_predicted_end():
