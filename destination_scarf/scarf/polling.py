@@ -13,10 +13,13 @@ id ride out errors anyway.
 The cadence (`Cadence`): before anything is known, looks back off geometrically from the upload; once
 this sync has seen imports end, its pace (events per second of one import: how long each took, by
 when it was seen done, or by Scarf's own created_at and updated_at where those say less, within
-bounds) predicts when each import ends, and the import is looked at then; when the list reports an import's counts growing, its own
-pace predicts the end. Bounds on both sides: never more often than `floor_seconds`, never more than
-`cap_seconds` after the previous look, and past the predicted end, again after `late_fraction` of the
-predicted duration, so a slot that has come free or a state that has become safe waits little.
+bounds) predicts when each import ends, and the import is looked at then; when the list reports an
+import's counts growing, its own pace predicts the end. Bounds on both sides: never more often than
+`floor_seconds`, never more than `cap_seconds` after the previous look, and past the predicted end,
+again after `late_fraction` of the predicted duration, so a slot that has come free or a state that
+has become safe waits little. One read of the list serves the looks that come within
+`gather_seconds` of each other (imports started together end together); a read made for other
+imports can bring an import's own look forward, never put it later.
 
 `status_polling: by_id` (and a job without a poller, as in unit tests) keeps the previous policy
 (`PollPolicy`): each import read by id on its own, quick at first, then every `age_fraction` of its
@@ -75,6 +78,9 @@ class Cadence:
     late_fraction: float = 0.05
     #: How long one read of the imports list may take (one attempt); past it, the imports due are read by id.
     list_seconds: float = 10.0
+    #: The list is read when an import's look has come, and those coming within this long after it (see
+    #: `StatusPoller._list_time`): so late at most for the first of them, one read for them all.
+    gather_seconds: float = 0.5
 
     def next_look(self, *, age: float, since_look: float, looks: int, predicted: float | None) -> float:
         """Seconds from now until the next look at an import `age` seconds old, looked at `looks` times so far (the
@@ -205,30 +211,41 @@ class StatusPoller:
             self.poll_once()
 
     def poll_once(self) -> None:
-        """One round: the imports whose next look has come are looked at; those read by id on their own cadence
-        are marked due, the others are looked for in one read of the imports list. The poller's thread runs it
-        whenever an import is due; a test runs it on its own clock."""
+        """One round: the imports read by id on their own cadence whose look has come are marked due; the others
+        are looked for in one read of the imports list once the list's time has come (`_list_time`). The poller's
+        thread runs it whenever something is due; a test runs it on its own clock."""
         with self._cond:
-            due = self._due(self._clock())
-            listed = [w for w in due if not w.unlisted]
-            for watch in due:
+            now = self._clock()
+            for watch in self._due(now):
                 if watch.unlisted:
                     self._read_by_id(watch)
-        if listed:
+            read_the_list = self._list_time() <= now
+        if read_the_list:
             self._look_at_the_list()
 
     def _due(self, now: float) -> list[Watch]:
         """Under the lock: the watched imports whose next look has come (and whose job is not told already)."""
         return [w for w in self._watches if w.next_look <= now and not w.due]
 
+    def _list_time(self) -> float:
+        """Under the lock: when to read the list next (inf: never). The first look due of an import it follows
+        waits for those that come within `gather_seconds` after it, so that one read serves them all: imports
+        started together end together, and a read for the first alone would see the others still importing, a
+        moment before their end, and their next look would come only after the floor."""
+        looks = sorted(w.next_look for w in self._watches if not w.due and not w.unlisted)
+        if not looks:
+            return float("inf")
+        return max(t for t in looks if t <= looks[0] + self._cadence.gather_seconds)
+
     def _wait_for_a_due_import(self) -> bool:
-        """Under the lock: wait until a watched import is due (its next look has come): True; or the end: False."""
+        """Under the lock: wait until a look is due (a read by id, or the list's): True; or the end: False."""
         while not self._stopped and not self._cancelled.is_set():
             now = self._clock()
-            if self._due(now):
+            by_id = [w.next_look for w in self._watches if w.unlisted and not w.due]
+            upcoming = min([self._list_time(), *by_id])
+            if upcoming <= now:
                 return True
-            upcoming = [w.next_look for w in self._watches if not w.due]
-            self._cond.wait(min(min(upcoming) - now, _CANCEL_POLL_SECONDS) if upcoming else _CANCEL_POLL_SECONDS)
+            self._cond.wait(min(upcoming - now, _CANCEL_POLL_SECONDS))
         self._cond.notify_all()  # waiting jobs see the cancel at once
         return False
 
@@ -261,10 +278,13 @@ class StatusPoller:
                 if watch.due or watch.unlisted or watch.created > started:
                     continue
                 item = importing.get(watch.import_id)
-                if item is not None:
+                if item is None:
+                    if whole or watch.next_look <= started or watch.import_id in shown:
+                        self._read_by_id(watch)
+                elif watch.next_look <= started:
                     self._seen(watch, item, now)
-                elif whole or watch.next_look <= started or watch.import_id in shown:
-                    self._read_by_id(watch)
+                else:
+                    self._glimpsed(watch, item, now)
 
     def _read_by_id(self, watch: Watch) -> None:
         """Under the lock: tell the watch's job to read its import by id now."""
@@ -286,6 +306,15 @@ class StatusPoller:
             watch.looks += 1
         watch.last_look = now
         watch.next_look = now + self._schedule(watch, now)
+
+    def _glimpsed(self, watch: Watch, found: EventImport, now: float) -> None:
+        """Under the lock: a read made for other imports shows this one still importing, before its own look. Its
+        counts may bring that look forward; nothing here puts it later (the floor counts from its own looks)."""
+        if found.events_total > 0:
+            processed = found.events_successfully_imported + found.events_failed_to_import
+            watch.progress = (now - watch.created, processed / found.events_total)
+        watch.running = now - watch.created
+        watch.next_look = min(watch.next_look, now + self._schedule(watch, now))
 
     def _schedule(self, watch: Watch, now: float) -> float:
         return self._cadence.next_look(age=now - watch.created, since_look=now - max(watch.last_look, watch.created),

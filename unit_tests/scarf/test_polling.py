@@ -7,6 +7,7 @@ read by id (`Watch.due`), and how many list reads it made for how many imports i
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import threading
 from collections import deque
@@ -19,7 +20,8 @@ from destination_scarf.scarf.client import EventImport
 from destination_scarf.scarf.polling import LIST_PAGE, Cadence, Pace, StatusPoller, Watch
 
 IDS = [f"{n:08d}-0000-4000-8000-000000000000" for n in range(1, 200)]
-CADENCE = Cadence(first_seconds=0.5, factor=2.0, floor_seconds=0.5, cap_seconds=300.0, late_fraction=0.05)
+CADENCE = Cadence(first_seconds=0.5, factor=2.0, floor_seconds=0.5, cap_seconds=300.0, late_fraction=0.05,
+                  gather_seconds=0.0)  # gathering looks has tests of its own
 
 
 # ----- Cadence ---------------------------------------------------------------------------------------------
@@ -280,6 +282,57 @@ def test_a_failing_list_sends_the_due_imports_to_a_read_by_id_and_not_the_others
     scarf.script(ValueError("a bug"))
     poller.poll_once()  # first is read by id on its own now: no list read for it
     assert due(first, second) == [0, 1] and len(scarf.calls) == 2
+
+
+def test_one_list_read_serves_the_looks_that_come_within_the_gathering_time():
+    clock = Clock()
+    scarf = ScriptedList()
+    poller = make_poller(scarf, clock, dataclasses.replace(CADENCE, gather_seconds=0.5))
+    first = watch(poller, 0)
+    clock.now += 0.3
+    second = watch(poller, 1)  # its first look 0.3 s after the first's: within the gathering time
+    clock.now += 0.5
+    third = watch(poller, 2)  # 1 s after the first's: not
+    clock.now = first.next_look
+    poller.poll_once()
+    assert scarf.calls == []  # the first waits for the second
+    clock.now = second.next_look
+    scarf.script([importing(0), importing(1), importing(2)])
+    poller.poll_once()
+    assert len(scarf.calls) == 1 and due(first, second, third) == []
+    assert (first.looks, second.looks, third.looks) == (1, 1, 0)  # the third was only glimpsed: its look stays
+    assert third.next_look == pytest.approx(third.created + 0.5)
+    # An import read by id on its own cadence does not wait for anything.
+    taken_by_id = watch(poller, 3)
+    taken_by_id.unlisted = True
+    clock.now = taken_by_id.next_look
+    poller.poll_once()
+    assert due(taken_by_id) == [0] and len(scarf.calls) == 1
+
+
+def test_a_read_made_for_other_imports_never_puts_an_imports_own_look_later():
+    clock = Clock()
+    scarf = ScriptedList()
+    poller = make_poller(scarf, clock)
+    poller.report(Watch(import_id=IDS[9], events=1000, created=clock.now - 60, next_look=0.0), done(9))  # 60 s
+    first = watch(poller, 0)
+    clock.now += 0.05
+    second = watch(poller, 1)
+    assert second.next_look == pytest.approx(first.next_look + 0.05)
+    clock.now = first.next_look  # the first's look, at its predicted end: the second, 0.05 s from its own
+    scarf.script([importing(1, counted=999)])
+    poller.poll_once()
+    assert due(first, second) == [0]
+    # Seen importing a moment before its end: its own look stays where it was, not the floor after this read.
+    assert second.next_look == pytest.approx(clock.now + 0.05)
+    # A read for another import can bring a look forward: counts that say the import ends sooner.
+    third = watch(poller, 2)
+    assert third.next_look == pytest.approx(clock.now + 60)
+    clock.now = second.next_look
+    scarf.script([importing(2, counted=500)])  # half done after 0.05 s: 0.1 s in all
+    poller.poll_once()
+    assert due(first, second, third) == [0, 1]
+    assert third.next_look == pytest.approx(clock.now + CADENCE.floor_seconds)
 
 
 def test_a_cancel_during_the_list_read_marks_nothing():
