@@ -297,11 +297,7 @@ class StatusPoller:
     def _seen(self, watch: Watch, found: EventImport, now: float, *, counted: bool = False) -> None:
         """Under the lock: a look found the import still importing; its counts may say how far it is. `counted`: the
         look is already in `watch.looks` (a read by id, counted when the job was told to make it)."""
-        age = now - watch.created
-        if found.events_total > 0:
-            processed = found.events_successfully_imported + found.events_failed_to_import
-            watch.progress = (age, processed / found.events_total)
-        watch.running = age
+        _note_counts(watch, found, age=now - watch.created)
         if not counted:
             watch.looks += 1
         watch.last_look = now
@@ -310,15 +306,24 @@ class StatusPoller:
     def _glimpsed(self, watch: Watch, found: EventImport, now: float) -> None:
         """Under the lock: a read made for other imports shows this one still importing, before its own look. Its
         counts may bring that look forward; nothing here puts it later (the floor counts from its own looks)."""
-        if found.events_total > 0:
-            processed = found.events_successfully_imported + found.events_failed_to_import
-            watch.progress = (now - watch.created, processed / found.events_total)
-        watch.running = now - watch.created
+        _note_counts(watch, found, age=now - watch.created)
         watch.next_look = min(watch.next_look, now + self._schedule(watch, now))
 
     def _schedule(self, watch: Watch, now: float) -> float:
         return self._cadence.next_look(age=now - watch.created, since_look=now - max(watch.last_look, watch.created),
                                        looks=watch.looks, predicted=watch.predicted(self._pace))
+
+
+def _note_counts(watch: Watch, found: EventImport, *, age: float) -> None:
+    """A look found the import running at `age`: note it, and how far its counts say it is. Counts that have not
+    moved since the last look keep the age they were first seen at: an import whose counts stop short of its total
+    (Scarf finishing up, or stuck) then passes the end they predicted and is looked at after a late fraction of it,
+    instead of being predicted to end any moment now, every floor seconds."""
+    watch.running = age
+    if found.events_total > 0:
+        fraction = (found.events_successfully_imported + found.events_failed_to_import) / found.events_total
+        if watch.progress is None or watch.progress[1] != fraction:
+            watch.progress = (age, fraction)
 
 
 def _duration(final: EventImport, *, seen: float, running: float) -> float:

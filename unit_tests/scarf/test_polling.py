@@ -525,3 +525,23 @@ def test_the_thread_runs_the_rounds_and_wakes_the_job_it_marks_due():
         assert not w.due and len(scarf.calls) >= 1  # the list no longer shows it: read it by id
     finally:
         poller.stop()
+
+
+def test_counts_that_stop_growing_do_not_keep_the_looks_at_the_floor():
+    # An import that reports 999 of 1000 events and goes on importing (Scarf finishing up, or stuck): its counts
+    # no longer say when it ends, so past the end they predicted it is looked at after a late fraction of that
+    # duration, as for a pace, not every floor seconds.
+    clock = Clock()
+    scarf = ScriptedList()
+    poller = make_poller(scarf, clock)
+    w = watch(poller, 0)
+    clock.now += 99.0
+    w.next_look = clock.now  # (as if it had been looked at all along)
+    looks = 0
+    while clock.now < w.created + 200.0:
+        scarf.script([importing(0, counted=999)])
+        poller.poll_once()
+        looks += 1
+        assert not w.due
+        clock.now = w.next_look
+    assert 15 <= looks <= 25  # 100 s past the end at 5% of its ~99 s: about 20 looks, not 200
