@@ -44,7 +44,8 @@ FAST_TUNING = WriterTuning(
     progress_interval_seconds=0.5,
     idle_tick_seconds=0.05,
     poll=PollPolicy(initial_seconds=0.01, age_fraction=0.1, max_seconds=0.1),
-    cadence=Cadence(first_seconds=0.01, factor=2, floor_seconds=0.005, cap_seconds=0.1, late_fraction=0.05),
+    cadence=Cadence(first_seconds=0.01, factor=2, floor_seconds=0.005, cap_seconds=0.1, late_fraction=0.05,
+                    gather_seconds=0.005),
     slot_wait=SlotWaitPolicy(initial_seconds=0.02, factor=2, max_seconds=0.1),
 )
 
