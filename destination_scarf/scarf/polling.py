@@ -17,7 +17,8 @@ bounds) predicts when each import ends, and the import is looked at then; when t
 import's counts growing, its own pace predicts the end. Bounds on both sides: never more often than
 `floor_seconds`, never more than `cap_seconds` after the previous look, and past the predicted end,
 again after `late_fraction` of the predicted duration, so a slot that has come free or a state that
-has become safe waits little. One read of the list serves the looks that come within
+has become safe waits little, and from then on after as long as it has overrun (a Scarf ten times
+slower than predicted costs about seven looks, not two hundred). One read of the list serves the looks that come within
 `gather_seconds` of each other (imports started together end together); a read made for other
 imports can bring an import's own look forward, never put it later.
 
@@ -89,8 +90,8 @@ class Cadence:
             wait = self.first_seconds * self.factor ** min(looks, 32) - since_look
         elif age < predicted:
             wait = predicted - age
-        else:
-            wait = predicted * self.late_fraction
+        else:  # late: again after `late_fraction` of the prediction, then after as long as it has overrun
+            wait = max(predicted * self.late_fraction, age - predicted)
         return min(max(wait, self.floor_seconds), max(self.cap_seconds - since_look, self.floor_seconds))
 
 

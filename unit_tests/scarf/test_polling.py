@@ -43,15 +43,17 @@ def test_with_a_pace_the_look_is_at_the_predicted_end():
     assert CADENCE.next_look(age=45.0, since_look=5.0, looks=3, predicted=60.0) == 15.0
 
 
-def test_past_the_predicted_end_the_next_look_is_a_late_fraction_of_the_predicted_duration():
+def test_past_the_predicted_end_the_next_look_is_a_late_fraction_then_as_long_as_the_overrun():
     assert CADENCE.next_look(age=60.0, since_look=0.0, looks=1, predicted=60.0) == pytest.approx(3.0)
-    assert CADENCE.next_look(age=200.0, since_look=3.0, looks=9, predicted=60.0) == pytest.approx(3.0)
-    assert CADENCE.next_look(age=1500.0, since_look=0.0, looks=1, predicted=1000.0) == pytest.approx(50.0)
+    assert CADENCE.next_look(age=61.0, since_look=1.0, looks=2, predicted=60.0) == pytest.approx(3.0)
+    assert CADENCE.next_look(age=200.0, since_look=3.0, looks=9, predicted=60.0) == pytest.approx(140.0)
+    assert CADENCE.next_look(age=1010.0, since_look=0.0, looks=1, predicted=1000.0) == pytest.approx(50.0)
+    assert CADENCE.next_look(age=1500.0, since_look=0.0, looks=1, predicted=1000.0) == pytest.approx(300.0)  # cap
 
 
 def test_a_look_is_never_sooner_than_the_floor():
     assert CADENCE.next_look(age=59.9, since_look=0.0, looks=1, predicted=60.0) == 0.5  # 0.1 s to the end
-    assert CADENCE.next_look(age=4.0, since_look=0.0, looks=1, predicted=2.0) == 0.5  # 5% of 2 s is 0.1 s
+    assert CADENCE.next_look(age=2.05, since_look=0.0, looks=1, predicted=2.0) == 0.5  # 5% of 2 s is 0.1 s
     assert CADENCE.next_look(age=1.0, since_look=0.9, looks=0, predicted=None) == 0.5  # 0.5 s - 0.9 s
     assert CADENCE.next_look(age=400.0, since_look=400.0, looks=1, predicted=1000.0) == 0.5  # the cap long passed
 
@@ -544,4 +546,4 @@ def test_counts_that_stop_growing_do_not_keep_the_looks_at_the_floor():
         looks += 1
         assert not w.due
         clock.now = w.next_look
-    assert 15 <= looks <= 25  # 100 s past the end at 5% of its ~99 s: about 20 looks, not 200
+    assert 4 <= looks <= 10  # 100 s past the end, each look after as long as the overrun: about 7 looks, not 200
