@@ -13,8 +13,17 @@ medians are reported.
 
 Start-up (importing airbyte_cdk takes seconds) is paid by A and B alike, so throughput and CPU per
 record are compared at the margin: (N2 - N1) / (t(N2) - t(N1)). The whole N1-record sync, start-up
-included, is compared too. Results go to stdout and bench/results/ (latest.json, latest.md); with
---readme (`make bench-readme`) also into README.md between the bench markers.
+included, is compared too.
+
+Last, the Scarf-bound scenario (bench/scarf_bound.py): the emulator takes a set time for every import
+(`--scarf-bound-import-seconds`, 8 s by default: Scarf's minute scaled down; 60 s for the issue's own
+measure, about 4 minutes per policy), and `write` syncs several rounds of imports with the default slots,
+once with each status polling policy (`list`, the default, and `by_id`, the previous per-import polling):
+API calls per import, in all and by kind, and wall time against the ideal (imports x import time / slots).
+`--scarf-bound-imports 0` skips it.
+
+Results go to stdout and bench/results/ (latest.json, latest.md); with --readme (`make bench-readme`) also
+into README.md between the bench markers.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import budget, data
+from bench import budget, data, scarf_bound
 from bench.harness import OWNER, ROOT, TOKEN, Emulator, Measurement, measure
 
 README_START = "<!-- bench:start -->"
@@ -308,6 +317,8 @@ def report(results: dict) -> str:
                      f"{s['ratio']:.2f} of one shape's throughput")
     for variant in names:
         lines += _variant_lines(variant, variants[variant], machine["cores"])
+    if results.get("scarf_bound"):
+        lines += ["", scarf_bound.report(results["scarf_bound"])]
     return "\n".join(lines)
 
 
@@ -347,8 +358,6 @@ def update_readme(text: str) -> bool:
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--scarf-bound" in argv:  # a scenario of its own, with its own options and output files
-        from bench import scarf_bound
-
         return scarf_bound.main([a for a in argv if a != "--scarf-bound"], prog="python -m bench --scarf-bound")
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -361,6 +370,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--shapes-records", type=int, default=300_000,
                         help="records of one shape and of 4,096 shapes, A only (0: skip)")
     parser.add_argument("--budget-records", type=int, default=50_000, help="records for the per-stage costs (0: skip)")
+    defaults = scarf_bound.Scenario()
+    parser.add_argument("--scarf-bound-imports", type=int, default=defaults.imports,
+                        help="imports of the Scarf-bound scenario, run once per status polling policy (0: skip)")
+    parser.add_argument("--scarf-bound-import-seconds", type=float, default=defaults.import_seconds,
+                        help="how long the emulator takes for each import of the Scarf-bound scenario (60: the "
+                             "issue's measure, about 4 minutes per policy)")
+    parser.add_argument("--scarf-bound-slots", type=int, default=defaults.slots,
+                        help="max_concurrent_imports in the Scarf-bound scenario")
+    parser.add_argument("--scarf-bound-events-per-import", type=int, default=defaults.events_per_import,
+                        help="batch_max_events in the Scarf-bound scenario")
+    parser.add_argument("--scarf-bound-runs", type=int, default=1,
+                        help="runs per policy of the Scarf-bound scenario (its imports take a set time: one is enough)")
     parser.add_argument("--readme", action="store_true", help="also write the results into README.md")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results",
                         help="directory for latest.json and latest.md")
@@ -371,6 +392,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if not 0 < args.n1 < args.n2:
         parser.error("need 0 < N1 < N2")
+    if args.scarf_bound_imports < 0 or (args.scarf_bound_imports and (
+            args.scarf_bound_slots < 1 or args.scarf_bound_events_per_import < 1
+            or not args.scarf_bound_import_seconds > 0 or args.scarf_bound_runs < 1)):
+        parser.error("the Scarf-bound scenario needs positive slots, events per import, import seconds and runs")
 
     progress = Progress(quiet=args.quiet)
     results: dict = {
@@ -413,6 +438,12 @@ def main(argv: list[str] | None = None) -> dict:
                 result["budget"] = budget.stage_costs(bench.input(variant, args.n1)[0], limit=args.budget_records)
             result["ratios"] = derive(result, args.n1, args.n2)
         results["variants"] = variants
+    if args.scarf_bound_imports:
+        scenario = scarf_bound.Scenario(imports=args.scarf_bound_imports, import_seconds=args.scarf_bound_import_seconds,
+                                        slots=args.scarf_bound_slots,
+                                        events_per_import=args.scarf_bound_events_per_import)
+        results["scarf_bound"] = scarf_bound.run_scenario(scenario, scarf_bound.POLICIES, runs=args.scarf_bound_runs,
+                                                          progress=progress)
     results["machine"]["load_end"] = os.getloadavg()[0]
     results["elapsed_s"] = progress.elapsed()
     text = report(results)

@@ -16,10 +16,12 @@ measures both on one small, repeatable sync:
   that takes its slot), the tail from the last import's end to the connector's exit.
 
 `--policy NAME=JSON` (repeatable) runs the scenario once per named set of extra connector config keys,
-merged into the config, and reports them side by side (two polling policies, say); without it one
-policy, `current`, runs the connector's defaults. Runs alternate the policies. Results go to stdout and to
+merged into the config, and reports them side by side; without it, the two status polling policies
+(`POLICIES`): `list`, the connector's default (one read of the imports list for every import in flight), and
+`by_id`, the previous per-import polling. Runs alternate the policies. Results go to stdout and to
 `--results` (scarf-bound.json, scarf-bound.md); `latest.json` and `latest.md` of `python -m bench` are
-not touched. Run it alone (`python -m bench.scarf_bound`) or as `python -m bench --scarf-bound ...`.
+not touched. Run it alone (`python -m bench.scarf_bound`) or as `python -m bench --scarf-bound ...`;
+`python -m bench` (`make bench`) runs it too, after its other parts, with its `--scarf-bound-*` options.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ KINDS = {
     "other": "other",
 }
 RESULT_NAME = "scarf-bound"
+#: The policies compared by default: the connector's default, and the previous per-import polling.
+POLICIES: dict[str, dict] = {"list": {}, "by_id": {"status_polling": "by_id"}}
 
 
 @dataclass(frozen=True)
@@ -250,7 +254,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", choices=data.VARIANTS, default=defaults.variant, help="input data (bench/data.py)")
     parser.add_argument("--policy", action="append", default=None, metavar="NAME=JSON",
                         help="a named set of extra connector config keys, merged into the config (repeatable; "
-                             "default: one policy 'current' with none)")
+                             "default: list={} and by_id={\"status_polling\": \"by_id\"})")
     parser.add_argument("--runs", type=int, default=1, help="runs per policy (medians are reported)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results",
                         help=f"directory for {RESULT_NAME}.json and {RESULT_NAME}.md")
@@ -265,10 +269,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench.scarf_bound
     if args.imports < 1 or args.slots < 1 or args.events_per_import < 1 or not args.import_seconds > 0 or args.runs < 1:
         parser.error("imports, slots, events per import, import seconds and runs must be positive")
     try:
-        policies = dict(parse_policy(text) for text in (args.policy or ["current"]))
+        policies = dict(parse_policy(text) for text in args.policy) if args.policy else dict(POLICIES)
     except ValueError as exc:
         parser.error(str(exc))
-    if len(policies) != len(args.policy or ["current"]):
+    if args.policy and len(policies) != len(args.policy):
         parser.error("policy names must differ")
     scenario = Scenario(args.imports, args.import_seconds, args.slots, args.events_per_import, args.variant)
     started = time.perf_counter()

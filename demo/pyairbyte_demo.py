@@ -7,13 +7,22 @@ The demo source (demo/downloads_source.py) has a `downloads` stream with a prima
 `access_log` stream with neither a primary key nor a cursor. The script first writes with PyAirbyte's
 default write strategy, which asks for `overwrite` on `access_log`: the connector refuses the sync
 before sending anything, and its message names the fix. It then writes with `write_strategy="append"`
-and checks that every record of both streams arrived in the emulator as one event.
+and checks that every record of both streams arrived in the emulator as one event. Last, it runs the
+README's recipe "Previewing a source's first records" exactly as the README writes it (the code is read
+from README.md, so the two cannot drift), with the demo source standing in for its `source-file`, and
+checks the records it wrote and what `destination-scarf preview` said of them.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import sys
+import tempfile
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import airbyte as ab
@@ -27,6 +36,9 @@ PACKAGE = "8d2f6a1e-3b4c-4d5e-9f60-7a8b9c0d1e2f"
 BIN = Path(sys.executable).parent
 DOWNLOADS, LOG_LINES = 500, 300
 FIX = 'write_strategy="append"'
+#: What the README's preview recipe reads: the first 20 records of `downloads`, every field the source sends.
+PREVIEWED = 20
+DOWNLOAD_FIELDS = {"download_id", "time", "package", "remote_address", "user_agent", "version"}
 
 
 def destination_config(api_url: str) -> dict:
@@ -88,6 +100,65 @@ def main() -> None:
         logged = {event["$time"] for event in events if event["$type"] == "web_log"}
         if len(logged) != LOG_LINES:  # every log line is its own event (distinct content, distinct $unique_id)
             raise SystemExit(f"expected {LOG_LINES} distinct access_log events, got {len(logged)}")
+
+        # 3. The README's preview recipe, as written, on the demo source.
+        preview_recipe(source)
+
+
+def readme_recipe() -> str:
+    """The code of the README's "Previewing a source's first records": the first python block after that title."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("**Previewing a source's first records.**")
+    block = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE).search(text, start)
+    if block is None:
+        raise SystemExit("README.md: no python block after 'Previewing a source's first records'")
+    return block.group(1)
+
+
+@contextmanager
+def stdout_into(path: Path) -> Iterator[None]:
+    """Send this process's stdout, and so the stdout its subprocesses inherit, into `path` for a while."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(path, "wb") as captured:
+        os.dup2(captured.fileno(), 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def preview_recipe(source: ab.Source) -> None:
+    """Run the README's recipe unchanged: its `ab.get_source("source-file", config={...})` answers with the demo
+    source, and `destination-scarf` is found on PATH, as the README says (this virtualenv's bin, "activated")."""
+    code = readme_recipe()
+    get_source = ab.get_source
+    ab.get_source = lambda *args, **kwargs: source  # type: ignore[assignment]
+    os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    here = Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="preview-recipe-") as folder:
+        os.chdir(folder)
+        try:
+            with stdout_into(Path(folder) / "preview.txt"):
+                exec(compile(code, "README.md (Previewing a source's first records)", "exec"), {"__name__": "recipe"})
+        finally:
+            os.chdir(here)
+            ab.get_source = get_source
+        report = (Path(folder) / "preview.txt").read_text(encoding="utf-8")
+        written = [json.loads(line) for line in (Path(folder) / "first-records.jsonl").read_text().splitlines()]
+    print(report, end="")
+    ids = [message["record"]["data"].get("download_id") for message in written]
+    if ids != list(range(1, PREVIEWED + 1)):
+        raise SystemExit(f"the README's preview recipe wrote the records {ids}, expected download_id 1 to {PREVIEWED}")
+    fields = [set(message["record"]["data"]) for message in written]
+    if any(keys != DOWNLOAD_FIELDS for keys in fields):
+        raise SystemExit(f"expected the fields {sorted(DOWNLOAD_FIELDS)} in every record, got {fields[0]}")
+    summary = f"Previewed {PREVIEWED} records"
+    if summary not in report or f": {PREVIEWED} would be sent, 0 would be rejected" not in report:
+        raise SystemExit(f"expected preview to say that all {PREVIEWED} records would be sent, it said:\n{report}")
+    print(f"The README's preview recipe: {PREVIEWED} records of `downloads` written and previewed, all would be sent")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 The options themselves (names, defaults, bounds, help) are declared once, in `options.py`; this module
 turns a raw config into a `ScarfConfig`. `parse_config` collects every problem it finds and raises one
 `ScarfConfigError` that lists them all, so a user fixes their config in one round instead of one error
-per sync attempt. Unknown keys are refused, naming the closest option (a typo such as `field_mapping`
-would otherwise be ignored in silence). Nothing here touches the network; `check` does that.
+per sync attempt. A key that is not an option is refused when it is a typo of one, naming it (`field_mapping`
+would otherwise be ignored in silence); a retired option (`options.RETIRED`) or a key of another version is
+accepted with a warning, since a saved config must keep working. Nothing here touches the network; `check` does that.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import datetime
 import difflib
 import ipaddress
+import logging
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast, get_args
 
@@ -27,18 +29,23 @@ from destination_scarf.options import (
     BY_KEY,
     DEFAULT_API_URL,
     OWNER_REGEX,
+    RETIRED,
     SCARF_FIELDS,
     SCARF_MAX_ACTIVE_IMPORTS,
     UUID_REGEX,
+    VERSION,
     CustomVariablesMode,
     OnFailedEvents,
     OnInvalidRecord,
+    RetiredOption,
     StatusPolling,
     TargetKind,
     UniqueIdMode,
 )
 
 __all__ = ["DEFAULT_API_URL", "SCARF_MAX_ACTIVE_IMPORTS", "ScarfConfig", "Target", "load_config_file", "parse_config"]
+
+logger = logging.getLogger("airbyte")
 
 OWNER_PATTERN = re.compile(OWNER_REGEX)
 UUID_PATTERN = re.compile(UUID_REGEX)
@@ -114,10 +121,12 @@ def load_config_file(path: str) -> dict[str, Any]:
             config = orjson.loads(config_file.read())
     except (OSError, orjson.JSONDecodeError) as error:
         raise ScarfConfigError(
-            f"cannot read the config file {path} ({type(error).__name__}): it must be a readable JSON file."
+            f"cannot read the config file {path} ({type(error).__name__}): give --config the path of a readable "
+            "JSON file that holds the destination's settings (`destination-scarf spec` lists them)."
         ) from None
     if not isinstance(config, dict):
-        raise ScarfConfigError(f"the config file {path} must hold a JSON object.")
+        raise ScarfConfigError(f"the config file {path} must hold a JSON object: the destination's settings "
+                               "(`destination-scarf spec` lists them).")
     return config
 
 
@@ -151,6 +160,7 @@ class _Problems:
 
     def __init__(self) -> None:
         self.items: list[str] = []
+        self.warnings: list[str] = []
 
     def add(self, text: str) -> None:
         self.items.append(text)
@@ -180,14 +190,66 @@ class _Problems:
             return option.default
         return value
 
-    def unknown_keys(self, raw: Mapping[str, Any]) -> None:
-        """Refuse keys no option has: a typo would otherwise be ignored, and its setting silently lost."""
+    def other_keys(self, raw: Mapping[str, Any], retired: Mapping[str, RetiredOption]) -> Mapping[str, Any]:
+        """Keys that are not options. A typo of an option is refused, naming the option: its setting would
+        otherwise be lost in silence. A retired option is accepted with a warning naming what replaced it (a
+        renamed one's value read as the new option's), and any other key with a warning: a config saved by a
+        newer or an older version must keep working (Airbyte's rule). Returns the config to parse."""
+        renamed: dict[str, Any] = {}
         for key in raw:
             if key in BY_KEY:
                 continue
-            close = difflib.get_close_matches(str(key), BY_KEY, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]}?)" if close else " (see `destination-scarf spec` for the options)"
-            self.add(f"unknown option {str(key)[:60]!r}{hint}")
+            name = str(key)[:60]
+            if key in retired:
+                self._retired(raw, retired[key], renamed)
+            elif (option := _typo_of(name)) is not None:
+                self.add(f"unknown option {name!r} (did you mean {option}?)")
+            else:
+                close = difflib.get_close_matches(name, BY_KEY, n=1, cutoff=0.6)
+                hint = f"; the closest option is {close[0]}" if close else ""
+                self.warnings.append(
+                    f"Ignoring {name!r}: it is not an option of destination-scarf {VERSION} (a newer or an older "
+                    f"version's, perhaps){hint}. `destination-scarf spec` lists the options.")
+        return {**raw, **renamed} if renamed else raw
+
+    def _retired(self, raw: Mapping[str, Any], old: RetiredOption, renamed: dict[str, Any]) -> None:
+        since = f"destination-scarf {old.retired_in}"
+        if old.renamed_to is None:
+            self.warnings.append(f"Ignoring {old.key!r}: {since} retired that option (replaced by {old.replaced_by}). "
+                                 "Remove it from the config.")
+        elif old.renamed_to in raw or old.renamed_to in renamed:
+            self.warnings.append(f"Ignoring {old.key!r}: {since} renamed it to {old.renamed_to!r}, which the config "
+                                 f"sets too. Remove {old.key!r} from the config.")
+        else:
+            renamed[old.renamed_to] = raw[old.key]
+            self.warnings.append(f"Reading {old.key!r} as {old.renamed_to!r}: {since} renamed that option. Rename it "
+                                 "in the config to silence this warning.")
+
+
+def _typo_of(key: str) -> str | None:
+    """The option `key` is a typo of (the closest if several): written the same but for case and `-` for `_`, or
+    within two edits of its name (one for names of six characters or fewer, so that `order` is not taken for
+    `owner`). Keys further off, like a newer version's `status_polling_seconds`, are not typos of `status_polling`."""
+    spelled = key.lower().replace("-", "_")
+    candidates = [(edits, option) for option in BY_KEY
+                  if (edits := _edits(spelled, option)) <= (2 if len(option) > 6 else 1)]
+    return min(candidates)[1] if candidates else None
+
+
+def _edits(a: str, b: str) -> int:
+    """The edit distance of a and b: insertions, deletions, substitutions and swaps of two neighbours."""
+    if abs(len(a) - len(b)) > 2:
+        return 3  # more than any typo allows; not worth computing
+    before: list[int] | None = None
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, start=1):
+        current = [i] + [0] * len(b)
+        for j, char_b in enumerate(b, start=1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b))
+            if before is not None and i > 1 and j > 1 and char_a == b[j - 2] and a[i - 2] == char_b:
+                current[j] = min(current[j], before[j - 2] + 1)
+        before, previous = previous, current
+    return previous[-1]
 
 
 def _parse_target(raw: Any, problems: _Problems) -> Target:
@@ -302,10 +364,15 @@ def _parse_connection(raw: Mapping[str, Any], problems: _Problems) -> tuple[str,
     return token.strip(), owner, api_url
 
 
-def parse_config(raw: Mapping[str, Any]) -> ScarfConfig:
-    """Validate a raw config (as Airbyte passes it) into a `ScarfConfig`, or raise listing every problem."""
+def parse_config(raw: Mapping[str, Any], *, retired: Iterable[RetiredOption] = RETIRED) -> ScarfConfig:
+    """Validate a raw config (as Airbyte passes it) into a `ScarfConfig`, or raise listing every problem.
+
+    Keys that are not options are logged as warnings when they are accepted (`retired`: the table of retired
+    options, `options.RETIRED`; a test passes its own)."""
     problems = _Problems()
-    problems.unknown_keys(raw)
+    raw = problems.other_keys(raw, {option.key: option for option in retired})
+    for warning in problems.warnings:
+        logger.warning("%s", warning)
     token, owner, api_url = _parse_connection(raw, problems)
     target = _parse_target(raw.get("target"), problems)
     mode, listed = _parse_custom_variables(raw.get("custom_variables"), problems)

@@ -245,6 +245,27 @@ OPTIONS: tuple[Option, ...] = (
 BY_KEY = {option.key: option for option in OPTIONS}
 
 
+@dataclass(frozen=True, kw_only=True)
+class RetiredOption:
+    """A top-level key that a release removed or renamed, which configs saved before it may still hold.
+
+    Airbyte keeps a destination's config as the user saved it, and its rule for connectors is that removing or
+    renaming an option must never break a saved config. So a retired key is accepted, with a warning that names
+    what replaced it: a renamed option's value is read as the new option's (when the config does not set that
+    one too), a removed option's value is ignored.
+    """
+
+    key: str
+    retired_in: str  #: the release that retired it, e.g. "0.3.0"
+    replaced_by: str  #: what to use instead, for the warning: "field_mappings", or a sentence
+    renamed_to: str | None = None  #: the option that now reads its value, for a plain rename
+
+
+#: Every option retired so far. None yet: every option since 0.1.0 is in OPTIONS. To retire one, remove it from
+#: OPTIONS and add it here in the same change (config.py then accepts it with a warning; a test checks the table).
+RETIRED: tuple[RetiredOption, ...] = ()
+
+
 def spec() -> dict[str, Any]:
     """The connector specification (what `spec` prints and spec.json holds)."""
     properties: dict[str, Any] = {}
@@ -263,7 +284,8 @@ def spec() -> dict[str, Any]:
             "title": "Scarf Destination Spec",
             "type": "object",
             "required": [option.key for option in OPTIONS if option.required],
-            # Unknown keys are refused by config.py with a "did you mean" that names the closest option.
+            # Airbyte's rule: a config saved by another version must keep working. config.py accepts retired
+            # keys (RETIRED) and keys of other versions with a warning, and refuses only typos of an option.
             "additionalProperties": True,
             "groups": [{"id": group, "title": title} for group, title in GROUPS],
             "properties": properties,

@@ -1,4 +1,5 @@
-"""Test support: a real Scarf emulator on loopback, configs pointing at it, and Airbyte message builders."""
+"""Test support: a real Scarf emulator on loopback (HTTPS, as production Scarf), configs pointing at it, and Airbyte
+message builders."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import datetime
 import itertools
 import os
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -42,12 +44,41 @@ FAST_TUNING = WriterTuning(
     progress_interval_seconds=0.5,
     idle_tick_seconds=0.05,
     poll=PollPolicy(initial_seconds=0.01, age_fraction=0.1, max_seconds=0.1),
-    cadence=Cadence(first_seconds=0.01, factor=2, floor_seconds=0.005, cap_seconds=0.1, late_fraction=0.05),
+    cadence=Cadence(first_seconds=0.01, factor=2, floor_seconds=0.005, cap_seconds=0.1, late_fraction=0.05,
+                    gather_seconds=0.005),
     slot_wait=SlotWaitPolicy(initial_seconds=0.02, factor=2, max_seconds=0.1),
 )
 
 
+#: The server context of the session's HTTPS emulators (a good certificate from the test CA), set once per
+#: session by conftest.py's `https_by_default` fixture, which also makes the connector trust the test CA.
+_session_tls: ssl.SSLContext | None = None
+
+
+def serve_https_with(context: ssl.SSLContext | None) -> None:
+    """Make `new_emulator()` serve HTTPS with `context` (conftest.py does this for the whole session)."""
+    global _session_tls
+    _session_tls = context
+
+
 def new_emulator(**kwargs: Any) -> ScarfEmulator:
+    """An emulator with the tests' accounts, serving HTTPS like production Scarf: with a certificate from the
+    session's test CA, which the connector trusts through REQUESTS_CA_BUNDLE (set for the whole session, so a
+    connector run as a subprocess trusts it too). `tls=` gives another server context (pki.expired(), say)."""
+    if kwargs.get("tls") is None:
+        if _session_tls is None:
+            raise RuntimeError("the session's test CA is not set up: new_emulator() runs under the integration "
+                               "tests' conftest.py (its https_by_default fixture)")
+        kwargs["tls"] = _session_tls
+    return _emulator(**kwargs)
+
+
+def new_plain_emulator(**kwargs: Any) -> ScarfEmulator:
+    """The same emulator on plain HTTP. Only for a test whose subject is plain HTTP: say why where it is used."""
+    return _emulator(**kwargs)
+
+
+def _emulator(**kwargs: Any) -> ScarfEmulator:
     return ScarfEmulator(
         tokens={TOKEN: {OWNER}, OTHER_TOKEN: {OTHER_OWNER}},
         packages={OWNER: [PACKAGE, PACKAGE_2], OTHER_OWNER: []},
@@ -67,6 +98,22 @@ def make_config(emu: ScarfEmulator, **overrides: Any) -> dict[str, Any]:
     }
     config.update(overrides)
     return config
+
+
+#: The package id of the CDK standard suite's "unknown package" scenario: no owner has it.
+UNKNOWN_PACKAGE = "99999999-9999-4999-8999-999999999999"
+
+
+def write_scenario_configs(secrets: Path, emu: ScarfEmulator) -> None:
+    """The configs of the scenarios in acceptance-test-config.yml (the CDK's standard tests), pointing at `emu`,
+    in `secrets/` (where `airbyte-cdk secrets fetch` would put real ones)."""
+    secrets.mkdir(exist_ok=True)
+    good = {"api_token": TOKEN, "owner": OWNER, "api_url": emu.url, "target": {"target_type": "multi_artifact"}}
+    write_json(secrets / "config.json", good)
+    write_json(secrets / "config_package.json", {**good, "target": {"target_type": "package", "package_id": PACKAGE}})
+    write_json(secrets / "invalid_token_config.json", {**good, "api_token": "wrong-token"})
+    write_json(secrets / "unknown_package_config.json",
+               {**good, "target": {"target_type": "package", "package_id": UNKNOWN_PACKAGE}})
 
 
 def now_iso(offset_seconds: float = 0) -> str:
@@ -220,9 +267,12 @@ def connector_command(*args: str) -> list[str]:
     return [sys.executable, "-c", "from destination_scarf.airbyte.cli import run; run()", *args]
 
 
-def run_connector(args: list[str], *, stdin: bytes = b"", timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run the real console entry point in a subprocess (as Airbyte or `docker run` would)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run_connector(args: list[str], *, stdin: bytes = b"", timeout: float = 60,
+                  env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess:
+    """Run the real console entry point in a subprocess (as Airbyte or `docker run` would). `env` changes the
+    environment it inherits (None removes a variable), for runs started side by side from threads."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    env = {name: value for name, value in env.items() if value is not None}
     return subprocess.run(connector_command(*args), input=stdin, capture_output=True, timeout=timeout, env=env,
                           cwd=ROOT)
 

@@ -17,7 +17,9 @@ from bench.__main__ import main
 def test_the_benchmark_runs_both_variants_and_the_counts_match(tmp_path):
     # run_a / run_b / run_c raise SystemExit unless every state is echoed and every event arrives.
     results = main(["--n1", "5000", "--n2", "12000", "--big", "15000", "--runs", "1", "--pipelining-records", "6000",
-                    "--budget-records", "2000", "--shapes-records", "6000", "--results", str(tmp_path), "--quiet"])
+                    "--budget-records", "2000", "--shapes-records", "6000", "--scarf-bound-imports", "4",
+                    "--scarf-bound-import-seconds", "0.3", "--scarf-bound-slots", "2",
+                    "--scarf-bound-events-per-import", "150", "--results", str(tmp_path), "--quiet"])
     assert set(results["variants"]) == set(data.VARIANTS)
     for variant in data.VARIANTS:
         result = results["variants"][variant]
@@ -31,8 +33,22 @@ def test_the_benchmark_runs_both_variants_and_the_counts_match(tmp_path):
                 "rss_big_over_n2_a", "wire_over_ndjson"} <= set(result["ratios"])
     assert results["pipelining"]["records"] == 6000
     assert results["shapes"]["records"] == 6000 and results["shapes"]["ratio"] > 0
+    # The Scarf-bound scenario, both status polling policies side by side (run_once raises SystemExit unless every
+    # state is echoed and every event arrives in an import that ended done).
+    bound = results["scarf_bound"]
+    assert (bound["scenario"]["imports"], bound["scenario"]["slots"], bound["scenario"]["import_seconds"]) == (4, 2, 0.3)
+    assert list(bound["policies"]) == ["list", "by_id"]
+    assert bound["policies"]["by_id"]["summary"]["config_extra"] == {"status_polling": "by_id"}
+    for name, policy in bound["policies"].items():
+        [run] = policy["runs"]
+        assert run["imports"] == 4 and run["calls"]["by_kind"]["import-post"] == 4
+        assert run["calls"]["total"] == sum(run["calls"]["by_kind"].values())
+        reads = run["calls"]["by_kind"]["import-list"]
+        assert reads >= 2 if name == "list" else reads == 1  # by_id: the pre-flight alone
     assert json.loads((tmp_path / "latest.json").read_text())["n2"] == 12000
-    assert "| realistic | A: destination-scarf write |" in (tmp_path / "latest.md").read_text()
+    text = (tmp_path / "latest.md").read_text()
+    assert "| realistic | A: destination-scarf write |" in text
+    assert "Scarf-bound scenario: 4 imports" in text and "| list | 4 |" in text and "| by_id | 4 |" in text
 
 
 def _records(path):

@@ -167,11 +167,51 @@ def test_metadata_has_the_fields_airbytes_connector_schema_needs():
         assert set(job["resourceRequirements"]) <= {"cpu_request", "cpu_limit", "memory_request", "memory_limit"}
 
 
-def test_icon_is_an_svg_file_next_to_the_metadata():
+#: The keys ConnectorMetadataDefinitionV0 (airbytehq/airbyte, metadata_service) allows under `data`, which has
+#: additionalProperties: false: a misspelt key fails Airbyte's metadata validation.
+METADATA_DATA_KEYS = {
+    "name", "icon", "definitionId", "connectorBuildOptions", "connectorTestSuitesOptions", "connectorType",
+    "dockerRepository", "dockerImageTag", "supportsDbt", "supportsNormalization", "license", "documentationUrl",
+    "externalDocumentationUrls", "githubIssueLabel", "maxSecondsBetweenMessages", "releaseDate", "protocolVersion",
+    "erdUrl", "connectorSubtype", "releaseStage", "supportLevel", "tags", "registryOverrides", "allowedHosts",
+    "releases", "normalizationConfig", "suggestedStreams", "resourceRequirements", "ab_internal", "remoteRegistries",
+    "supportsRefreshes", "generated", "supportsFileTransfer", "supportsDataActivation", "connectorIPCOptions",
+}
+
+
+def test_metadata_uses_only_keys_the_current_schema_knows():
+    assert set(METADATA) == {"data", "metadataSpecVersion"}
+    assert set(DATA) <= METADATA_DATA_KEYS, set(DATA) - METADATA_DATA_KEYS
+
+
+def test_icon_is_the_icon_svg_next_to_the_metadata():
+    """Airbyte's metadata service publishes a connector's icon from the file `icon.svg` in its folder."""
+    assert DATA["icon"] == "icon.svg"
     icon = ROOT / DATA["icon"]
-    assert icon.suffix == ".svg" and icon.is_file()
+    assert icon.is_file()
     root = ElementTree.parse(icon).getroot()
     assert root.tag in ("svg", "{http://www.w3.org/2000/svg}svg")
+
+
+def test_the_pypi_entry_names_the_package_pyairbyte_runs_and_promises_no_pypi_release():
+    """PyAirbyte installs a registry connector with `pip install <packageName>` when `enabled` is true. This
+    package is not on PyPI, so it stays false; its name is setup.py's, which is also the connector's name
+    (`ab.get_destination("destination-scarf", ...)`) and the console script PyAirbyte runs."""
+    pypi = DATA["remoteRegistries"]["pypi"]
+    assert pypi == {"enabled": False, "packageName": SETUP.keywords["name"]}
+    assert pypi["packageName"] == DATA["dockerRepository"].split("/")[-1] == ENTRYPOINT_NAME
+
+
+def test_release_date_is_the_first_releases_date_in_the_changelog():
+    rows = re.findall(r"^\| (\d+)\.(\d+)\.(\d+) \| (\d{4}-\d{2}-\d{2}) \|", (ROOT / "README.md").read_text(),
+                      re.MULTILINE)
+    first = min(rows, key=lambda row: tuple(int(part) for part in row[:3]))
+    assert DATA["releaseDate"] == first[3]
+
+
+def test_refreshes_are_not_claimed():
+    """A refresh that replaces a stream's data would need Scarf to delete events, which it cannot."""
+    assert DATA["supportsRefreshes"] is False
 
 
 def test_allowed_hosts_cover_the_default_api_url():

@@ -3,6 +3,7 @@
 The scenario configs point at a local Scarf emulator, so they are written into secrets/ (ignored by
 git) when this module starts. The suite's Docker image tests are deselected in pytest.ini: no Docker
 engine runs on the project's machines (test_packaging.py reproduces the image's steps instead).
+`make connector-test` runs the same suite through the CDK's own command, `airbyte-cdk connector test`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from airbyte_cdk.test.standard_tests import DestinationTestSuiteBase
 from boltons.typeutils import classproperty
 
 from destination_scarf import DestinationScarf
-from support import OWNER, PACKAGE, ROOT, TOKEN, new_emulator, write_json
-
-UNKNOWN_PACKAGE = "99999999-9999-4999-8999-999999999999"
+from support import ROOT, new_emulator, write_scenario_configs
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -22,14 +21,7 @@ def scenario_configs():
     """Start one emulator for the module and write the scenario configs that point at it."""
     emulator = new_emulator()
     emulator.start()
-    secrets = ROOT / "secrets"
-    secrets.mkdir(exist_ok=True)
-    good = {"api_token": TOKEN, "owner": OWNER, "api_url": emulator.url, "target": {"target_type": "multi_artifact"}}
-    write_json(secrets / "config.json", good)
-    write_json(secrets / "config_package.json", {**good, "target": {"target_type": "package", "package_id": PACKAGE}})
-    write_json(secrets / "invalid_token_config.json", {**good, "api_token": "wrong-token"})
-    write_json(secrets / "unknown_package_config.json",
-               {**good, "target": {"target_type": "package", "package_id": UNKNOWN_PACKAGE}})
+    write_scenario_configs(ROOT / "secrets", emulator)
     yield emulator
     emulator.stop()
 

@@ -30,12 +30,13 @@ __version__ = "0.1.0"
 
 from .emulator import DEFAULT_MAX_ACTIVE_IMPORTS, DEFAULT_TIME_WINDOW, ScarfEmulator  # noqa: E402
 from .import_registry import ABORT_FINISHED_IMPORT_STATUS  # noqa: E402
-from .recording import RequestRecord  # noqa: E402
+from .recording import ImportSeen, RequestRecord  # noqa: E402
 
 __all__ = [
     "ABORT_FINISHED_IMPORT_STATUS",
     "DEFAULT_MAX_ACTIVE_IMPORTS",
     "DEFAULT_TIME_WINDOW",
+    "ImportSeen",
     "RequestRecord",
     "ScarfEmulator",
     "__version__",

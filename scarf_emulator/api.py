@@ -117,11 +117,18 @@ class ScarfApi:
         if after is not None and not _is_uuid(after):
             return error(400, "after must be an event import id")
         page = self._registry.page(owner, statuses, after, per_page, self._faults.take_list_quirks())
-        return json_response(200, {"event_imports": page})
+        response = json_response(200, {"event_imports": page})
+        response.imports = tuple(page)
+        return response
 
     def get_import(self, req: ApiRequest, owner: str, import_id: str) -> Response:
         record, refusal = self._find_import(req, owner, import_id)
-        return refusal or json_response(200, self._registry.snapshot(record))
+        if refusal:
+            return refusal
+        snapshot = self._registry.snapshot(record)
+        response = json_response(200, snapshot)
+        response.imports = (snapshot,)
+        return response
 
     def get_log(self, req: ApiRequest, owner: str, import_id: str) -> Response:
         record, refusal = self._find_import(req, owner, import_id)

@@ -12,7 +12,7 @@ a list read and a read by id are different costs for a polling policy.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Iterable, Mapping
 
 #: Request headers copied into :class:`RequestRecord.headers` when present.
@@ -25,6 +25,25 @@ RECORDED_HEADERS = (
     "Accept",
     "Accept-Encoding",
 )
+
+
+@dataclass(frozen=True)
+class ImportSeen:
+    """One import as an answer showed it: its id, status word and counts (what a client decides on)."""
+
+    id: str
+    status: str
+    events_total: int
+    events_successfully_imported: int
+    events_failed_to_import: int
+
+    @classmethod
+    def of(cls, view: Mapping) -> ImportSeen:
+        return cls(str(view.get("id")), str(view.get("status")), int(view.get("events_total") or 0),
+                   int(view.get("events_successfully_imported") or 0), int(view.get("events_failed_to_import") or 0))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -42,6 +61,9 @@ class RequestRecord:
     kind: str = "other"  # one of CALL_KINDS
     owner: str | None = None  # the {owner} of the path, when the route has one
     import_id: str | None = None  # the import the path names, or the import an upload created
+    #: What an import read (by id, or the list) answered with, as sent: one status per import; empty for any
+    #: other request, and for an answer a fault replaced.
+    answered: tuple[ImportSeen, ...] = ()
 
     def to_dict(self) -> dict:
         """JSON-friendly form without the token (used by the control endpoint)."""
@@ -58,6 +80,7 @@ class RequestRecord:
             "kind": self.kind,
             "owner": self.owner,
             "import_id": self.import_id,
+            "answered": [seen.to_dict() for seen in self.answered],
         }
 
 

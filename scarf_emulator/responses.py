@@ -29,6 +29,8 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
     #: The import an upload created (never sent; the request log attributes the call to it).
     import_id: str | None = None
+    #: The imports an import read (by id, or the list) answered with (never sent; the request log keeps them).
+    imports: tuple[dict, ...] = ()
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:

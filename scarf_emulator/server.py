@@ -42,7 +42,7 @@ from .faults import (
     QueuedFault, Redirect, Trickle,
 )
 from .huge import huge_body
-from .recording import RequestLog, RequestRecord, bearer_token, pick_headers
+from .recording import ImportSeen, RequestLog, RequestRecord, bearer_token, pick_headers
 from .responses import ApiRequest, Response, error, json_response
 
 logger = logging.getLogger(__name__)
@@ -202,6 +202,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             auth_present=self.headers.get("Authorization") is not None,
             category=category, received_at=received_at, token=bearer_token(self.headers),
             kind=kind, owner=params.get("owner"), import_id=params.get("import_id") or self._created_import,
+            answered=tuple(ImportSeen.of(view) for view in answer.imports) if isinstance(answer, Response) else (),
         ))
         if answer is None:
             self._drop_connection()

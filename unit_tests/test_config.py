@@ -1,6 +1,9 @@
 """Config parsing: typed values, defaults, and every problem reported at once in words a user can act on."""
 
 import datetime
+import logging
+import re
+from collections.abc import Iterator
 
 import pytest
 
@@ -10,6 +13,7 @@ from destination_scarf.config import (
     validate_api_url,
 )
 from destination_scarf.errors import ScarfConfigError
+from destination_scarf.options import BY_KEY, RETIRED, RetiredOption
 
 PKG = "abc01234-0000-0000-0000-000000000000"
 TOKEN = "tok-Secret-123"
@@ -110,11 +114,85 @@ def test_listed_custom_variables_need_field_names():
         parse_config(base(custom_variables={"mode": "listed", "fields": [""]}))
 
 
-def test_unknown_keys_are_refused_naming_the_closest_option():
+@pytest.fixture
+def logged() -> Iterator[list[str]]:
+    """The warnings parse_config logs (on the connector's logger, which may not propagate to pytest's)."""
+    messages: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    airbyte = logging.getLogger("airbyte")
+    airbyte.addHandler(handler)
+    level, airbyte.level = airbyte.level, logging.INFO
+    yield messages
+    airbyte.removeHandler(handler)
+    airbyte.level = level
+
+
+@pytest.mark.parametrize(("typo", "option"), [
+    ("field_mapping", "field_mappings"), ("on_invalid_records", "on_invalid_record"), ("API_TOKEN", "api_token"),
+    ("api-url", "api_url"), ("onwer", "owner"), ("max_concurent_imports", "max_concurrent_imports"),
+])
+def test_a_typo_of_an_option_is_refused_naming_the_option(typo, option, logged):
     with pytest.raises(ScarfConfigError) as caught:
-        parse_config({**base(), "field_mapping": [], "zzz": 1})
-    assert "unknown option 'field_mapping' (did you mean field_mappings?)" in caught.value.message
-    assert "unknown option 'zzz' (see `destination-scarf spec` for the options)" in caught.value.message
+        parse_config({**base(), typo: 1})
+    assert f"unknown option {typo!r} (did you mean {option}?)" in caught.value.message
+
+
+@pytest.mark.parametrize(("key", "closest"), [
+    ("status_polling_seconds", "the closest option is status_polling"), ("owner_id", "the closest option is owner"),
+    ("zzz", "`destination-scarf spec` lists the options"),
+])
+def test_a_key_of_another_version_is_accepted_with_a_warning(key, closest, logged):
+    """Airbyte's rule: a config saved by a newer or an older version still works. Only its key is ignored."""
+    assert parse_config({**base(), key: 5}) == parse_config(base())
+    [warning] = logged
+    assert warning.startswith(f"Ignoring {key!r}: it is not an option of destination-scarf ") and closest in warning
+
+
+RENAMED = RetiredOption(key="events_per_import", retired_in="0.3.0", replaced_by="batch_max_events",
+                        renamed_to="batch_max_events")
+REMOVED = RetiredOption(key="poll_interval_seconds", retired_in="0.2.0",
+                        replaced_by="the status poller, which paces itself")
+
+
+def test_a_renamed_option_is_read_as_the_new_one_with_a_warning(logged):
+    config = parse_config({**base(), "events_per_import": 123}, retired=[RENAMED, REMOVED])
+
+    assert config == parse_config(base(batch_max_events=123))
+    assert logged == ["Reading 'events_per_import' as 'batch_max_events': destination-scarf 0.3.0 renamed that "
+                      "option. Rename it in the config to silence this warning."]
+
+
+def test_a_renamed_option_set_beside_its_new_name_is_ignored_with_a_warning(logged):
+    config = parse_config({**base(), "events_per_import": 123, "batch_max_events": 7}, retired=[RENAMED])
+
+    assert config.batch.max_events == 7
+    assert logged == ["Ignoring 'events_per_import': destination-scarf 0.3.0 renamed it to 'batch_max_events', "
+                      "which the config sets too. Remove 'events_per_import' from the config."]
+
+
+def test_a_removed_option_is_ignored_with_a_warning_naming_what_replaced_it(logged):
+    assert parse_config({**base(), "poll_interval_seconds": 30}, retired=[REMOVED]) == parse_config(base())
+    assert logged == ["Ignoring 'poll_interval_seconds': destination-scarf 0.2.0 retired that option (replaced by "
+                      "the status poller, which paces itself). Remove it from the config."]
+
+
+def test_a_retired_option_is_never_taken_for_a_typo(logged):
+    """A retired key may be one edit from a current option (`field_mapping` renamed to `field_mappings`)."""
+    renamed = RetiredOption(key="field_mapping", retired_in="0.3.0", replaced_by="field_mappings",
+                            renamed_to="field_mappings")
+    rule = {"scarf_field": "$type", "constant": "download"}
+    assert parse_config({**base(), "field_mapping": [rule]}, retired=[renamed]) == \
+        parse_config(base(field_mappings=[rule]))
+
+
+def test_the_shipped_table_of_retired_options_is_consistent():
+    keys = [option.key for option in RETIRED]
+    assert len(set(keys)) == len(keys)
+    for option in RETIRED:
+        assert option.key not in BY_KEY, f"{option.key} is retired, yet still an option"
+        assert option.renamed_to is None or option.renamed_to in BY_KEY
+        assert re.fullmatch(r"\d+\.\d+\.\d+", option.retired_in) and option.replaced_by
 
 
 @pytest.mark.parametrize(("entry", "valid"), [

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
-from collections.abc import Generator, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Generator, Iterable, Mapping, MutableMapping
 from typing import IO, Any, NoReturn
 
 from destination_scarf.airbyte import operators
@@ -30,8 +31,8 @@ from destination_scarf.airbyte.protocol import MessageOutput, install_log_handle
 from destination_scarf.airbyte.secret_filter import filter_secrets, register_config_secrets
 from destination_scarf.airbyte.signals import CancelOnSignals
 from destination_scarf.config import ScarfConfig, load_config_file, parse_config
-from destination_scarf.errors import ScarfError
-from destination_scarf.options import spec
+from destination_scarf.errors import ScarfConfigError, ScarfError
+from destination_scarf.options import VERSION, spec
 from destination_scarf.scarf.client import ScarfClient
 from destination_scarf.sync.artifact_names import names_for_sync
 from destination_scarf.sync.catalog import StreamInfo, load_catalog_file, parse_catalog
@@ -43,6 +44,8 @@ logger = logging.getLogger("airbyte")
 def build_parser() -> argparse.ArgumentParser:
     """The Airbyte protocol's commands (spec, check, discover, write), `preview` and the operator commands."""
     parser = argparse.ArgumentParser(prog="destination-scarf")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}",
+                        help="print the connector's version and exit")
     commands = parser.add_subparsers(title="commands", dest="command", required=True)
     commands.add_parser("spec", help="print the connector's configuration specification")
     check = commands.add_parser("check", help="check that the config can be used to import into Scarf")
@@ -75,18 +78,49 @@ def _limit(text: str) -> int:
 
 
 def run(argv: list[str] | None = None) -> NoReturn:
-    """The console entry point: runs the command and exits with its code."""
-    sys.exit(main(sys.argv[1:] if argv is None else argv))
+    """The console entry point: runs the command and exits with its code.
+
+    A stdout that closed under a protocol command (its reader went away) ends it with exit code 1, not with a
+    BrokenPipeError traceback or the interpreter's "Exception ignored" as it flushes stdout on its way out.
+    (The commands for people treat a reader that stops early as a normal end: see `_for_a_reader`.)
+    """
+    try:
+        code = main(sys.argv[1:] if argv is None else argv)
+        sys.stdout.flush()  # a reader that went away shows here, not in the interpreter's last flush
+    except BrokenPipeError:
+        _discard_stdout()
+        code = 1
+    sys.exit(code)
 
 
 def main(argv: list[str]) -> int:
     """Run one command; returns the process exit code."""
     parsed = build_parser().parse_args(argv)
     if parsed.command in operators.COMMANDS:
-        return operators.run_operator_command(parsed, operators.read_config(parsed.config))
+        return _for_a_reader(lambda: operators.run_operator_command(parsed, operators.read_config(parsed.config)))
     if parsed.command == "preview":
-        return _preview(parsed)
+        return _for_a_reader(lambda: _preview(parsed))
     return _protocol_command(parsed)
+
+
+def _for_a_reader(command: Callable[[], int]) -> int:
+    """Run a command whose output is for people and scripts. A reader that has seen enough and hangs up
+    (`destination-scarf imports --json | head`) ends it quietly with exit code 0, as it ends `preview`: the
+    rest of the answer is dropped, and nothing is said about it."""
+    try:
+        code = command()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
+        return 0
+    return code
+
+
+def _discard_stdout() -> None:
+    """Point stdout's file descriptor at /dev/null, so that what is still buffered for it goes nowhere quietly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _preview(parsed: argparse.Namespace) -> int:
@@ -110,7 +144,7 @@ def _protocol_command(parsed: argparse.Namespace) -> int:
         if parsed.command == "spec":
             output.emit({"type": "SPEC", "spec": spec()})
         elif parsed.command == "check":
-            output.emit(_check_message(_load_config(parsed.config)))
+            output.emit(_check_message(parsed.config))
         elif parsed.command == "discover":
             config = parse_config(_load_config(parsed.config))
             output.emit(destination_catalog_message(config.target))
@@ -129,15 +163,27 @@ def _load_config(path: str) -> MutableMapping[str, Any]:
     return raw_config
 
 
-def _check_message(raw_config: Mapping[str, Any]) -> dict[str, Any]:
+def _check_message(config_path: str) -> dict[str, Any]:
     """`check` validates with our own config parser, whose messages name the field and the fix.
 
     (The CDK would validate against spec.json first, and a JSON-schema message such as
-    "'x' does not match '^[0-9a-f]...'" names neither.)
+    "'x' does not match '^[0-9a-f]...'" names neither.) A config file it cannot read is answered like any
+    other config it cannot use: a FAILED status that names the file and what to give instead, not a TRACE.
     """
-    from airbyte_cdk.models import AirbyteMessage, AirbyteMessageSerializer, Type  # check's status is the CDK's
+    from airbyte_cdk.models import (  # check's status is the CDK's
+        AirbyteConnectionStatus,
+        AirbyteMessage,
+        AirbyteMessageSerializer,
+        Status,
+        Type,
+    )
 
-    status = run_check(raw_config, logger=logger)
+    try:
+        raw_config = _load_config(config_path)
+    except ScarfConfigError as error:
+        status = AirbyteConnectionStatus(status=Status.FAILED, message=str(error))
+    else:
+        status = run_check(raw_config, logger=logger)
     return dict(AirbyteMessageSerializer.dump(AirbyteMessage(type=Type.CONNECTION_STATUS, connectionStatus=status)))
 
 

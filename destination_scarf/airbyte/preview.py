@@ -51,6 +51,7 @@ from destination_scarf.sync.checkpoints import Checkpoints
 from destination_scarf.sync.reader import (
     BadLine,
     InputReader,
+    MarkedRecord,
     Message,
     Record,
     State,
@@ -180,7 +181,7 @@ class Preview:
                 "dropped_fields": sorted(mapper.ignored_fields)}
 
     def _add(self, message: Message) -> bool:
-        if type(message) is Record:
+        if type(message) is Record or type(message) is MarkedRecord:
             return self._add_record(message)
         if type(message) is State:
             start_windows(self.mappers, self._checkpoints.state_received(message.message,
@@ -200,6 +201,8 @@ class Preview:
         stream, mapper = self._streams[record.stream], self.mappers[record.stream]
         repeated = mapper.repeated
         try:
+            if type(record) is MarkedRecord:  # fields the source or the platform nulled or truncated, as a sync checks
+                mapper.check_changes(record.changes)
             line = mapper.encode(record.data, record.line)
         except InvalidRecord as invalid:
             position = self._checkpoints.record_rejected(record.stream)

@@ -10,13 +10,15 @@ storage, configured the way Airbyte's bulk-CDK destinations configure their dead
 platform and users recognise it.
 
 What goes there is the reject log's business: each `add` is one NDJSON line, already composed. This
-module only buffers lines and writes them as batch objects, one folder per sync:
+module only buffers lines and writes them as batch objects, in the folder Airbyte links as a sync's
+rejected records (`s3://<bucket>/<bucket_path>/<job id>/`, airbyte-platform's S3ObjectStoragePathResolver):
 
-    <bucket_path>/destination-scarf/<sync id>/rejected-00001.jsonl
+    <bucket_path>/<job id>/rejected-<attempt>-00001.jsonl
 
-The sync id starts with the UTC time the sync started, so a listing sorts by sync, and ends with a
-random suffix, so that two syncs (or two attempts of one Airbyte job, which share its sync id) never
-write to the same keys. The `.jsonl` extension (`.jsonl.gz` with GZIP) is the bulk CDK's.
+The job id is the configured catalog's `sync_id`, else WORKER_JOB_ID, else one made up (`job_folder`). The
+attempt starts with the UTC time the attempt started, so a listing sorts by attempt, and ends with a
+random suffix, so that two attempts of one Airbyte job, which share its folder, never write to the same
+keys. The `.jsonl` extension (`.jsonl.gz` with GZIP) is the bulk CDK's.
 
 Objects are uncompressed by default, as in the bulk CDK: rejects are few in a healthy sync, and a
 plain object opens in the S3 console and pipes into `jq` as it is. The bulk CDK's hidden `compression`
@@ -40,7 +42,8 @@ from destination_scarf.dead_letter.settings import (
     SPEC_FRAGMENT,
     S3Settings,
     S3Timeouts,
-    new_sync_id,
+    job_folder,
+    new_attempt_id,
     parse_object_storage,
 )
 from destination_scarf.dead_letter.store import S3DeadLetterStore, bounded, probe
@@ -56,7 +59,8 @@ __all__ = [
     "S3Settings",
     "S3Timeouts",
     "bounded",
-    "new_sync_id",
+    "job_folder",
+    "new_attempt_id",
     "parse_object_storage",
     "probe",
     "rejects_path_problem",

@@ -3,9 +3,11 @@
 Two kinds are kept: records refused before upload (under `on_invalid_record: skip`) and events Scarf
 failed (under `on_failed_events: warn`), traced back to their records. Logs name the stream, record
 position, field and reason, never the record's values. What is kept is the user's own data, so each
-entry carries it whole: a refused record's Airbyte message byte for byte (exact digits, any depth),
-ready to be fixed and replayed (`jq -c .message rejected.ndjson | destination-scarf write ...`), or a
-failed event as it was sent.
+entry carries it whole: the record's Airbyte message byte for byte (exact digits, any depth), for a
+refused record and for an event Scarf failed alike (the batch kept its records' input lines until its
+import was settled), ready to be fixed and replayed with one recipe
+(`jq -c '.message // empty' rejected.ndjson | destination-scarf write ...`); a failed event also
+carries the event as it was sent.
 
 - The local file (`rejected_records_path`, for `docker run` pipelines with a mounted volume) is created
   readable by its owner only, a symlink is never followed, and it is opened before any input is read
@@ -30,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from destination_scarf.dead_letter.settings import S3Settings, new_sync_id
+from destination_scarf.dead_letter.settings import JOB_ID_ENV, S3Settings, job_folder, new_attempt_id
 from destination_scarf.dead_letter.store import S3DeadLetterStore, bounded
 from destination_scarf.errors import ScarfConfigError, ScarfError, ScarfTransientError
 
@@ -73,8 +75,11 @@ class RejectLog:
     """Where a sync's rejected records go: counted, the first ones logged, kept in the file and the store."""
 
     def __init__(self, *, path: str | None, store: S3Settings | None = None, cancelled: threading.Event | None = None,
-                 store_write_seconds: float = STORE_WRITE_SECONDS) -> None:
+                 store_write_seconds: float = STORE_WRITE_SECONDS, job_id: int | str | None = None) -> None:
+        """`job_id` is the configured catalog's `sync_id` (Airbyte's job id), when it has one: it names the store's
+        folder, the one Airbyte links as the sync's rejected records."""
         self._path = path
+        self._job_id = job_id
         self._store_settings = store
         self._store: S3DeadLetterStore | None = None
         self._cancelled = cancelled if cancelled is not None else threading.Event()
@@ -97,10 +102,14 @@ class RejectLog:
     def open(self) -> None:
         """Open the file (creating it, mode 0600) and the store; a config error if either cannot be used."""
         if self._store_settings is not None and self._store is None:
-            # Airbyte passes the job's id to connector containers; it names this sync's folder in the store.
-            sync_id = new_sync_id(airbyte_sync_id=os.environ.get("WORKER_JOB_ID"))
-            self._store = S3DeadLetterStore(self._store_settings, sync_id)
-            logger.info("Rejected records of this sync go to %s", self._store.location)
+            # The job's folder, where Airbyte's link to the sync's rejected records points; this attempt's objects are
+            # named apart from the other attempts' in it.
+            attempt = new_attempt_id()
+            folder, source = job_folder(catalog_sync_id=self._job_id, environment_job_id=os.environ.get(JOB_ID_ENV),
+                                        attempt_id=attempt)
+            self._store = S3DeadLetterStore(self._store_settings, folder, attempt)
+            logger.info("Rejected records of this sync go to %s (job folder: %s), as %s", self._store.location,
+                        source, self._store.objects)
         if not self._path or self._fd is not None:
             return
         problem = rejects_path_problem(self._path)
@@ -124,8 +133,10 @@ class RejectLog:
         }, input_line=input_line, message=message)
 
     def failed_event(self, *, where: str, stream: str, namespace: str | None, record_position: int,
-                     input_line: int, kind: str, reason: str, import_id: str, event: bytes | None) -> None:
-        """An event Scarf failed (kept under `on_failed_events: warn`), with the event line as it was sent."""
+                     input_line: int, kind: str, reason: str, import_id: str, event: bytes | None,
+                     message: bytes | None = None) -> None:
+        """An event Scarf failed (kept under `on_failed_events: warn`), with its record's input line as received
+        (`message`) and the event line as it was sent."""
         self.failed_events += 1
         if self.failed_events <= LOGGED_REASONS:
             logger.warning("Scarf failed %s (import %s): %s", where, import_id,
@@ -134,7 +145,7 @@ class RejectLog:
             "stream": stream, "namespace": namespace, "record_position": record_position,
             "input_line": input_line, "reason": f"Scarf could not import the event: {kind}",
             "scarf_message": reason, "import_id": import_id,
-        }, input_line=input_line, event=event)
+        }, input_line=input_line, message=message, event=event)
 
     def bad_line(self, line_no: int, what: str) -> None:
         """An input line that is not a usable Airbyte message was skipped (its content is not kept: it may not

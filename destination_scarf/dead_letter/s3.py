@@ -112,8 +112,8 @@ def _denied_hint(code: str, settings: S3Settings, permission: str) -> str:
     if code == "SignatureDoesNotMatch":
         return "the secret does not match the access key ID: check secret_access_key"
     if settings.role_arn:
-        return f"the role {settings.role_arn} must allow {permission} under {settings.folder}/"
-    return f"the credentials must allow {permission} under {settings.folder}/"
+        return f"the role {settings.role_arn} must allow {permission} under {settings.describe()}"
+    return f"the credentials must allow {permission} under {settings.describe()}"
 
 
 def _endpoint_of(error: BaseException, settings: S3Settings) -> str:

@@ -14,8 +14,10 @@ from typing import Any
 
 logger = logging.getLogger("airbyte")
 
-#: The folder, under the user's bucket_path, that holds this connector's objects.
+#: The connector's name: in generated job folders, the probe's key and the S3 client's user agent.
 CONNECTOR_FOLDER = "destination-scarf"
+#: Where Airbyte passes a sync's job id to the connector's container.
+JOB_ID_ENV = "WORKER_JOB_ID"
 #: A batch object is written once this many (uncompressed) bytes of lines are buffered.
 DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
 #: The role session name the bulk CDK uses when it assumes `role_arn`.
@@ -39,6 +41,8 @@ _BUCKET_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
 _REGION_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 _SYNC_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: A job id taken from the catalog or the environment: safe as one path segment.
+_JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 _S3_PROPERTIES: dict[str, Any] = {
     "storage_type": {"type": "string", "enum": ["S3"], "default": "S3"},
@@ -79,8 +83,9 @@ _S3_PROPERTIES: dict[str, Any] = {
     },
     "bucket_path": {
         "title": "Prefix Path in the Bucket",
-        "description": "Objects are written under <this prefix>/destination-scarf/<sync start time and id>/, "
-                       "as rejected-00001.jsonl, rejected-00002.jsonl, ... Empty: the bucket's root.",
+        "description": "Objects are written under <this prefix>/<job id>/, the folder Airbyte links as the sync's "
+                       "rejected records, as rejected-<attempt start time and id>-00001.jsonl, -00002.jsonl, ... "
+                       "Empty: the bucket's root.",
         "type": "string", "examples": ["prefix/"], "order": 7,
     },
     "format": {
@@ -152,12 +157,12 @@ class S3Settings:
     gzip: bool = False
 
     @property
-    def folder(self) -> str:
-        """The key prefix of this connector's objects, without a trailing '/'."""
-        return "/".join(part for part in (self.bucket_path, CONNECTOR_FOLDER) if part)
+    def prefix(self) -> str:
+        """The key prefix every object goes under: the bucket_path and '/', or "" for the bucket's root."""
+        return f"{self.bucket_path}/" if self.bucket_path else ""
 
     def describe(self) -> str:
-        return f"s3://{self.bucket}/{self.folder}/"
+        return f"s3://{self.bucket}/{self.prefix}"
 
     def credentials(self) -> tuple[str, ...]:
         """The secret values, for scrubbing them out of any text that is shown."""
@@ -177,14 +182,28 @@ class S3Timeouts:
 PROBE_TIMEOUTS = S3Timeouts(connect_seconds=5.0, read_seconds=10.0, max_attempts=2)
 
 
-def new_sync_id(*, airbyte_sync_id: int | str | None = None, now: datetime.datetime | None = None) -> str:
-    """A folder name for one sync: its UTC start time, Airbyte's sync id when known, and a random suffix."""
+def new_attempt_id(*, now: datetime.datetime | None = None) -> str:
+    """What names one attempt's objects: its UTC start time, so a listing sorts by attempt, and a random suffix, so
+    that two attempts of one job (which share its folder) never write the same key."""
     moment = (now or datetime.datetime.now(datetime.timezone.utc)).astimezone(datetime.timezone.utc)
-    parts = [moment.strftime("%Y%m%dT%H%M%SZ")]
-    if airbyte_sync_id is not None and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(airbyte_sync_id)):
-        parts.append(f"sync{airbyte_sync_id}")
-    parts.append(secrets.token_hex(4))
-    return "-".join(parts)
+    return f"{moment.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(4)}"
+
+
+def job_folder(*, catalog_sync_id: Any = None, environment_job_id: str | None = None,
+               attempt_id: str) -> tuple[str, str]:
+    """The folder of a sync's objects under bucket_path, and where its name comes from.
+
+    Airbyte links a sync's rejected records to `s3://<bucket>/<bucket_path>/<job id>/` (its
+    S3ObjectStoragePathResolver), so the folder is the job id: the configured catalog's `sync_id` (Airbyte's job
+    id), else the environment's WORKER_JOB_ID, else (outside Airbyte) one made from the attempt's id. A value
+    that is not safe as one path segment is not used.
+    """
+    if (type(catalog_sync_id) is int and catalog_sync_id >= 0) or (
+            isinstance(catalog_sync_id, str) and _JOB_ID_PATTERN.fullmatch(catalog_sync_id)):
+        return str(catalog_sync_id), "the configured catalog's sync_id"
+    if environment_job_id and _JOB_ID_PATTERN.fullmatch(environment_job_id):
+        return environment_job_id, JOB_ID_ENV
+    return f"{CONNECTOR_FOLDER}-{attempt_id}", "generated: no job id in the catalog or WORKER_JOB_ID"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -320,7 +339,7 @@ def parse_object_storage(raw: Any) -> tuple[S3Settings | None, list[str]]:
     for key in ("path_format", "file_name_format"):
         if raw.get(key):
             problems.append(f"{_PREFIX}.{key} is not supported: objects are written under "
-                            f"<bucket_path>/{CONNECTOR_FOLDER}/<sync>/rejected-<part>.jsonl")
+                            "<bucket_path>/<job id>/rejected-<attempt>-<part>.jsonl")
 
     if problems or bucket is None:
         return None, problems

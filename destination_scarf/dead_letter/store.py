@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from destination_scarf.dead_letter.s3 import _client, _failures, _put, translate_error
 from destination_scarf.dead_letter.settings import (
     _SYNC_ID_PATTERN,
+    CONNECTOR_FOLDER,
     DEFAULT_BATCH_BYTES,
     PROBE_TIMEOUTS,
     S3Settings,
@@ -79,23 +80,30 @@ def bounded(call: Callable[[], T], *, doing: str, seconds: float, cancelled: thr
 
 
 class S3DeadLetterStore:
-    """Buffers NDJSON lines and writes them as numbered batch objects under one folder per sync.
+    """Buffers NDJSON lines and writes them as numbered batch objects in one folder per job:
+    `<bucket_path>/<folder>/rejected-<attempt>-00001.jsonl`, ...
+
+    `folder` is the job's (`settings.job_folder`: the folder Airbyte links as the sync's rejected records);
+    `attempt` names this attempt's objects, so that the attempts of one job, which share the folder, never
+    overwrite each other's objects.
 
     `add` is thread-safe. A failed write raises and keeps the buffer and the part number, so a later
     `flush` (or `close`) writes the same object again: nothing is dropped and no part is skipped.
     """
 
-    def __init__(self, settings: S3Settings, sync_id: str, *, batch_bytes: int = DEFAULT_BATCH_BYTES,
+    def __init__(self, settings: S3Settings, folder: str, attempt: str, *, batch_bytes: int = DEFAULT_BATCH_BYTES,
                  timeouts: S3Timeouts = S3Timeouts()) -> None:  # noqa: B008 - frozen
-        if not _SYNC_ID_PATTERN.fullmatch(sync_id):
-            raise ValueError(f"sync_id {sync_id!r} must be letters, digits, '.', '_' or '-'")
+        for what, name in (("folder", folder), ("attempt", attempt)):
+            if not _SYNC_ID_PATTERN.fullmatch(name):
+                raise ValueError(f"{what} {name!r} must be letters, digits, '.', '_' or '-'")
         if batch_bytes < 1:
             raise ValueError("batch_bytes must be positive")
         self.settings = settings
-        self.sync_id = sync_id
+        self.folder = folder
+        self.attempt = attempt
         self.batch_bytes = batch_bytes
-        #: The key prefix of this sync's objects, ending with '/'.
-        self.prefix = f"{settings.folder}/{sync_id}/"
+        #: The key prefix of this job's objects (the folder Airbyte links), ending with '/'.
+        self.prefix = f"{settings.prefix}{folder}/"
         self.keys_written: list[str] = []
         self.lines_written = 0
         self._buffer = bytearray()
@@ -111,8 +119,17 @@ class S3DeadLetterStore:
 
     @property
     def location(self) -> str:
-        """Where this sync's objects go, as an s3:// URL (for logs and the sync's summary)."""
+        """Where this sync's objects go, as an s3:// URL (for logs and the sync's summary): the job's folder."""
         return f"s3://{self.settings.bucket}/{self.prefix}"
+
+    @property
+    def objects(self) -> str:
+        """This attempt's objects in the folder, as a pattern (for logs)."""
+        return f"rejected-{self.attempt}-*{self._extension}"
+
+    @property
+    def _extension(self) -> str:
+        return ".jsonl.gz" if self.settings.gzip else ".jsonl"
 
     @property
     def buffered(self) -> int:
@@ -124,8 +141,7 @@ class S3DeadLetterStore:
         return len(self._buffer) + len(line.rstrip(b"\r\n")) + 1 >= self.batch_bytes
 
     def _next_key(self) -> str:
-        extension = ".jsonl.gz" if self.settings.gzip else ".jsonl"
-        return f"{self.prefix}rejected-{self._part:05d}{extension}"
+        return f"{self.prefix}rejected-{self.attempt}-{self._part:05d}{self._extension}"
 
     def add(self, line: bytes) -> None:
         """Buffer one NDJSON line (a trailing newline is added if missing); write a batch when the buffer is full."""
@@ -188,7 +204,7 @@ def probe(settings: S3Settings, *, timeouts: S3Timeouts = PROBE_TIMEOUTS) -> str
     For `check`: a wrong bucket, region, endpoint or credential fails here in seconds, with the same
     `ScarfConfigError`/`ScarfTransientError` a sync would raise at its first rejected record.
     """
-    key = f"{settings.folder}/_check_test-{secrets.token_hex(4)}.jsonl"
+    key = f"{settings.prefix}_{CONNECTOR_FOLDER}-check-{secrets.token_hex(4)}.jsonl"
     try:
         client = _client(settings, timeouts)
     except _failures() as error:

@@ -18,13 +18,14 @@ For people, never on the hot path: `describe_plan` (the plan a sync logs at its 
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from destination_scarf.mapping.artifacts import ArtifactNames, Known, NameResolver, is_uuid, shown
+from destination_scarf.mapping.numbers import canonical_number, canonical_or_same
 from destination_scarf.mapping.rules import (
     ARTIFACT_FIELDS,
     STRING_FIELDS,
@@ -34,7 +35,7 @@ from destination_scarf.mapping.rules import (
     source_for,
     validate_rules,
 )
-from destination_scarf.mapping.timeparse import recent_scarf_text, to_scarf_time, window_cutoff
+from destination_scarf.mapping.timeparse import NOT_A_TIME, recent_scarf_text, to_scarf_time, window_cutoff
 from destination_scarf.mapping.unique_ids import UniqueIds
 from destination_scarf.mapping.values import (
     InexactNumber,
@@ -46,6 +47,7 @@ from destination_scarf.mapping.values import (
     headers_from_value,
     read_exactly,
     read_path,
+    read_path_exact,
 )
 from destination_scarf.mapping.variables import CustomVariables
 from destination_scarf.options import SCARF_FIELDS
@@ -81,14 +83,22 @@ class _ShapePlan:
     #: the event by `_put_extras` (so `extras` is set).
     named: tuple[tuple[str, str, Known], ...]
     resolve: tuple[tuple[str, Known], ...]
+    #: (event key, reader of its record value) for the event's fields that come from a field the schema declares
+    #: numeric: in a content id's material their text is the canonical number. Empty unless the schema has one.
+    numeric: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = ()
 
 
 _R_TIME_MISSING = "missing (map a source field to $time, or name a field `time`)"
-_R_TIME_FORMAT = "not an ISO 8601 date-time or epoch timestamp"
+_R_TIME_FORMAT = NOT_A_TIME
 _R_NO_ARTIFACT = (
     "multi-artifact imports need $package or $tracking_pixel on every event; "
     "map one, or choose a single package/pixel target"
 )
+
+
+def _time_format_reason(parser_reason: str) -> str:
+    """Why a $time value was refused: the parser's own reason in parentheses, unless it is this very sentence."""
+    return _R_TIME_FORMAT if parser_reason == _R_TIME_FORMAT else f"{_R_TIME_FORMAT} ({parser_reason})"
 
 
 def compile_mapper(
@@ -98,9 +108,13 @@ def compile_mapper(
     namespace: str | None,
     primary_key: list[list[str]] | None,
     now: Callable[[], _dt.datetime],
+    numeric_fields: frozenset[tuple[str, ...]] = frozenset(),
     names: ArtifactNames | None = None,
 ) -> EventMapper:
     """Compile the mapping for one stream. Raises ValueError if `validate_rules(config)` finds problems.
+
+    `numeric_fields` are the key paths the stream's JSON schema declares numeric (`numbers.numeric_paths`): where
+    they feed the id, it is built from their canonical number, so `1`, `1.0` and `"1.000000000"` give one id.
 
     `names`: the owner's packages and tracking pixels, read by the sync; with a multi-artifact target, values of
     $package and $tracking_pixel that are names are then sent as the ids they name, and an unknown or ambiguous
@@ -117,7 +131,7 @@ def compile_mapper(
         # Caught here rather than as a TypeError on the first record.
         raise ValueError("now() must return an aware datetime")
     return EventMapper(config=config, stream=stream, namespace=namespace, primary_key=primary_key, now=now,
-                       names=names)
+                       numeric_fields=numeric_fields, names=names)
 
 
 def _window_text(window: _dt.timedelta) -> str:
@@ -148,6 +162,7 @@ class EventMapper:
         namespace: str | None,
         primary_key: list[list[str]] | None,
         now: Callable[[], _dt.datetime],
+        numeric_fields: frozenset[tuple[str, ...]] = frozenset(),
         names: ArtifactNames | None = None,
     ) -> None:
         self.stream = stream
@@ -163,6 +178,8 @@ class EventMapper:
         self._cutoff_now: object = None
         self._cutoff_text = ""
         rules = choose_rules(config.field_rules, stream, namespace)
+        #: Whether a `field_mappings` entry names this stream's $unique_id source (rather than the convention).
+        self.unique_id_mapped = "$unique_id" in rules
         sources = {field: source_for(field, rules.get(field)) for field in SCARF_FIELDS}
         self.sources = {field: source.describe() for field, source in sources.items()}
         self._field_sources = sources
@@ -194,14 +211,24 @@ class EventMapper:
         self._put_variables = self.variables.put
         unique = sources["$unique_id"]
         self._unique_keys = unique.keys if unique.constant is None and not unique.path else None
+        self._numeric = numeric_fields
         self.ids = UniqueIds(enabled=config.unique_ids, namespace=namespace, stream=stream,
-                             read_mapped=unique.reader(), primary_key=primary_key,
-                             as_mapped=config.unique_id_mode == "as_mapped")
+                             read_mapped=_numeric_reader(unique, numeric_fields) or unique.reader(),
+                             primary_key=primary_key, as_mapped=config.unique_id_mode == "as_mapped",
+                             numeric_fields=numeric_fields)
         if not config.unique_ids:
             self.sources["$unique_id"] = "not sent: unique ids are off"
         self._plans: dict[tuple[Any, ...], _ShapePlan] = {}
         #: Record shapes planned so far (a shape planned again after the cache was cleared counts again).
         self.shapes_planned = 0
+        self._fed = self._key_sources(sources, unique_ids=config.unique_ids)
+        #: Records whose `meta.changes` marked fields that feed none of $time, $unique_id and the artifact (they
+        #: were sent), and how many such fields they had in all: said once per stream in the sync log.
+        self.marked_records = 0
+        self.marked_fields = 0
+        if numeric_fields:
+            # Only a stream whose schema declares a number pays for canonical numbers in content ids.
+            self.encode = self._encode_numeric  # type: ignore[method-assign]
 
     def _compile_fields(self, sources: dict[str, Source], *, single_target: bool) -> None:
         time, headers = sources["$time"], sources["$headers"]
@@ -220,6 +247,20 @@ class EventMapper:
         if single_target:
             for field in ARTIFACT_FIELDS:
                 self.sources[field] = "not sent: the import target names the artifact"
+
+    def _key_sources(self, sources: dict[str, Source], *, unique_ids: bool) -> dict[str, str]:
+        """The record fields (dotted names) that feed $time, the artifact field (multi-artifact targets) and the
+        $unique_id (its mapped source, the primary key): a source or platform change to one makes the record
+        invalid. A content id is not fed by any one field."""
+        fed: dict[str, str] = {}
+        fields = ["$time", *(ARTIFACT_FIELDS if self._need_artifact else ())]
+        for field in fields + (["$unique_id"] if unique_ids else []):
+            for name in sources[field].consumed:
+                fed.setdefault(name, field)
+        if unique_ids:
+            for path in self.ids.pk_paths:
+                fed.setdefault(".".join(path), "$unique_id")
+        return fed
 
     # ----- per record ----------------------------------------------------------------------------
 
@@ -252,6 +293,46 @@ class EventMapper:
             event["$unique_id"] = key_id
         return _dumps(event, option=_NEWLINE)
 
+    def _encode_numeric(self, data: Any, line: bytes | None = None) -> bytes:
+        """`encode` for a stream whose schema declares numeric fields: a content id is a hash of the event with
+        the canonical number in place of each numeric field's text (`_material`); the event sent keeps its text."""
+        if type(data) is not dict:
+            raise InvalidRecord("data", "the record's `data` is not an object")
+        try:
+            event, plan = self._event(data)
+        except InexactNumber:
+            if line is None:
+                raise
+            data = read_exactly(line)
+            event, plan = self._event(data)
+        ids = self.ids
+        if ids.enabled:
+            key_id = ids.key_id(data, may_have_mapped=plan.unique_source) if plan.key_id else None
+            if key_id is None:
+                material = self._material(data, event, plan)
+                canonical = _dumps(material, option=_SORTED)
+                content_id = ids.content_id(canonical)
+                if material is event:  # nothing to replace: the line is spliced from the hashed bytes, as in encode
+                    return canonical[:-1] + b',"$unique_id":"' + content_id.encode() + b'"}\n'
+                key_id = content_id
+            event["$unique_id"] = key_id
+        return _dumps(event, option=_NEWLINE)
+
+    def _material(self, data: Mapping[str, Any], event: dict[str, Any], plan: _ShapePlan) -> dict[str, Any]:
+        """What a content id hashes: the event, with each field that came from a numeric field holding the
+        canonical number instead of the text it is sent with (a copy, only when one differs)."""
+        material = event
+        for key, read in plan.numeric:
+            sent = event.get(key)
+            if sent is None:
+                continue
+            number = canonical_number(read(data))
+            if number is not None and number != sent:
+                if material is event:
+                    material = dict(event)
+                material[key] = number
+        return material
+
     def __call__(self, data: dict) -> dict:
         """Map one record's data to a Scarf event, or raise InvalidRecord (or InexactNumber).
 
@@ -261,8 +342,37 @@ class EventMapper:
         event, plan = self._event(data)
         if self.ids.enabled:
             key_id = self.ids.key_id(data, may_have_mapped=plan.unique_source) if plan.key_id else None
-            event["$unique_id"] = key_id or self.ids.first_content_id(canonical_json(event))
+            event["$unique_id"] = key_id or self.ids.first_content_id(
+                canonical_json(self._material(data, event, plan) if plan.numeric else event))
         return event
+
+    def check_changes(self, changes: list[dict[str, Any]]) -> None:
+        """A record whose `meta.changes` say the source or the platform nulled or truncated fields: InvalidRecord
+        when one of them feeds $time, $unique_id or the artifact field (the event would be wrong, or its id would
+        shift silently), naming the field, the change and its reason; else the other fields are counted. Not the
+        hot path: only records that carry changes come here."""
+        others = 0
+        for change in changes:
+            name = change["field"]
+            field = self._fed_field(name)
+            if field is not None:
+                raise InvalidRecord(field, _changed_reason(field, name, change))
+            others += 1
+        self.marked_records += 1
+        self.marked_fields += others
+
+    def _fed_field(self, name: str) -> str | None:
+        """The Scarf field that the changed record field `name` feeds (itself, an object holding it, or a part of
+        it), or None. Dotted names; a JSON pointer (`/request/ip`) is read as one."""
+        if name.startswith("/"):
+            name = name[1:].replace("/", ".")
+        fed = self._fed
+        if name in fed:
+            return fed[name]
+        for source, field in fed.items():
+            if source.startswith(name + ".") or name.startswith(source + "."):
+                return field
+        return None
 
     @property
     def repeated(self) -> int:
@@ -358,7 +468,7 @@ class EventMapper:
         try:
             moment, text = to_scarf_time(raw)
         except ValueError as exc:  # the parser's reasons never contain the value
-            raise InvalidRecord("$time", f"{_R_TIME_FORMAT} ({exc})") from None
+            raise InvalidRecord("$time", _time_format_reason(str(exc))) from None
         return self._checked_time(moment, text)
 
     def _checked_time(self, moment: _dt.datetime, text: str) -> str:
@@ -397,12 +507,37 @@ class EventMapper:
             unique_source=unique_source,
             key_id=unique_source or bool(self.ids.pk_paths),
             resolve=resolve,
+            numeric=self._numeric_sources(fields, custom, skip=resolvers.keys()) if self._numeric else (),
         )
         if len(self._plans) >= SHAPE_CACHE_LIMIT:
             self._plans.clear()
         self._plans[shape] = plan
         self.shapes_planned += 1
         return plan
+
+    def _numeric_sources(self, fields: list[tuple[str, tuple[str, ...]]], custom: tuple[str, ...], *,
+                         skip: Iterable[str] = ()) -> tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...]:
+        """For one record shape: the event keys whose value comes from a numeric field, each with a reader of
+        that value (None when the value came from a field that is not numeric). Scarf's string fields, then the
+        custom variables (a numeric field inside an object becomes the dotted variable `object.field`); not
+        $time (read as a time, whatever its form) nor $headers, nor the fields in `skip` (artifact fields whose
+        names are resolved: their id is what the content id hashes)."""
+        numeric = self._numeric
+        skipped = frozenset(skip)
+        found: list[tuple[str, Callable[[Mapping[str, Any]], Any]]] = []
+        for field, keys in fields:
+            if field not in skipped and any((key,) in numeric for key in keys):
+                found.append((field, _first_present_if_numeric(keys, numeric)))
+        for field, _, path in self._pathed:
+            if field not in skipped and path in numeric:
+                found.append((field, _path_reader(path)))
+        roots: list[tuple[str, tuple[str, ...]]] = [(key, (key,)) for key in custom]
+        roots += [(name, path or (name,)) for name, path in self.variables.listed]
+        for name, root in roots:
+            for path in numeric:
+                if path[:len(root)] == root:
+                    found.append((".".join((name, *path[len(root):])), _path_reader(path)))
+        return tuple(found)
 
     # ----- for people ----------------------------------------------------------------------------
 
@@ -470,3 +605,69 @@ class EventMapper:
         if material == "primary key":
             return "primary key " + ", ".join(".".join(path) for path in self.ids.pk_paths)
         return "content hash"
+
+
+def _path_reader(path: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Any]:
+    if len(path) == 1:
+        (key,) = path
+        return lambda data: data.get(key)
+    return lambda data: read_path_exact(data, path)
+
+
+def _first_present_if_numeric(keys: tuple[str, ...],
+                              numeric: frozenset[tuple[str, ...]]) -> Callable[[Mapping[str, Any]], Any]:
+    """The value a Scarf field's convention keys supply (the first that is not null), when that key is numeric."""
+    candidates = tuple((key, (key,) in numeric) for key in keys)
+
+    def read(data: Mapping[str, Any]) -> Any:
+        for key, is_numeric in candidates:
+            value = data.get(key)
+            if value is not None:
+                return value if is_numeric else None
+        return None
+
+    return read
+
+
+def _numeric_reader(source: Source, numeric: frozenset[tuple[str, ...]]) -> Callable[[Mapping[str, Any]], Any] | None:
+    """For a mapped $unique_id: a reader that gives a numeric field's value as its canonical number (other values
+    as they are), or None when no place this source reads is numeric."""
+    if not numeric or source.constant is not None:
+        return None
+    if source.path:
+        if source.path not in numeric:
+            return None
+        read_value = source.reader()
+        return lambda data: canonical_or_same(read_value(data))
+    candidates = tuple((key, (key,) in numeric) for key in source.keys)
+    if not any(is_numeric for _, is_numeric in candidates):
+        return None
+
+    def read(data: Mapping[str, Any]) -> Any:
+        for key, is_numeric in candidates:
+            value = data.get(key)
+            if value is not None:
+                return canonical_or_same(value) if is_numeric else value
+        return None
+
+    return read
+
+
+_WHAT_GOES_WRONG = {"$time": "the event's time would be wrong", "$unique_id": "the event's $unique_id would shift",
+                    "$package": "the event could name the wrong package",
+                    "$tracking_pixel": "the event could name the wrong tracking pixel"}
+
+
+def _changed_reason(field: str, name: str, change: Mapping[str, Any]) -> str:
+    """Why a record whose key field was changed is invalid: the field, the change and its reason (Airbyte's enum
+    words; anything else is not shown), never a value."""
+    kind, why = (_enum_word(change.get(key)) for key in ("change", "reason"))
+    shown = name if len(name) <= 100 else name[:100] + "..."
+    return (f"comes from source field '{shown}', which the record's meta.changes mark {kind} ({why}) by the source "
+            f"or the platform: {_WHAT_GOES_WRONG[field]}")
+
+
+def _enum_word(value: Any) -> str:
+    if isinstance(value, str) and 0 < len(value) <= 64 and value.replace("_", "").isalnum() and value.isascii():
+        return value
+    return "(unnamed)"

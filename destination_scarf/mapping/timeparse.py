@@ -35,6 +35,7 @@ from decimal import ROUND_FLOOR, Context, Decimal, InvalidOperation
 __all__ = [
     "MICROSECONDS_BELOW",
     "MILLISECONDS_BELOW",
+    "NOT_A_TIME",
     "SECONDS_BELOW",
     "format_scarf_time",
     "parse_event_time",
@@ -66,7 +67,9 @@ _FLOAT_EXACT_MICROSECONDS = _FLOAT_EXACT_SECONDS * 1_000_000
 _R_TYPE = "expected an ISO 8601 string or an epoch number"
 _R_BOOL = "a boolean is not a timestamp"
 _R_EMPTY = "empty string"
-_R_FORMAT = "not an ISO 8601 date-time or epoch timestamp"
+#: The reason for text that is no time at all; callers that say this themselves need not repeat it.
+NOT_A_TIME = "not an ISO 8601 date-time or epoch timestamp"
+_R_FORMAT = NOT_A_TIME
 _R_FIELDS = "date or time field out of range"
 _R_OFFSET = "UTC offset out of range"
 _R_NOT_FINITE = "not a finite number"

@@ -8,6 +8,10 @@ salted per process), and the prefixes keep the same material in two streams, or 
 With `unique_id_mode: as_mapped`, a mapped id is sent as it is, unless it is longer than `MAX_AS_MAPPED` characters
 (then it is hashed, as under `deterministic`). A mapped id that is empty or only white space is no id: the event
 gets its content id. A mapped number and the same digits as text (`1`, `"1"`) are one id.
+
+Where the stream's JSON schema declares a key field numeric (the mapped source, a primary-key field), the id is
+built from the number's canonical text (numbers.py), so `1`, `1.0` and `"1.000000000"` give one id; the encoder
+does the same for the fields of a content id.
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ from typing import Any
 
 import orjson
 
-from destination_scarf.mapping.values import canonical_json, check_exact, field_text, read_path_exact
+from destination_scarf.mapping.numbers import canonical_number
+from destination_scarf.mapping.values import (
+    canonical_json,
+    canonical_json_fallback,
+    check_exact,
+    field_text,
+    read_path_exact,
+)
 
 #: The longest mapped id sent as it is under `as_mapped`; a longer one is hashed (ids are keys, not payloads).
 MAX_AS_MAPPED = 512
@@ -54,7 +65,7 @@ class UniqueIds:
 
     def __init__(self, *, enabled: bool, namespace: str | None, stream: str,
                  read_mapped: Callable[[Mapping[str, Any]], Any], primary_key: list[list[str]] | None,
-                 as_mapped: bool = False) -> None:
+                 as_mapped: bool = False, numeric_fields: frozenset[tuple[str, ...]] = frozenset()) -> None:
         self.enabled = enabled
         #: A mapped id is sent unchanged (unique_id_mode: as_mapped), so Scarf deduplicates against ids it already
         #: holds; the price: the same id in two streams is one event. Records without one still get the
@@ -62,6 +73,10 @@ class UniqueIds:
         self.as_mapped = as_mapped
         self._read_mapped = read_mapped
         self.pk_paths = tuple(tuple(path) for path in (primary_key or ()) if path)
+        #: The places in the key of the primary-key fields the schema declares numeric: their values enter the id
+        #: as canonical numbers. Decided once, so a stream without them pays nothing per record.
+        self._numeric_key_places = tuple(i for i, path in enumerate(self.pk_paths) if path in numeric_fields)
+        self._key_material = self._numeric_key_material if self._numeric_key_places else canonical_json
         # One hasher per kind of material, pre-fed with a prefix naming the stream: the same material in another
         # stream, or a mapped id equal to some event's hash input, can never give the same id.
         self._hashers = {kind: hashlib.sha256(_uid_prefix(namespace, stream, kind)) for kind in "iker"}
@@ -81,7 +96,7 @@ class UniqueIds:
         if self.pk_paths:
             values = self._primary_key_values(data)
             if values is not None:
-                return _uuid_from(self._hashers["k"], canonical_json(values))
+                return _uuid_from(self._hashers["k"], self._key_material(values))
         return None
 
     def material(self, data: Mapping[str, Any], *, may_have_mapped: bool) -> str:
@@ -132,6 +147,25 @@ class UniqueIds:
             return None
         text = value if type(value) is str else field_text("$unique_id", value)
         return text if text and not text.isspace() else None
+
+    def _numeric_key_material(self, values: tuple[Any, ...]) -> bytes:
+        """`canonical_json(values)` with each numeric key field's number written as its canonical text, as a JSON
+        number: a plain integer key keeps the bytes (and the id) it always had, and `1.0` or `"1.000000000"` get
+        them too. Byte for byte what `canonical_json` writes for the other values, its fallback included."""
+        numbers = {}
+        for place in self._numeric_key_places:
+            text = canonical_number(values[place])
+            if text is not None:
+                numbers[place] = text
+        if not numbers:
+            return canonical_json(values)
+        parts = [orjson.Fragment(numbers[i]) if i in numbers else value for i, value in enumerate(values)]
+        try:
+            return orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # what canonical_json's fallback writes, element by element (a list is "[" a "," b "]")
+            written = [numbers[i].encode() if i in numbers else canonical_json_fallback(value)
+                       for i, value in enumerate(values)]
+            return b"[" + b",".join(written) + b"]"
 
     def _primary_key_values(self, data: Mapping[str, Any]) -> tuple[Any, ...] | None:
         values = []

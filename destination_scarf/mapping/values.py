@@ -257,5 +257,10 @@ def canonical_json(value: object) -> bytes:
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
-        text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-        return text.encode("utf-8", "surrogatepass")
+        return canonical_json_fallback(value)
+
+
+def canonical_json_fallback(value: object) -> bytes:
+    """What `canonical_json` writes when orjson refuses a value: the standard library's JSON, the same layout."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return text.encode("utf-8", "surrogatepass")

@@ -33,6 +33,11 @@ class CustomVariables:
         self._key_class: dict[Any, int] = {}
         self._listed = tuple((path, tuple(path.split(".")) if "." in path else ()) for path in listed)
 
+    @property
+    def listed(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """The listed fields (mode "listed"): (name, its path when dotted, else ())."""
+        return self._listed
+
     def keys_of(self, shape: tuple[Any, ...]) -> tuple[str, ...]:
         """For one record shape: its keys that become custom variables in mode "all" (once per shape)."""
         kinds = [(key, self._key_class.get(key)) for key in shape]

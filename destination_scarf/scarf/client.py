@@ -27,7 +27,7 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -293,10 +293,11 @@ class ScarfClient:
         per_page: int | None = None,
         after: str | None = None,
         budget_seconds: float | None = None,
+        attempts: int | None = None,
         kind: CallKind = "list",
     ) -> list[EventImport]:
         """One page of the owner's imports (Scarf lists newest first; its paging is not documented well). `kind`
-        says what the call is for, in the count of calls."""
+        says what the call is for, in the count of calls; `attempts` bounds the tries (default: the budget's)."""
         params: list[tuple[str, str]] = [("status", s) for s in statuses]
         if per_page is not None:
             params.append(("per_page", str(per_page)))
@@ -310,6 +311,7 @@ class ScarfClient:
             context="listing imports",
             not_found=f"owner '{self._owner}' was not found at Scarf: check the owner name",
             budget=budget_seconds,
+            attempts=attempts,
             kind=kind,
         )
         data = self._json(answer)
@@ -467,6 +469,7 @@ class ScarfClient:
         idempotent: bool | None = None,
         budget: float | None = None,
         deadline: float | None = None,
+        attempts: int | None = None,
         consume: Consume = read_bounded,
         cancellable: bool = True,
         interrupt_in_flight: bool = True,
@@ -478,15 +481,17 @@ class ScarfClient:
         only names it), else to api_url + `path`.
 
         The call ends by the earlier of `deadline` and `budget` (default: the policy's budget) seconds
-        from now, the attempt in flight included. A `cancellable` call stops at a cancel: no attempt starts
-        and no retry wait goes on after it, and the attempt in flight is cut short unless
-        `interrupt_in_flight` is False (an upload keeps its answer coming, within the cancel's few seconds,
-        so that the import it creates can be aborted).
+        from now, the attempt in flight included, and after `attempts` attempts when given. A `cancellable`
+        call stops at a cancel: no attempt starts and no retry wait goes on after it, and the attempt in
+        flight is cut short unless `interrupt_in_flight` is False (an upload keeps its answer coming, within
+        the cancel's few seconds, so that the import it creates can be aborted).
         """
         if idempotent is None:
             idempotent = method == "GET"
         policy = self._retry if budget is None and deadline is None else self._retry.with_budget(
             budget if budget is not None else float("inf"))
+        if attempts is not None:
+            policy = replace(policy, max_attempts=attempts)
         started = self._clock()
         end = started + policy.max_total_seconds
         if deadline is not None:

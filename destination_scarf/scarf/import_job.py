@@ -84,6 +84,8 @@ class Batch:
     input_lines: array
     #: The sync's stream labels (`namespace.name`), by stream index: for messages that name a record.
     stream_labels: Sequence[str]
+    #: The records' input lines, line for line with the events (gzip), when they are kept for rejected records.
+    messages_path: Path | None = None
 
     def origin(self, line: int) -> LineOrigin | None:
         """The origin of 1-based body line `line`, or None for a line number outside the batch."""
@@ -101,19 +103,30 @@ class Batch:
 
     def read_lines(self, numbers: set[int]) -> dict[int, bytes]:
         """Lines `numbers` (1-based) of the batch as sent, read back from the spool file (for failed events)."""
-        found: dict[int, bytes] = {}
-        if not numbers:
-            return found
-        with gzip.open(self.path, "rb") as body:
-            for number, line in enumerate(body, start=1):
-                if number in numbers:
-                    found[number] = line.rstrip(b"\n")
-                    if len(found) == len(numbers):
-                        break
-        return found
+        return _read_gzip_lines(self.path, numbers)
+
+    def read_messages(self, numbers: set[int]) -> dict[int, bytes]:
+        """The input lines of the records of events `numbers` (1-based), when the batch kept them (else none)."""
+        return {} if self.messages_path is None else _read_gzip_lines(self.messages_path, numbers)
 
     def delete_spool(self) -> None:
         self.path.unlink(missing_ok=True)
+        if self.messages_path is not None:
+            self.messages_path.unlink(missing_ok=True)
+
+
+def _read_gzip_lines(path: Path, numbers: set[int]) -> dict[int, bytes]:
+    """Lines `numbers` (1-based) of a gzip file of lines, read as a stream: memory holds only the lines asked for."""
+    found: dict[int, bytes] = {}
+    if not numbers:
+        return found
+    with gzip.open(path, "rb") as body:
+        for number, line in enumerate(body, start=1):
+            if number in numbers:
+                found[number] = line.rstrip(b"\n")
+                if len(found) == len(numbers):
+                    break
+    return found
 
 
 class Phase(enum.Enum):

@@ -209,7 +209,8 @@ class ImportSlots:
             return dropped
 
     def close(self) -> None:
-        """The sync is over: no job starts, and the status poller stops (jobs still running read by id)."""
+        """The sync is over: no job starts, and the status poller stops. (A sync closes with imports still running
+        only once they are cancelled: their jobs do not wait for the poller any more.)"""
         self.stop()
         if self._poller is not None:
             self._poller.stop()

@@ -15,7 +15,8 @@ nested in each other) ends an exchange as `Unanswered`, whose reason names the c
 TLS, timeout, reset. A failure that retrying cannot fix (a certificate that is not trusted, a wrong
 host name, an expired certificate, TLS to a port that speaks plain HTTP) carries `fix`, what the user
 must change. TLS certificates are checked against the CA bundle the environment names, the standard
-way: `REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`, `SSL_CERT_FILE`, else certifi's; `HTTPS_PROXY` is honoured.
+way: `REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`, `SSL_CERT_FILE`, else certifi's; a variable that names a file
+holding no certificate is a configuration error too. `HTTPS_PROXY` is honoured.
 
 This module knows HTTP, not Scarf: `client.py` turns its outcomes into the connector's errors.
 """
@@ -23,12 +24,14 @@ This module knows HTTP, not Scarf: `client.py` turns its outcomes into the conne
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import http.client
 import itertools
 import os
 import socket
 import ssl
+import stat
 import threading
 import time
 import urllib.parse
@@ -42,7 +45,14 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, NameResolutionError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NameResolutionError,
+    NewConnectionError,
+    ProxyError,
+    ReadTimeoutError,
+)
 
 #: The most an ordinary API answer may hold. Scarf's import objects are about a kilobyte.
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
@@ -105,7 +115,8 @@ class AnswerTooLarge(Exception):
 class _Guard:
     deadline: float
     cancellable: bool = True  # a cancel of the sync ends it too (aborts, which a cancel sends, are not)
-    connection: Any = None  # the urllib3 connection the exchange is using, once it has one
+    connection: Any = None  # the urllib3 connection the exchange is using, from the moment it starts connecting
+    sent: bool = False  # the request was handed to the connection (before that, not a byte of it was sent)
     done: bool = False
     fired: bool = False  # its deadline passed
     interrupted: bool = False  # the sync was cancelled while it ran
@@ -180,32 +191,72 @@ class _Watchdog:
 
 def _shut(connection: Any) -> None:
     """Shut an exchange's socket down: its blocked read returns at once. (The plain socket's shutdown, so
-    that an SSL socket's state is left to the thread that owns it.)"""
+    that an SSL socket's state is left to the thread that owns it.)
+
+    During a TLS handshake the connection's socket has been handed to the TLS socket being made (it is
+    detached), so the descriptor it had is shut down instead: the exchange is still running, so that
+    descriptor is still its own."""
     sock = getattr(connection, "sock", None)
     if sock is None:
         return
     try:
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except (OSError, TypeError):
+        if sock.fileno() >= 0:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            return
+        descriptor = getattr(connection, "watched_fd", -1)
+        if descriptor >= 0:
+            handle = socket.socket(fileno=descriptor)
+            try:
+                handle.shutdown(socket.SHUT_RDWR)
+            finally:
+                handle.detach()  # the descriptor is the connection's: never closed from here
+    except (OSError, TypeError, ValueError):
         pass
 
 
+# The watchdog learns an exchange's connection as soon as it starts connecting, so that a hung proxy tunnel
+# or TLS handshake can be cut short too; the request is "sent" only once it is handed to the connection: for
+# https that is after the connection is made (TCP, a proxy's tunnel, the TLS handshake: urllib3 connects
+# before it sends), so an exchange whose guard was not `sent` never sent a byte of its request.
 class _WatchedHTTPConnection(HTTPConnection):
+    watched_fd = -1
+
+    def _new_conn(self) -> Any:
+        sock = super()._new_conn()
+        self.watched_fd = sock.fileno()
+        return sock
+
+    def connect(self) -> None:
+        _attach(self, sent=False)
+        super().connect()
+
     def request(self, *args: Any, **kwargs: Any) -> Any:
-        _attach(self)
+        _attach(self, sent=True)  # a kept-alive connection is not connected again
         return super().request(*args, **kwargs)
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
+    watched_fd = -1
+
+    def _new_conn(self) -> Any:
+        sock = super()._new_conn()
+        self.watched_fd = sock.fileno()  # the TLS socket made from it keeps this descriptor
+        return sock
+
+    def connect(self) -> None:
+        _attach(self, sent=False)
+        super().connect()
+
     def request(self, *args: Any, **kwargs: Any) -> Any:
-        _attach(self)
+        _attach(self, sent=True)  # a kept-alive connection is not connected again
         return super().request(*args, **kwargs)
 
 
-def _attach(connection: Any) -> None:
+def _attach(connection: Any, *, sent: bool) -> None:
     guard = getattr(_current, "guard", None)
     if guard is not None:
         guard.connection = connection
+        guard.sent = guard.sent or sent
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):
@@ -334,6 +385,10 @@ class Transport:
         limit = min(self.exchange_timeout, left)
         if limit <= 0:
             raise Unanswered("no time was left for another attempt", reached_server=False)
+        if url[:8].lower() == "https://":
+            untrusted = ca_bundle_problem()
+            if untrusted is not None:
+                raise untrusted
         timeout = (min(self.connect_timeout, limit), min(self.read_timeout, limit))
         with contextlib.ExitStack() as stack:
             # A file object with a known size is streamed with a Content-Length, not read into memory.
@@ -346,12 +401,18 @@ class Transport:
             except AnswerTooLarge as error:
                 raise Unanswered(str(error), reached_server=True) from None
             except _NETWORK_ERRORS as error:
+                # No byte of the request left before its connection was handed it: for https that is after the
+                # TCP connection, the proxy's tunnel and the TLS handshake, so a failure of any of these never
+                # reached the server (re-sending cannot duplicate anything).
+                sent = guard.sent
                 if guard.interrupted:
-                    raise Unanswered("cut short by the cancel", reached_server=not _never_arrived(error),
+                    raise Unanswered("cut short by the cancel", reached_server=sent and not _never_arrived(error),
                                      cancelled=True) from None
-                if guard.fired:
+                if guard.fired and sent:  # the watchdog shut its socket, or it ended on its own past the deadline
                     raise Unanswered(f"no complete answer within {limit:.3g} s", reached_server=True) from None
-                raise diagnose(error, url=url, timeout=timeout) from None
+                # (Before the request had a connection, the watchdog had nothing to shut: whatever ended the
+                # exchange is the network stack's own, such as a DNS lookup that failed after the deadline.)
+                raise diagnose(error, url=url, timeout=timeout, sent=sent) from None
         raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
 
     def _exchange(self, method: str, url: str, *, path: str, params: Any, headers: Any, data: Any,
@@ -379,17 +440,66 @@ def _prefix(response: requests.Response, limit: int) -> bytes:
     return bytes(data[:limit])
 
 
+#: The environment variables that name a CA bundle, in the order they are read (requests' two, then OpenSSL's).
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
+
+
+def _named_ca_bundle() -> tuple[str, str] | None:
+    """(the variable, the path) of the CA bundle the environment names, or None (certifi's is used)."""
+    for name in CA_VARIABLES:
+        path = os.environ.get(name)
+        if path:
+            return name, path
+    return None
+
+
 def ca_bundle() -> str | bool:
     """The CA bundle that TLS certificates are checked against: the one the environment names, the standard way
     (`REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`, then OpenSSL's `SSL_CERT_FILE`), else certifi's (True).
 
     Passed with every request: a session's own `verify` would be replaced by the first two anyway (requests),
     and `SSL_CERT_FILE` alone would be ignored."""
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
-        path = os.environ.get(name)
-        if path:
-            return path
-    return True
+    named = _named_ca_bundle()
+    return named[1] if named else True
+
+
+def ca_bundle_problem() -> Unanswered | None:
+    """Why the CA bundle the environment names cannot be used (a path that does not exist, a file that holds no
+    certificate), as a failure that retrying cannot fix; None when it can be used.
+
+    Without this, requests' "could not find a suitable TLS CA certificate bundle" and OpenSSL's "no certificate
+    or crl found" would look like network failures and be retried for a whole budget. A folder is taken as
+    it is (requests passes it to OpenSSL as a folder of hashed certificates)."""
+    named = _named_ca_bundle()
+    if named is None:
+        return None
+    name, path = named
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        problem: str | None = "which does not exist"
+    except OSError as error:
+        problem = f"which cannot be read ({error.strerror or type(error).__name__})"
+    else:
+        problem = None if stat.S_ISDIR(status.st_mode) else _bundle_problem(path, status.st_mtime_ns, status.st_size)
+    if problem is None:
+        return None
+    return Unanswered(f"TLS certificates cannot be checked: {name} names {path}, {problem}", reached_server=False,
+                      fix=f"Set {name} to a PEM file that holds the CA certificates to trust (a TLS-inspecting "
+                          "proxy's CA, say), or unset it to trust the public CAs.")
+
+
+@functools.lru_cache(maxsize=8)
+def _bundle_problem(path: str, mtime_ns: int, size: int) -> str | None:
+    """What is wrong with the CA file at `path`, loaded as OpenSSL will (cached while the file is unchanged)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cafile=path)
+    except ssl.SSLError:
+        return "which holds no certificate in PEM form"
+    except OSError as error:
+        return f"which cannot be read ({error.strerror or type(error).__name__})"
+    return None if context.cert_store_stats().get("x509") else "which holds no certificate in PEM form"
 
 
 def _causes(error: BaseException) -> list[BaseException]:
@@ -419,11 +529,14 @@ def _where(url: str) -> str:
     return f"{parsed.hostname}:{parsed.port}" if parsed.port else str(parsed.hostname)
 
 
-def diagnose(error: BaseException, *, url: str, timeout: tuple[float, float]) -> Unanswered:
-    """What went wrong, named: refused, DNS, TLS, timeout, reset; with the fix when retrying cannot help."""
+def diagnose(error: BaseException, *, url: str, timeout: tuple[float, float], sent: bool = True) -> Unanswered:
+    """What went wrong, named: refused, DNS, TLS, timeout, reset; with the fix when retrying cannot help.
+
+    `sent` is False when the request was never handed to a connection (the connection, a proxy's tunnel or the
+    TLS handshake failed first): then it did not reach the server, whatever the error."""
     causes = _causes(error)
     host = _where(url)
-    arrived = not _never_arrived(error)
+    arrived = sent and not _never_arrived(error)
     for cause in causes:
         if isinstance(cause, ssl.SSLCertVerificationError):
             why = cause.verify_message or cause.reason or "verification failed"
@@ -432,7 +545,12 @@ def diagnose(error: BaseException, *, url: str, timeout: tuple[float, float]) ->
         if isinstance(cause, ssl.SSLError) and cause.reason in _NOT_TLS:
             return Unanswered(f"{host} does not speak TLS ({cause.reason}): is api_url https:// to a port that "
                               "serves plain HTTP?", reached_server=False, fix="Check api_url.")
-    if any(isinstance(cause, (requests.ConnectTimeout, ConnectTimeoutError)) for cause in causes):
+    if any(isinstance(cause, (requests.exceptions.ProxyError, ProxyError)) for cause in causes) and not (
+            sent and url[:8].lower() == "https://"):
+        # (Through a tunnel that was made, urllib3 still calls a failure "Unable to connect to proxy" once it has
+        # closed the connection: that one is the server's, named below.)
+        return _proxy_failure(causes, url=url, connect_timeout=timeout[0])
+    if any(_connect_timeout(cause) for cause in causes):
         return Unanswered(f"no connection to {host} within {timeout[0]:.3g} s", reached_server=False)
     if any(isinstance(cause, (requests.ReadTimeout, ReadTimeoutError, socket.timeout)) for cause in causes):
         return Unanswered(f"no answer within {timeout[1]:.3g} s", reached_server=arrived)
@@ -440,8 +558,6 @@ def diagnose(error: BaseException, *, url: str, timeout: tuple[float, float]) ->
         return Unanswered(f"the host name {host} could not be resolved (DNS)", reached_server=False)
     if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
         return Unanswered(f"the connection to {host} was refused", reached_server=False)
-    if any(isinstance(cause, requests.exceptions.ProxyError) for cause in causes):
-        return Unanswered(f"the proxy on the way to {host} failed ({_named(causes[-1])})", reached_server=arrived)
     tls = next((cause for cause in causes if isinstance(cause, ssl.SSLError)), None)
     if tls is not None:  # cut off during the handshake or the body: may pass, like any dropped connection
         return Unanswered(f"the TLS connection to {host} failed ({_named(tls)})", reached_server=arrived)
@@ -450,6 +566,50 @@ def diagnose(error: BaseException, *, url: str, timeout: tuple[float, float]) ->
     if arrived:
         return Unanswered(f"the connection to {host} failed ({_named(causes[-1])})", reached_server=True)
     return Unanswered(f"could not connect to {host} ({_named(causes[-1])})", reached_server=False)
+
+
+def _proxy_failure(causes: list[BaseException], *, url: str, connect_timeout: float) -> Unanswered:
+    """A proxy that could not be reached, or would not open a tunnel: named, with the proxy (never its
+    credentials), so that nobody looks for the fault at Scarf. A proxy asking for credentials is the user's to fix."""
+    proxy, host = _proxy_for(url), _where(url)
+    tunnel = next((cause for cause in causes if str(cause).startswith("Tunnel connection failed:")), None)
+    if tunnel is not None:
+        answer = str(tunnel).removeprefix("Tunnel connection failed:").strip()[:100]
+        if answer.startswith("407"):
+            return Unanswered(f"the proxy {proxy} refused the tunnel to {host} ({answer})", reached_server=False,
+                              fix="Check the proxy's credentials in HTTPS_PROXY (http://user:password@host:port).")
+        return Unanswered(f"the proxy {proxy} could not open a tunnel to {host} ({answer})", reached_server=False)
+    if any(isinstance(cause, (socket.gaierror, NameResolutionError)) for cause in causes):
+        why = f"the host name of the proxy {proxy} could not be resolved (DNS; check HTTPS_PROXY)"
+    elif any(isinstance(cause, ConnectionRefusedError) for cause in causes):
+        why = f"the proxy {proxy} refused the connection (check HTTPS_PROXY)"
+    elif any(_connect_timeout(cause) for cause in causes):
+        why = f"no connection to the proxy {proxy} within {connect_timeout:.3g} s (check HTTPS_PROXY)"
+    else:
+        why = f"the proxy {proxy} on the way to {host} failed ({_named(causes[-1])})"
+    return Unanswered(why, reached_server=False)
+
+
+def _proxy_for(url: str) -> str:
+    """The proxy the environment names for `url` (HTTPS_PROXY, ALL_PROXY, ..., minus NO_PROXY), as requests picks
+    it, without its credentials."""
+    try:
+        proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
+        if proxy:
+            parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            host = f"[{parsed.hostname}]" if parsed.hostname and ":" in parsed.hostname else parsed.hostname
+            return f"{parsed.scheme}://{host}" + (f":{parsed.port}" if parsed.port else "")
+    except ValueError:  # a port that is not a number: name no address rather than a wrong one
+        pass
+    return "(from HTTPS_PROXY)"
+
+
+def _connect_timeout(error: BaseException) -> bool:
+    """A connection that was not made in time. (urllib3's NewConnectionError, which a refused connection and a
+    failed DNS lookup raise too, is a ConnectTimeoutError by inheritance only.)"""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    return isinstance(error, ConnectTimeoutError) and not isinstance(error, NewConnectionError)
 
 
 def _named(error: BaseException) -> str:

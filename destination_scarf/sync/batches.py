@@ -6,6 +6,11 @@ the batch remembers where it came from (stream, position of the record in its st
 which is how a failed line in Scarf's import log is traced back to a record the user can find.
 A closed batch is a `Batch` (scarf/import_job.py), what an import is made of.
 
+When events Scarf fails are kept aside (`on_failed_events: warn` with a rejected-records file or store), each
+record's input line is kept too, until the batch's import is settled: as a second gzip stream beside the
+batch's spool file, line for line with the events, read back only for the lines Scarf failed. So a failed
+event's entry carries the original record message, as a refused record's does, and one recipe replays both.
+
 The spool folder: a sync holds an exclusive lock on a file in its folder for as long as it runs, and
 the kernel drops that lock when the process ends, however it ends (SIGKILL included). So a folder
 whose lock can be taken belongs to a sync that is gone, and every new sync removes such stale folders
@@ -70,7 +75,7 @@ class BatchBuilder:
 
     def __init__(self, *, batch_id: int, spool_dir: Path, level: int, compressor: ThreadPoolExecutor,
                  stream_labels: Sequence[str], clock=time.monotonic, max_events: int = 1 << 62,
-                 max_bytes: int = 1 << 62) -> None:
+                 max_bytes: int = 1 << 62, keep_messages: bool = False) -> None:
         self.batch_id = batch_id
         self._stream_labels = stream_labels
         self._max_events = max_events
@@ -87,6 +92,12 @@ class BatchBuilder:
         self.stream_indexes = array("H")
         self.record_positions = array("Q")
         self.input_lines = array("Q")
+        #: The records' input lines, kept beside the events (`add_kept`), or None when they are not kept.
+        self.messages_path: Path | None = None
+        self._messages: _Stream | None = None
+        if keep_messages:
+            self.messages_path = spool_dir / f"batch-{batch_id:06d}.messages.gz"
+            self._messages = _Stream(self.messages_path, level)
 
     @property
     def events(self) -> int:
@@ -106,6 +117,26 @@ class BatchBuilder:
         if len(buffer) >= _FLUSH_BYTES:
             self._flush()
         return len(lines) >= self._max_events or self.raw_bytes + len(buffer) >= self._max_bytes
+
+    def add_kept(self, encoded: bytes, message: bytes, stream_index: int, record_position: int,
+                 input_line: int) -> bool:
+        """`add`, keeping the record's input line `message` beside its event (a batch made with `keep_messages`)."""
+        messages = self._messages
+        assert messages is not None, "a batch that keeps messages"
+        kept = messages.buffer
+        kept += message.strip()
+        kept += b"\n"
+        if len(kept) >= _FLUSH_BYTES:
+            self._flush_messages()
+        return self.add(encoded, stream_index, record_position, input_line)
+
+    def _flush_messages(self) -> None:
+        messages = self._messages
+        if messages is not None and messages.buffer:
+            chunk, messages.buffer = messages.buffer, bytearray()
+            self._pending.append(self._executor.submit(messages.compress, chunk))
+            while len(self._pending) > _MAX_PENDING:
+                self._pending.popleft().result()
 
     def _flush(self) -> None:
         if self._buffer:
@@ -127,10 +158,13 @@ class BatchBuilder:
         self._file.write(tail)
         self.wire_bytes += len(tail)
         self._file.close()
+        if self._messages is not None:
+            self._messages.finish()
 
     def close(self) -> Batch:
-        """Finish the gzip stream and hand the batch over for upload."""
+        """Finish the gzip stream (and the kept messages') and hand the batch over for upload."""
         self._flush()
+        self._flush_messages()
         self._pending.append(self._executor.submit(self._finish))
         while self._pending:
             self._pending.popleft().result()
@@ -145,6 +179,7 @@ class BatchBuilder:
             record_positions=self.record_positions,
             input_lines=self.input_lines,
             stream_labels=self._stream_labels,
+            messages_path=self.messages_path,
         )
 
     def discard(self) -> None:
@@ -154,8 +189,31 @@ class BatchBuilder:
                 future.cancel()
             wait(self._pending)
             self._file.close()
+            if self._messages is not None:
+                self._messages.file.close()
         finally:
             self.path.unlink(missing_ok=True)
+            if self.messages_path is not None:
+                self.messages_path.unlink(missing_ok=True)
+
+
+class _Stream:
+    """A second gzip stream of a batch (its records' input lines): touched on the compressor thread only, but for
+    `buffer`, which the batch fills."""
+
+    def __init__(self, path: Path, level: int) -> None:
+        self.file = open(path, "wb")  # noqa: SIM115 - open for the batch's life; closed in finish/discard
+        self._zlib = isal_zlib.compressobj(level, isal_zlib.DEFLATED, _GZIP_WBITS)
+        self.buffer = bytearray()
+
+    def compress(self, chunk: bytearray) -> None:
+        data = self._zlib.compress(chunk)
+        if data:
+            self.file.write(data)
+
+    def finish(self) -> None:
+        self.file.write(self._zlib.flush())
+        self.file.close()
 
 
 class Spool:
@@ -177,10 +235,11 @@ class Spool:
         os.rename(new, self.path)
         self._compressor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scarf-gzip")
 
-    def new_batch(self, batch_id: int, *, max_events: int, max_bytes: int, clock=time.monotonic) -> BatchBuilder:
+    def new_batch(self, batch_id: int, *, max_events: int, max_bytes: int, clock=time.monotonic,
+                  keep_messages: bool = False) -> BatchBuilder:
         return BatchBuilder(batch_id=batch_id, spool_dir=self.path, level=self._level, compressor=self._compressor,
                             stream_labels=self._stream_labels, clock=clock, max_events=max_events,
-                            max_bytes=max_bytes)
+                            max_bytes=max_bytes, keep_messages=keep_messages)
 
     def close(self) -> None:
         self._compressor.shutdown(wait=True)

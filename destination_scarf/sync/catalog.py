@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from destination_scarf.errors import ScarfConfigError
+from destination_scarf.mapping.numbers import numeric_paths
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,8 +23,16 @@ class StreamInfo:
     name: str
     namespace: str | None
     sync_mode: str
+    #: The primary key ids are made from: the stream's key under `append_dedup`, else None.
     primary_key: list[list[str]] | None
     object_name: str | None = None
+    #: The key the catalog declares (configured, or else source-defined), whatever the sync mode: under `append`
+    #: ids do not come from it, which the sync log says once.
+    declared_primary_key: list[list[str]] | None = None
+    #: The fields the stream's JSON schema declares numeric, as key paths: their canonical number makes ids.
+    numeric_fields: frozenset[tuple[str, ...]] = frozenset()
+    #: The configured stream's `sync_id`: Airbyte's job id, the same for every stream of a sync (None outside).
+    sync_id: int | None = None
     #: The platform asks to replace the stream's data (a refresh that truncates): generation N, minimum N > 0.
     truncate_generation: int | None = None
 
@@ -92,6 +101,9 @@ def parse_catalog(raw: Mapping[str, Any]) -> list[StreamInfo]:
                 namespace=stream.get("namespace") or None,
                 sync_mode=sync_mode,
                 primary_key=primary_key if sync_mode == "append_dedup" else None,
+                declared_primary_key=primary_key,
+                numeric_fields=numeric_paths(stream.get("json_schema")),
+                sync_id=sync_id if type(sync_id := configured.get("sync_id")) is int else None,
                 object_name=configured.get("destination_object_name") or None,
                 truncate_generation=_truncate_generation(configured),
             )

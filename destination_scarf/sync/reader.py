@@ -1,7 +1,8 @@
 """Reading the input: raw stdin chunks in, typed messages out, every line accounted for.
 
 `InputReader.read(chunk)` yields the messages of one chunk, in input order: a `Record` of a catalog
-stream, a `State`, a `StreamComplete` (a source's STREAM_STATUS COMPLETE trace), a `BadLine` (what is
+stream (a `MarkedRecord` when the source or the platform marked fields it nulled or truncated in
+`record.meta.changes`), a `State`, a `StreamComplete` (a source's STREAM_STATUS COMPLETE trace), a `BadLine` (what is
 wrong with a line, never its content: lines carry personal data) or an `UnknownStream` (once per
 stream outside the catalog). Each message carries its input line number, which messages quote so
 that users can find a record.
@@ -49,6 +50,14 @@ class Record:
 
 
 @dataclass(slots=True)
+class MarkedRecord(Record):
+    """A record whose `meta.changes` name fields the source or the platform nulled or truncated: `changes` holds
+    the entries that name a field (`{"field", "change", "reason"}`), as received."""
+
+    changes: list[dict[str, Any]]
+
+
+@dataclass(slots=True)
 class State:
     """A STATE, read exactly, to be echoed once the records before it are imported."""
 
@@ -84,7 +93,7 @@ class UnknownStream:
         return f"{self.namespace}.{self.stream}" if self.namespace else str(self.stream)
 
 
-Message = Record | State | StreamComplete | BadLine | UnknownStream
+Message = Record | MarkedRecord | State | StreamComplete | BadLine | UnknownStream
 
 
 def dump_message(message: Mapping[str, Any]) -> bytes:
@@ -125,10 +134,12 @@ class InputReader:
                     record = message["record"] if message["type"] == "RECORD" else None
                     data = record["data"]
                     index = exact.get((record.get("namespace"), record["stream"]))
+                    meta = record.get("meta")  # the one lookup more a record without meta costs
                 except (orjson.JSONDecodeError, LookupError, TypeError):
                     index = None
                 if index is not None and type(data) is dict:
-                    yield Record(index, data, line, line_no)
+                    yield Record(index, data, line, line_no) if meta is None else _record(index, data, line,
+                                                                                          line_no, meta)
                 else:
                     yield from self._messages(line, line_no)
         finally:
@@ -192,7 +203,7 @@ class InputReader:
         namespace, stream = record.get("namespace"), record.get("stream")
         index = self._index.find(namespace, stream)
         if index is not None:
-            yield Record(index, record.get("data"), line, line_no)
+            yield _record(index, record.get("data"), line, line_no, record.get("meta"))
             return
         unknown = UnknownStream(namespace, stream, line_no)
         if unknown.name not in self._unknown_streams:
@@ -206,6 +217,14 @@ class InputReader:
         if exact is None:
             return BadLine(line_no, "is a STATE message nested too deeply to be echoed")
         return State(exact, line_no)
+
+
+def _record(index: int, data: Any, line: bytes, line_no: int, meta: Any) -> Record:
+    """A record, marked when its `meta.changes` name fields the source or the platform nulled or truncated."""
+    changes = meta.get("changes") if type(meta) is dict else None
+    marked = [change for change in changes if type(change) is dict and type(change.get("field")) is str] \
+        if type(changes) is list else []
+    return MarkedRecord(index, data, line, line_no, marked) if marked else Record(index, data, line, line_no)
 
 
 def _completes_a_stream(message: dict) -> bool:

@@ -26,6 +26,14 @@ _CALL_WORDS = {"upload": "uploads", "status": "status reads by id", "status list
                "artifact list": "package and pixel list reads", "list": "list reads"}
 
 
+def _key_text(key: object) -> str:
+    """A primary key as users read it ("id", "org, id", "request.id"); "" when there is none."""
+    if not isinstance(key, list):
+        return ""
+    paths = [".".join(str(part) for part in path) for path in key if isinstance(path, list) and path]
+    return ", ".join(paths)
+
+
 class SyncLog:
     def __init__(self, *, streams: Sequence[StreamInfo], mappers: Sequence[EventMapper], interval: float,
                  clock: Callable[[], float]) -> None:
@@ -47,6 +55,21 @@ class SyncLog:
                     "Stream '%s' asks for a refresh that replaces its data (generation %d), but events already in "
                     "Scarf cannot be removed: they stay. Re-sent events override their earlier copies where "
                     "$unique_id is deterministic; others are added.", stream.label, stream.truncate_generation)
+            self._warn_key_unused(stream, mapper)
+
+    @staticmethod
+    def _warn_key_unused(stream: StreamInfo, mapper: EventMapper) -> None:
+        """An `append` stream with a primary key: its ids come from content, not from the key. Said once, at the
+        start, since switching a stream between Append and Append + Deduped changes every id (and doubles events)."""
+        key = _key_text(stream.declared_primary_key)
+        if stream.sync_mode != "append" or not key or not mapper.ids.enabled or mapper.unique_id_mapped:
+            return
+        logger.warning(
+            "Stream '%s' is synced with Append, but it has a primary key (%s). Under Append a $unique_id comes from "
+            "the event's content, not from the key: a row whose content changes becomes a new event in Scarf (the "
+            "earlier one stays), and switching the stream between Append and Append + Deduped changes every id. "
+            "To make the key the event's id, choose Append + Deduped for this stream, or map $unique_id to the key "
+            "field in field_mappings.", stream.label, key)
 
     def progress(self, *, records: int, imports: ImportSlots, checkpoints: Checkpoints) -> None:
         now = self._clock()
@@ -65,6 +88,7 @@ class SyncLog:
                 calls: Mapping[CallKind, int], stopped_early: bool) -> None:
         self._warn_ignored_fields()
         self._warn_repeated_content()
+        self._warn_marked_fields()
         stats = imports.stats
         duration = max(self._clock() - self._started, 1e-9)
         logger.info(
@@ -88,6 +112,18 @@ class SyncLog:
                 logger.warning("Stream '%s': dropped %d `$` field(s) that are not Scarf fields: %s",
                                self._streams[index].label, len(mapper.ignored_fields),
                                ", ".join(sorted(mapper.ignored_fields)[:10]))
+
+    def _warn_marked_fields(self) -> None:
+        """Once per stream, at the end: the fields the source or the platform nulled or truncated that fed no
+        Scarf key field, so their events were sent with what arrived."""
+        for stream, mapper in zip(self._streams, self._mappers, strict=True):
+            if mapper.marked_records:
+                logger.warning(
+                    "Stream '%s': %d record(s) arrived with %d field(s) that the source or the platform nulled or "
+                    "truncated (record.meta.changes). None of them fed $time, $unique_id or the artifact field, so "
+                    "these events were sent with the values as they arrived: their custom variables may be missing "
+                    "or cut short, and where the $unique_id is a hash of the content, the record sent again in full "
+                    "later gets another id.", stream.label, mapper.marked_records, mapper.marked_fields)
 
     def _warn_repeated_content(self) -> None:
         """Once per stream, at the end: how many records repeated another record's content (numbered ids)."""

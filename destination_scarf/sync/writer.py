@@ -44,7 +44,16 @@ from destination_scarf.scarf.retry import SlotWaitPolicy
 from destination_scarf.sync.batches import BatchBuilder, Spool
 from destination_scarf.sync.catalog import StreamIndex, StreamInfo
 from destination_scarf.sync.checkpoints import GLOBAL, Checkpoints
-from destination_scarf.sync.reader import BadLine, InputReader, Message, Record, State, StreamComplete, UnknownStream
+from destination_scarf.sync.reader import (
+    BadLine,
+    InputReader,
+    MarkedRecord,
+    Message,
+    Record,
+    State,
+    StreamComplete,
+    UnknownStream,
+)
 from destination_scarf.sync.sync_log import SyncLog
 
 logger = logging.getLogger("airbyte")
@@ -79,7 +88,7 @@ def compile_mappers(config: ScarfConfig, streams: list[StreamInfo], now: Callabl
     """One mapper per stream, in catalog order: what a sync maps with, and what `preview` shows. `names` (the
     owner's packages and tracking pixels, see artifact_names.py) turns names in artifact fields into ids."""
     return [compile_mapper(config=config.mapping, stream=s.name, namespace=s.namespace, primary_key=s.primary_key,
-                           now=now, names=names) for s in streams]
+                           now=now, numeric_fields=s.numeric_fields, names=names) for s in streams]
 
 
 def start_windows(mappers: list[EventMapper], scope: int) -> None:
@@ -126,10 +135,16 @@ class Writer:
         self._reader = InputReader(index=index)
         self.checkpoints = Checkpoints(stream_count=len(streams), find_stream=index.find)
         self._rejects = RejectLog(path=config.rejected_records_path, store=config.dead_letter,
-                                  cancelled=self._cancelled)
+                                  cancelled=self._cancelled,
+                                  job_id=next((s.sync_id for s in streams if s.sync_id is not None), None))
         self._log = SyncLog(streams=streams, mappers=self._mappers, interval=tuning.progress_interval_seconds,
                             clock=clock)
         self._batch: BatchBuilder | None = None
+        #: Whether each record's input line is kept beside its event until the import is settled, so that an event
+        #: Scarf fails is kept aside with its original message (only then: it costs a copy of the input on disk).
+        self._keep_messages = config.on_failed_events == "warn" and self._rejects.keeps_entries
+        if self._keep_messages:
+            self._add_record = self._add_record_kept  # type: ignore[method-assign]
         # Taken when iteration starts, before any input is read (`_open`):
         self._spool: Spool | None = None
         self._imports: ImportSlots | None = None
@@ -195,8 +210,30 @@ class Writer:
             return self._close_batch()
         return None
 
+    def _add_record_kept(self, record: Record) -> Batch | None:
+        """`_add_record`, keeping the record's input line beside its event (see `_keep_messages`)."""
+        try:
+            line = self._mappers[record.stream].encode(record.data, record.line)
+        except InvalidRecord as invalid:
+            self._reject(record, invalid)
+            return None
+        position = self.checkpoints.record_batched(record.stream)
+        batch = self._batch or self._open_batch()
+        if batch.add_kept(line, record.line, record.stream, position, record.line_no):
+            return self._close_batch()
+        return None
+
     def _add(self, message: Message) -> Batch | None:
         """Any other message; returns a batch to hand over when the message closes the open one."""
+        if type(message) is MarkedRecord:
+            # Fields the source or the platform nulled or truncated: invalid when one feeds $time, the id or the
+            # artifact; else counted, and the record goes on as any other.
+            try:
+                self._mappers[message.stream].check_changes(message.changes)
+            except InvalidRecord as invalid:
+                self._reject(message, invalid)
+                return None
+            return self._add_record(message)
         if type(message) is State:
             scope = self.checkpoints.state_received(message.message, input_line=message.input_line)
             start_windows(self._mappers, scope)
@@ -274,7 +311,8 @@ class Writer:
         assert self._spool is not None, "_open() comes first"
         limits = self._config.batch
         self._batch = self._spool.new_batch(self.checkpoints.open_batch, max_events=limits.max_events,
-                                            max_bytes=limits.max_bytes, clock=self._clock)
+                                            max_bytes=limits.max_bytes, clock=self._clock,
+                                            keep_messages=self._keep_messages)
         return self._batch
 
     def _close_batch(self) -> Batch | None:
@@ -329,7 +367,8 @@ class Writer:
         failed = [f for f in outcome.failed_lines if f.origin is not None]
         if not failed or not self._rejects.keeps_entries or outcome.result is None:
             return
-        events = outcome.batch.read_lines({f.line for f in failed})
+        numbers = {f.line for f in failed}
+        events, messages = outcome.batch.read_lines(numbers), outcome.batch.read_messages(numbers)
         for line in failed:
             origin = line.origin
             assert origin is not None
@@ -337,7 +376,8 @@ class Writer:
             self._rejects.failed_event(
                 where=outcome.batch.describe(origin), stream=stream.name, namespace=stream.namespace,
                 record_position=origin.record_position, input_line=origin.input_line, kind=line.kind,
-                reason=line.message, import_id=outcome.result.id, event=events.get(line.line))
+                reason=line.message, import_id=outcome.result.id, event=events.get(line.line),
+                message=messages.get(line.line))
 
     def _release(self) -> Iterator[StateMessage]:
         """Yield the states that are safe. A state that covers a rejected record not yet in the dead-letter store

@@ -31,6 +31,7 @@ from integration_tests.conftest import (
     make_config,
     messages_of,
     new_emulator,
+    new_plain_emulator,
     run_connector,
     stated_attempts,
     write_json,
@@ -98,6 +99,9 @@ SCENARIOS: dict[str, tuple[Callable[[ScarfEmulator], Any], Callable[[ScarfEmulat
     "package-not-uuid": (lambda emu: None,
                          lambda emu: make_config(emu, target={"target_type": "package", "package_id": "my-package"})),
     "missing-token": (lambda emu: None, _without_token),
+    # A config saved by another version: a key this one does not know is ignored with a warning. A typo is refused.
+    "other-version-key": (lambda emu: None, lambda emu: make_config(emu, status_polling_seconds=5)),
+    "typo-key": (lambda emu: None, lambda emu: make_config(emu, field_mapping=[])),
 }
 
 
@@ -145,6 +149,14 @@ def test_check_succeeds_for_a_good_config(check_runs, scenario, artifact_path):
     assert TOKEN not in run.output
 
 
+def test_check_accepts_a_key_of_another_version_and_warns_about_it(check_runs):
+    run = check_runs["other-version-key"]
+    assert (run.returncode, run.status) == (0, "SUCCEEDED"), run.message
+    warnings = [m["log"]["message"] for m in messages_of(run.output.encode()) if m.get("type") == "LOG"
+                and m["log"]["level"] == "WARN"]
+    assert len(warnings) == 1 and warnings[0].startswith("Ignoring 'status_polling_seconds': it is not an option")
+
+
 def test_check_succeeds_with_all_slots_busy_and_says_so(check_runs):
     run = check_runs["slots-busy"]
     assert run.status == "SUCCEEDED"
@@ -169,6 +181,7 @@ def test_check_succeeds_with_all_slots_busy_and_says_so(check_runs):
         ("unreachable", ["could not reach Scarf", "http://127.0.0.1:"]),
         ("package-not-uuid", ["target.package_id", "UUID"]),
         ("missing-token", ["api_token"]),
+        ("typo-key", ["unknown option 'field_mapping' (did you mean field_mappings?)"]),
     ],
 )
 def test_check_fails_with_a_message_that_says_what_to_fix(check_runs, scenario, must_name):
@@ -217,8 +230,11 @@ def test_check_not_uuid_package_id_message_names_the_field(check_runs):
 
 
 def test_plain_http_to_a_non_loopback_host_fails_on_config_without_any_network_call(tmp_path, monkeypatch):
-    """Any HTTP request the connector made would go through the proxy below, i.e. into the emulator's request log."""
-    with new_emulator() as proxy:
+    """Any HTTP request the connector made would go through the proxy below, i.e. into the emulator's request log.
+
+    The emulator stands in for a plain-HTTP forward proxy here (it logs the absolute-form request an http://
+    URL sends through a proxy), so it serves plain HTTP: that is what an http_proxy speaks."""
+    with new_plain_emulator() as proxy:
         for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
             monkeypatch.setenv(name, proxy.url)
         for name in ("NO_PROXY", "no_proxy"):

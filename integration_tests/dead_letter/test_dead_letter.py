@@ -13,6 +13,7 @@ import copy
 import gzip
 import json
 import logging
+import re
 import socket
 import subprocess
 import sys
@@ -35,7 +36,8 @@ from destination_scarf.dead_letter import (
     S3Settings,
     S3Timeouts,
     bounded,
-    new_sync_id,
+    job_folder,
+    new_attempt_id,
     parse_object_storage,
     probe,
 )
@@ -45,6 +47,8 @@ from support import ROOT, run_with_hang_guard, wait_for
 
 KEY_ID = "AKIAFAKEKEYID0123456"
 SECRET = "fake/Secret+Access+Key0123456789abcdefXYZ"
+#: The attempt id the store tests name their objects with.
+ATTEMPT = "20260611T010203Z-ab12cd34"
 #: Short bounds, so the failure tests take about a second each.
 FAST = S3Timeouts(connect_seconds=0.5, read_seconds=0.5, max_attempts=2)
 
@@ -140,7 +144,7 @@ assert parse_object_storage({"storage_type": "None"}) == (None, [])
 settings, problems = parse_object_storage({"storage_type": "S3", "s3_bucket_name": "b", "bucket_path": "p"})
 assert problems == [] and settings is not None
 try:
-    S3DeadLetterStore(settings, "sync")
+    S3DeadLetterStore(settings, "sync", "attempt")
 except ScarfConfigError as error:
     print(error.message)
 """
@@ -149,15 +153,16 @@ except ScarfConfigError as error:
     assert "needs the boto3 package" in result.stdout
 
 
-def test_lines_become_one_ndjson_object_per_batch_under_the_sync_folder(server_url, s3, bucket):
+def test_lines_become_one_ndjson_object_per_batch_in_the_job_folder_named_by_the_attempt(server_url, s3, bucket):
     settings = settings_for(server_url, bucket)
     lines = [line(n) for n in range(5)]
-    with S3DeadLetterStore(settings, "20260611T010203Z-ab12cd34") as store:
+    with S3DeadLetterStore(settings, "4711", ATTEMPT) as store:
         for item in lines:
             store.add(item)
         assert keys(s3, bucket) == []  # buffered until the batch is full, or flushed
-    assert store.location == f"s3://{bucket}/team/scarf/destination-scarf/20260611T010203Z-ab12cd34/"
-    key = "team/scarf/destination-scarf/20260611T010203Z-ab12cd34/rejected-00001.jsonl"
+    # The folder Airbyte's platform links: s3://<bucket>/<bucket_path>/<job id>/ (S3ObjectStoragePathResolver).
+    assert store.location == f"s3://{bucket}/team/scarf/4711/"
+    key = f"team/scarf/4711/rejected-{ATTEMPT}-00001.jsonl"
     assert keys(s3, bucket) == [key] == store.keys_written
     assert body(s3, bucket, key) == b"".join(item + b"\n" for item in lines)
     assert s3.head_object(Bucket=bucket, Key=key)["ContentType"] == "application/x-ndjson"
@@ -166,24 +171,23 @@ def test_lines_become_one_ndjson_object_per_batch_under_the_sync_folder(server_u
 
 def test_a_batch_is_written_when_the_buffer_reaches_its_size(server_url, s3, bucket):
     lines = [line(n, pad=30) for n in range(10)]  # about 90 bytes each
-    store = S3DeadLetterStore(settings_for(server_url, bucket, bucket_path=""), "sync-1", batch_bytes=250)
+    store = S3DeadLetterStore(settings_for(server_url, bucket, bucket_path=""), "sync-1", ATTEMPT, batch_bytes=250)
     for item in lines:
         store.add(item)
     written = keys(s3, bucket)
-    assert written == ["destination-scarf/sync-1/rejected-00001.jsonl", "destination-scarf/sync-1/rejected-00002.jsonl",
-                       "destination-scarf/sync-1/rejected-00003.jsonl"]
+    assert written == [f"sync-1/rejected-{ATTEMPT}-0000{n}.jsonl" for n in (1, 2, 3)]  # bucket_path "": the root
     for key in written:  # whole lines only, and a batch closes as soon as it reaches the size
         content = body(s3, bucket, key)
         assert content.endswith(b"\n") and 250 <= len(content) < 250 + len(lines[0]) + 1
     store.close()
     written = keys(s3, bucket)
-    assert written[-1] == "destination-scarf/sync-1/rejected-00004.jsonl"
+    assert written[-1] == f"sync-1/rejected-{ATTEMPT}-00004.jsonl"
     assert b"".join(body(s3, bucket, key) for key in written) == b"".join(item + b"\n" for item in lines)
     assert store.lines_written == 10
 
 
 def test_flush_writes_what_is_buffered_and_close_is_final(server_url, s3, bucket):
-    store = S3DeadLetterStore(settings_for(server_url, bucket), "sync-2")
+    store = S3DeadLetterStore(settings_for(server_url, bucket), "sync-2", ATTEMPT)
     store.flush()  # nothing buffered: no empty object
     assert keys(s3, bucket) == []
     store.add(line(1) + b"\n")  # a trailing newline is kept single
@@ -195,20 +199,20 @@ def test_flush_writes_what_is_buffered_and_close_is_final(server_url, s3, bucket
     with pytest.raises(ValueError):
         store.add(line(3))
     with pytest.raises(ValueError):
-        S3DeadLetterStore(settings_for(server_url, bucket), "sync-3").add(b'{"a":1}\n{"b":2}')
+        S3DeadLetterStore(settings_for(server_url, bucket), "sync-3", ATTEMPT).add(b'{"a":1}\n{"b":2}')
 
 
 def test_gzip_objects_are_named_jsonl_gz(server_url, s3, bucket):
-    with S3DeadLetterStore(settings_for(server_url, bucket, gzip=True), "sync-gz") as store:
+    with S3DeadLetterStore(settings_for(server_url, bucket, gzip=True), "sync-gz", ATTEMPT) as store:
         store.add(line(1))
         store.add(line(2))
     [key] = keys(s3, bucket)
-    assert key.endswith("/sync-gz/rejected-00001.jsonl.gz")
+    assert key.endswith(f"/sync-gz/rejected-{ATTEMPT}-00001.jsonl.gz")
     assert gzip.decompress(body(s3, bucket, key)) == line(1) + b"\n" + line(2) + b"\n"
 
 
 def test_lines_added_from_many_threads_are_all_written(server_url, s3, bucket):
-    store = S3DeadLetterStore(settings_for(server_url, bucket), "sync-threads", batch_bytes=2000)
+    store = S3DeadLetterStore(settings_for(server_url, bucket), "sync-threads", ATTEMPT, batch_bytes=2000)
 
     def add_many(start: int) -> None:
         for n in range(start, start + 50):
@@ -226,18 +230,18 @@ def test_lines_added_from_many_threads_are_all_written(server_url, s3, bucket):
 
 
 def test_a_missing_bucket_is_a_config_error_and_the_lines_are_kept(server_url, s3):
-    store = S3DeadLetterStore(settings_for(server_url, "no-such-bucket-here"), "sync-4")
+    store = S3DeadLetterStore(settings_for(server_url, "no-such-bucket-here"), "sync-4", ATTEMPT)
     store.add(line(1))
     with pytest.raises(ScarfConfigError) as raised:
         store.flush()
     message = raised.value.message
     assert "no-such-bucket-here" in message and "does not exist" in message and "s3_bucket_name" in message
-    assert "s3://no-such-bucket-here/team/scarf/destination-scarf/sync-4/rejected-00001.jsonl" in message
+    assert f"s3://no-such-bucket-here/team/scarf/sync-4/rejected-{ATTEMPT}-00001.jsonl" in message
     assert_no_credentials(raised.value)
     # Nothing was dropped: once the bucket exists, the same part is written with the same line.
     s3.create_bucket(Bucket="no-such-bucket-here")
     store.close()
-    assert keys(s3, "no-such-bucket-here") == ["team/scarf/destination-scarf/sync-4/rejected-00001.jsonl"]
+    assert keys(s3, "no-such-bucket-here") == [f"team/scarf/sync-4/rejected-{ATTEMPT}-00001.jsonl"]
     assert body(s3, "no-such-bucket-here", store.keys_written[0]) == line(1) + b"\n"
 
 
@@ -321,7 +325,7 @@ class SilentServer:
 
 def test_an_endpoint_that_is_down_is_a_transient_error_after_the_stores_bounded_attempts(s3_clients):
     url = f"http://127.0.0.1:{_free_port()}"
-    store = S3DeadLetterStore(settings_for(url, "bucket"), "sync-5", timeouts=FAST)
+    store = S3DeadLetterStore(settings_for(url, "bucket"), "sync-5", ATTEMPT, timeouts=FAST)
     store.add(line(1))
     with pytest.raises(ScarfTransientError) as raised:
         run_with_hang_guard(store.close, "writing to an S3 endpoint that is down")
@@ -358,7 +362,7 @@ def test_an_endpoint_that_never_answers_times_out_after_the_probes_bounded_attem
 
 def test_probe_writes_and_deletes_a_check_object(server_url, s3, bucket):
     key = probe(settings_for(server_url, bucket))
-    assert key.startswith("team/scarf/destination-scarf/_check_test-") and key.endswith(".jsonl")
+    assert key.startswith("team/scarf/_destination-scarf-check-") and key.endswith(".jsonl")
     assert keys(s3, bucket) == []
 
 
@@ -413,7 +417,7 @@ def auth_checks(server_url: str):
 def test_access_denied_and_unknown_or_wrong_keys_are_config_errors_without_the_keys(server_url, bucket, iam):
     reader_key, reader_secret = new_user_key(iam, "s3:GetObject", "s3:ListBucket")
     cases = [
-        ((reader_key, reader_secret), "AccessDenied", "s3:PutObject under team/scarf/destination-scarf/"),
+        ((reader_key, reader_secret), "AccessDenied", f"s3:PutObject under s3://{bucket}/team/scarf/"),
         ((KEY_ID, SECRET), "InvalidAccessKeyId", "check access_key_id"),
         ((reader_key, SECRET), "SignatureDoesNotMatch", "check secret_access_key"),
     ]
@@ -450,14 +454,14 @@ def test_role_arn_is_assumed_with_the_environment_credentials(server_url, s3, bu
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", server_url)  # botocore's own setting, for the role's STS calls
     settings = settings_for(server_url, bucket, access_key_id=None, secret_access_key=None, role_arn=role["Arn"])
     with auth_checks(server_url):
-        with S3DeadLetterStore(settings, "sync-role") as store:
+        with S3DeadLetterStore(settings, "sync-role", ATTEMPT) as store:
             store.add(line(1))
         # The environment's credentials alone may not write.
         with pytest.raises(ScarfConfigError, match=r"\(AccessDenied"):
             with S3DeadLetterStore(settings_for(server_url, bucket, access_key_id=boot_key,
-                                                secret_access_key=boot_secret), "sync-boot") as direct:
+                                                secret_access_key=boot_secret), "sync-boot", ATTEMPT) as direct:
                 direct.add(line(2))
-    assert keys(s3, bucket) == ["team/scarf/destination-scarf/sync-role/rejected-00001.jsonl"]
+    assert keys(s3, bucket) == [f"team/scarf/sync-role/rejected-{ATTEMPT}-00001.jsonl"]
 
 
 def test_role_arn_without_environment_credentials_is_a_config_error(server_url, bucket):
@@ -472,14 +476,25 @@ def test_no_credentials_at_all_is_a_config_error(server_url, bucket):
         probe(settings_for(server_url, bucket, access_key_id=None, secret_access_key=None))
 
 
-def test_sync_ids_sort_by_start_time_and_never_repeat():
+def test_attempt_ids_sort_by_start_time_and_never_repeat():
     import datetime
 
     moment = datetime.datetime(2026, 6, 11, 1, 2, 3, tzinfo=datetime.timezone.utc)
-    ids = {new_sync_id(now=moment) for _ in range(100)}
+    ids = {new_attempt_id(now=moment) for _ in range(100)}
     assert len(ids) == 100 and all(i.startswith("20260611T010203Z-") for i in ids)
-    assert new_sync_id(airbyte_sync_id=42, now=moment).startswith("20260611T010203Z-sync42-")
-    assert new_sync_id(airbyte_sync_id="../x", now=moment).count("-") == 1  # unsafe ids are left out
+
+
+def test_the_job_folder_is_the_catalogs_sync_id_else_worker_job_id_else_generated():
+    assert job_folder(catalog_sync_id=4711, environment_job_id="12", attempt_id=ATTEMPT) == (
+        "4711", "the configured catalog's sync_id")
+    assert job_folder(catalog_sync_id=None, environment_job_id="12", attempt_id=ATTEMPT) == ("12", "WORKER_JOB_ID")
+    folder, source = job_folder(attempt_id=ATTEMPT)
+    assert folder == f"destination-scarf-{ATTEMPT}" and source.startswith("generated")
+    # Values that are not one safe path segment are not used.
+    for unsafe in ("../x", "a/b", "", -1, True, 1.5, "x" * 65):
+        assert job_folder(catalog_sync_id=unsafe, attempt_id=ATTEMPT)[0] == f"destination-scarf-{ATTEMPT}"
+        if isinstance(unsafe, str):
+            assert job_folder(environment_job_id=unsafe, attempt_id=ATTEMPT)[0] == f"destination-scarf-{ATTEMPT}"
 
 
 # --- parse_object_storage and the spec fragment ---------------------------------------------------
@@ -503,7 +518,7 @@ def test_a_full_s3_config_is_parsed():
     assert settings == S3Settings(bucket="my_legacy.Bucket", region="eu-west-1", bucket_path="airbyte/rejects",
                                   endpoint="http://127.0.0.1:9000", access_key_id=KEY_ID,
                                   secret_access_key=SECRET, gzip=True)
-    assert settings.describe() == "s3://my_legacy.Bucket/airbyte/rejects/destination-scarf/"
+    assert settings.describe() == "s3://my_legacy.Bucket/airbyte/rejects/"
     assert KEY_ID not in repr(settings) and SECRET not in repr(settings)
     assert parse_object_storage(S3_MINIMAL) == (S3Settings(bucket="my-bucket"), [])
 
@@ -545,7 +560,7 @@ def test_a_full_s3_config_is_parsed():
      "object_storage_config.compression.compression_type must be No Compression or GZIP"),
     ({"path_format": "{sync_id}/{namespace}/{stream_name}/"},
      "object_storage_config.path_format is not supported: objects are written under "
-     "<bucket_path>/destination-scarf/<sync>/rejected-<part>.jsonl"),
+     "<bucket_path>/<job id>/rejected-<attempt>-<part>.jsonl"),
 ])
 def test_each_problem_names_the_field_and_never_the_secret(changes, expected):
     settings, problems = parse_object_storage({**S3_MINIMAL, **changes})
@@ -626,7 +641,61 @@ def test_a_sync_stores_refused_records_and_failed_events_before_their_state_leav
     assert by_position[4]["field"] == "$time" and by_position[4]["message"]["record"]["data"]["id"] == 4
     assert by_position[5]["reason"].startswith("Scarf could not import the event: artifact-not-found")
     assert by_position[5]["event"]["id"] == "5" and "import_id" in by_position[5]
-    assert all(key.startswith("dlq/destination-scarf/") for key in keys(s3, bucket, "dlq/"))
+    assert by_position[5]["message"]["record"]["data"]["id"] == 5  # the record's message, as for a refused one
+    # Outside Airbyte (no sync_id in the catalog, no WORKER_JOB_ID) the job folder is made up.
+    assert all(key.startswith("dlq/destination-scarf-") for key in keys(s3, bucket, "dlq/"))
+
+
+def _platform_link(storage: dict[str, Any], job_id: int) -> str:
+    """Where Airbyte's platform links a job's rejected records (airbyte-platform's S3ObjectStoragePathResolver:
+    the bucket_path with its trailing '/' trimmed, then the job id)."""
+    path = storage["bucket_path"]
+    job_path = f"{job_id}/" if not path else f"{path.rstrip('/')}/{job_id}/"
+    return f"s3://{storage['s3_bucket_name']}/{job_path}"
+
+
+def _rejected_once(emulator, config: dict[str, Any], catalog_: dict[str, Any]) -> None:
+    from support import lines, make_writer
+
+    states = list(make_writer(emulator, config, catalog_).write(lines(_sync_messages())))
+    assert len(states) == 1
+
+
+def test_rejected_records_go_where_airbyte_links_them_and_two_attempts_of_a_job_keep_both(
+        emulator, server_url, s3, bucket, caplog, monkeypatch):
+    from support import catalog, make_config
+
+    monkeypatch.setenv("WORKER_JOB_ID", "999")  # the catalog's sync_id comes first
+    storage = {**_storage_config(server_url, bucket), "bucket_path": "airbyte/rejects/"}
+    config = make_config(emulator, on_invalid_record="skip", on_failed_events="warn", object_storage_config=storage)
+    job = catalog("downloads")
+    for stream in job["streams"]:
+        stream["sync_id"] = 4711  # Airbyte's job id, in every configured stream
+    with caplog.at_level(logging.INFO, logger="airbyte"):
+        _rejected_once(emulator, config, job)
+        _rejected_once(emulator, config, job)  # a second attempt of the same job
+    link = _platform_link(storage, 4711)
+    assert link == f"s3://{bucket}/airbyte/rejects/4711/"
+    written = keys(s3, bucket)
+    assert len(written) == 2 and all(f"s3://{bucket}/{key}".startswith(link) for key in written)
+    # Each attempt's objects are its own: named by its start time and a random part, nothing overwritten.
+    assert all(re.fullmatch(r"airbyte/rejects/4711/rejected-\d{8}T\d{6}Z-[0-9a-f]{8}-00001\.jsonl", key)
+               for key in written)
+    for key in written:
+        assert {orjson.loads(entry)["record_position"] for entry in body(s3, bucket, key).splitlines()} == {4, 5}
+    said = [r.getMessage() for r in caplog.records if "Rejected records of this sync go to" in r.getMessage()]
+    assert len(said) == 2 and all(link in text and "the configured catalog's sync_id" in text for text in said)
+
+
+def test_without_a_sync_id_the_job_folder_is_worker_job_id(emulator, server_url, s3, bucket, monkeypatch):
+    from support import catalog, make_config
+
+    monkeypatch.setenv("WORKER_JOB_ID", "815")
+    storage = {**_storage_config(server_url, bucket), "bucket_path": ""}  # the bucket's root
+    config = make_config(emulator, on_invalid_record="skip", on_failed_events="warn", object_storage_config=storage)
+    _rejected_once(emulator, config, catalog("downloads"))
+    [key] = keys(s3, bucket)
+    assert f"s3://{bucket}/{key}".startswith(_platform_link(storage, 815)) and key.startswith("815/rejected-")
 
 
 def test_a_store_that_cannot_be_written_fails_the_sync_and_no_state_leaves(emulator, server_url, s3):

@@ -358,6 +358,35 @@ def test_an_aborted_import_can_look_importing_in_a_stale_list_too(clock, http):
         assert [i["status"] for i in list_imports(http, emu)] == ["aborted"]
 
 
+def test_the_request_log_keeps_what_each_import_read_answered_as_sent(paced, clock, http):
+    """A client's decisions rest on what its reads answered: the log keeps each import's status and counts as
+    the answer showed them (stale ones included), and nothing for an answer a fault replaced."""
+    paced.list_stale(5)
+    created = post_import(http, paced, ndjson([event(), event(n=1), "junk"])).json()["id"]
+    list_imports(http, paced, {"status": "importing"})
+    clock.advance(10)
+    wait_until(lambda: paced.get_import(OWNER, created)["status"] == "done", "the import to end")
+    list_imports(http, paced, {"status": "importing"})  # stale
+    get_import(http, paced, created)
+    paced.fail_next(1, only="import-by-id", after_processing=True)
+    assert http.get(f"{paced.url}/v2/imports/{OWNER}/{created}", headers=auth()).status_code == 503
+    http.get(f"{paced.url}/v2/imports/{OWNER}/{created}/log", headers=auth())
+
+    reads = [(r.kind, [(s.id, s.status, s.events_total, s.events_successfully_imported, s.events_failed_to_import)
+                       for s in r.answered]) for r in paced.requests]
+    assert reads == [
+        ("import-post", []),
+        ("import-list", [(created, "importing", 3, 0, 0)]),
+        ("import-list", [(created, "importing", 3, 2, 1)]),  # stale: its word of before, with the last counts
+        ("import-by-id", [(created, "done", 3, 2, 1)]),
+        ("import-by-id", []),  # the 503 a fault put in place of the answer
+        ("log", []),
+    ]
+    recorded = http.get(f"{paced.url}/_emulator/requests").json()
+    assert recorded[3]["answered"] == [{"id": created, "status": "done", "events_total": 3,
+                                        "events_successfully_imported": 2, "events_failed_to_import": 1}]
+
+
 def test_list_faults_are_used_only_by_list_answers_of_200(emu, http):
     held = emu.hold_slots(OWNER, 2)
     emu.list_omit_next(1, import_ids=[held[0]])

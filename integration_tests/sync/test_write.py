@@ -25,6 +25,7 @@ from support import (
     make_config,
     make_writer,
     messages_of,
+    new_plain_emulator,
     now_iso,
     record,
     run_connector,
@@ -174,6 +175,7 @@ def test_cli_write_echoes_states_exactly_and_logs_a_summary(emulator, tmp_path):
     cat = write_json(tmp_path / "catalog.json", catalog("downloads"))
     state = stream_state("downloads", "c", platformKey="kept")
     stdin = b"".join(lines([record("downloads", download(n)) for n in range(60)] + [state]))
+    assert emulator.url.startswith("https://")  # the connector trusts the test CA through REQUESTS_CA_BUNDLE
     result = run_connector(["write", "--config", config, "--catalog", cat], stdin=stdin)
 
     assert result.returncode == 0, result.stderr.decode()[-2000:]
@@ -186,6 +188,21 @@ def test_cli_write_echoes_states_exactly_and_logs_a_summary(emulator, tmp_path):
     assert summary and "60 records read" in summary[0]
     assert emulator.event_count(OWNER) == 60
     assert b"test-token" not in result.stdout + result.stderr
+
+
+def test_cli_write_over_plain_http_to_a_loopback_emulator_still_works(tmp_path):
+    """The tests' emulator serves HTTPS, as Scarf does; plain http:// stays allowed towards a loopback host (the
+    local emulator of `make demo`), so this one sync runs on plain HTTP on purpose."""
+    with new_plain_emulator() as plain:
+        assert plain.url.startswith("http://127.0.0.1:")
+        config = write_json(tmp_path / "config.json", make_config(plain))
+        cat = write_json(tmp_path / "catalog.json", catalog("downloads"))
+        stdin = b"".join(lines([record("downloads", download(n)) for n in range(10)] + [stream_state("downloads", 10)]))
+        result = run_connector(["write", "--config", config, "--catalog", cat], stdin=stdin)
+
+        assert result.returncode == 0, result.stderr.decode()[-2000:]
+        assert [m["type"] for m in messages_of(result.stdout) if m["type"] == "STATE"] == ["STATE"]
+        assert plain.event_count(OWNER) == 10
 
 
 def test_the_cdk_programmatic_write_interface_imports_and_returns_states(emulator):

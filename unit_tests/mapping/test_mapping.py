@@ -237,6 +237,20 @@ def test_time_unparseable(value: object) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("yesterday", "not an ISO 8601 date-time or epoch timestamp"),
+        ("", "not an ISO 8601 date-time or epoch timestamp (empty string)"),
+        (True, "not an ISO 8601 date-time or epoch timestamp (a boolean is not a timestamp)"),
+        ("2026-11-27T99:99:99Z", "not an ISO 8601 date-time or epoch timestamp (date or time field out of range)"),
+    ],
+)
+def test_time_unparseable_says_each_reason_once(value: object, reason: str) -> None:
+    """The parser's reason is added in parentheses only when it says something the sentence before it does not."""
+    assert rejected(make(), record(time=value)).reason == reason
+
+
+@pytest.mark.parametrize(
     ("value", "sent"),
     [
         ("2026-11-27T11:00:00Z", "2026-11-27T11:00:00Z"),
