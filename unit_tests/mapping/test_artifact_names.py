@@ -284,3 +284,14 @@ def test_constant_names_are_checked_against_the_lists():
         "exactly; the closest: 'docker:right-pad', 'npm:right-pad').")
     single = parse_config({**raw, "target": {"target_type": "package", "package_id": LEFT_PAD}}).mapping
     assert list(name_constants(single)) == []
+
+
+def test_a_resolved_name_from_a_numeric_field_hashes_as_the_id_sent():
+    table = ArtifactNames(owner="acme", packages=[Artifact(LEFT_PAD, "1", "npm")])
+    m = compile_mapper(config=MappingConfig(), stream="downloads", namespace=None, primary_key=None,
+                       now=lambda: NOW, names=table, numeric_fields=frozenset({("package",)}))
+    as_number = event(m.encode({"time": RECENT, "package": 1}))
+    m.new_window()
+    as_id = event(m.encode({"time": RECENT, "package": LEFT_PAD}))
+    assert as_number["$package"] == LEFT_PAD and as_number == as_id
+    assert all(plan.numeric == () for plan in m._plans.values())
