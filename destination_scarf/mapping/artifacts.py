@@ -20,7 +20,7 @@ The rules, for `$package` and `$tracking_pixel` alike (mapped, constant or by co
 Package and pixel names are the names of the user's own catalogue, not personal data, so unlike everything else
 in `mapping/` these messages name a value: the name, cut to `SHOWN_CHARACTERS` and with control characters escaped.
 
-On the hot path a record pays one dict lookup per artifact field it has (`NameResolver.known`: every unique
+On the hot path a record pays one dict lookup per artifact field it has (`NameResolver`: every unique
 name, and each UUID or qualified name once seen, bounded); a mapper without names pays nothing.
 """
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -187,48 +187,36 @@ def _type_order(artifact: Artifact) -> str:
     return artifact.type or ""
 
 
-class Known(dict[str, str]):
-    """The hot path's table (value -> id): `known[value]` is one dict lookup for a value seen before, and calls
-    the resolver's slow path for any other (which remembers it, or raises InvalidRecord)."""
+class NameResolver(dict[str, str]):
+    """One field's table of value -> id, for the mappers of one sync (every stream shares it).
 
-    __slots__ = ("_resolve",)
-
-    def __init__(self, names: dict[str, str], resolve: Callable[[str], str]) -> None:
-        super().__init__(names)
-        self._resolve = resolve
-
-    def __missing__(self, value: str) -> str:
-        return self._resolve(value)
-
-
-class NameResolver:
-    """Turns one field's values into ids, for the mappers of one sync (every stream shares it).
-
-    `known` is the hot path's table: `known[value]` answers every value seen before with one dict lookup, and
-    any other through `resolve`, the slow path: it remembers what resolves, and raises InvalidRecord for what
-    does not (remembering the reason, so a repeated bad name costs no new search).
+    `resolver[value]` is the hot path: one dict lookup for every unique name of the owner and every value resolved
+    since (UUIDs, qualified names; bounded). A value it lacks reaches `__missing__`, the slow path: it looks the
+    value up in the catalogue and remembers what resolves, and raises InvalidRecord for what does not
+    (remembering the reason, so a repeated bad name costs no new search).
     """
 
+    __slots__ = ("_catalogue", "_names", "_other", "_other_field", "_refused", "field")
+
     def __init__(self, field: ArtifactField, catalogue: _Catalogue, other: _Catalogue, other_field: str) -> None:
+        super().__init__(catalogue.unique)
         self.field = field
         self._catalogue = catalogue
         self._other = other
         self._other_field = other_field
         self._names = dict(catalogue.unique)
-        #: value -> id: every unique name, and values resolved since (UUIDs, qualified names), bounded.
-        self.known = Known(self._names, self.resolve)
         self._refused: dict[str, str] = {}
 
-    def resolve(self, value: str) -> str:
-        """The id for a value `known` lacks, or raise InvalidRecord naming the value and close names."""
+    def __missing__(self, value: str) -> str:
+        """The id for a value not seen before, or raise InvalidRecord naming the value and close names."""
         found = self._catalogue.lookup(value)
-        if found is not None:
-            if len(self.known) >= len(self._names) + CACHE_LIMIT:
-                self.known.clear()  # in place: compiled mappers hold this very dict
-                self.known.update(self._names)
-            self.known[value] = found
-            return found
-        raise InvalidRecord(self.field, self.refusal(value))
+        if found is None:
+            raise InvalidRecord(self.field, self.refusal(value))
+        if len(self) >= len(self._names) + CACHE_LIMIT:
+            self.clear()  # in place: compiled mappers hold this very dict
+            self.update(self._names)
+        self[value] = found
+        return found
 
     def refusal(self, value: str) -> str:
         reason = self._refused.get(value)
@@ -243,7 +231,7 @@ class NameResolver:
     def problem(self, value: str) -> str | None:
         """None when `value` resolves, else why not (the reason of the InvalidRecord a record would get)."""
         try:
-            self.resolve(value)
+            self[value]
         except InvalidRecord as invalid:
             return invalid.reason
         return None
@@ -272,7 +260,7 @@ class ArtifactNames:
 
     def resolve(self, field: str, value: str) -> str:
         """The id `value` names in `field` ($package or $tracking_pixel), or raise InvalidRecord."""
-        return self._resolvers[field].known[value]
+        return self._resolvers[field][value]
 
     def problem(self, field: str, value: str) -> str | None:
         """None when `value` names one artifact of `field` (or is a UUID), else why not."""

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from destination_scarf.mapping.artifacts import ArtifactNames, Known, NameResolver, is_uuid, shown
+from destination_scarf.mapping.artifacts import ArtifactNames, NameResolver, is_uuid, shown
 from destination_scarf.mapping.numbers import canonical_number, canonical_or_same
 from destination_scarf.mapping.rules import (
     ARTIFACT_FIELDS,
@@ -77,12 +77,12 @@ class _ShapePlan:
     unique_source: bool  # likewise for a mapped $unique_id source
     key_id: bool  # whether the id may come from a mapped field or the primary key (else: from the content)
     #: When names are resolved: (field, key, known) for an artifact field with one candidate key in this shape
-    #: (instead of `fields`): `known[value]` (artifacts.Known: name or UUID -> id) is one dict lookup for a value
-    #: seen before, and resolves any other (or raises InvalidRecord). And (field, known) for an artifact field
+    #: (instead of `fields`): `known[value]` (artifacts.NameResolver: name or UUID -> id) is one dict lookup for a
+    #: value seen before, and resolves any other (or raises InvalidRecord). And (field, known) for an artifact field
     #: filled some other way (several candidate keys, a dotted path, a constant that names nothing), resolved in
     #: the event by `_put_extras` (so `extras` is set).
-    named: tuple[tuple[str, str, Known], ...]
-    resolve: tuple[tuple[str, Known], ...]
+    named: tuple[tuple[str, str, NameResolver], ...]
+    resolve: tuple[tuple[str, NameResolver], ...]
     #: (event key, reader of its record value) for the event's fields that come from a field the schema declares
     #: numeric: in a content id's material their text is the canonical number. Empty unless the schema has one.
     numeric: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = ()
@@ -412,7 +412,7 @@ class EventMapper:
                 if type(value) is not str:
                     value = field_text(field, value)
                 if value:
-                    event[field] = known[value]  # a value not seen before: resolved, or InvalidRecord (Known)
+                    event[field] = known[value]  # a value not seen before: NameResolver.__missing__
         for field, keys in plan.first_of:
             value = next((data[key] for key in keys if data[key] is not None), None)
             if value is not None:
@@ -492,12 +492,12 @@ class EventMapper:
         custom = self.variables.keys_of(shape)
         unique_source = self._unique_keys is None or any(k in present for k in self._unique_keys)
         headers = self._headers_keys is None or any(k in present for k in self._headers_keys)
-        resolve = tuple((field, resolver.known) for field, resolver in self._resolvers
+        resolve = tuple((field, resolver) for field, resolver in self._resolvers
                         if field in self._always_artifacts or any(f == field and len(k) > 1 for f, k in fields))
         plan = _ShapePlan(
             time=None if self._time_keys is None else tuple(k for k in self._time_keys if k in present),
             fields=tuple((field, keys[0]) for field, keys in fields if len(keys) == 1 and field not in resolvers),
-            named=tuple((field, keys[0], resolvers[field].known)
+            named=tuple((field, keys[0], resolvers[field])
                         for field, keys in fields if len(keys) == 1 and field in resolvers),
             first_of=tuple((field, keys) for field, keys in fields if len(keys) > 1),
             custom=custom,

@@ -144,12 +144,12 @@ def test_the_resolvers_memory_is_bounded(monkeypatch):
     monkeypatch.setattr(artifacts, "REFUSALS_LIMIT", 2)
     table = names()
     resolver = table.resolver("$package")
-    base = len(resolver.known)
+    base = len(resolver)
     for n in range(10):
         value = f"{n:08d}-0000-4000-8000-000000000000"
         assert table.resolve("$package", value) == value
-        assert len(resolver.known) <= base + 3
-    assert resolver.known["left-pad"] == LEFT_PAD  # the owner's names stay
+        assert len(resolver) <= base + 3
+    assert resolver["left-pad"] == LEFT_PAD  # the owner's names stay
     for n in range(5):
         refusal(table, "$package", f"unknown-{n}")
         assert len(resolver._refused) <= 2
@@ -210,9 +210,9 @@ def test_a_value_seen_once_costs_one_lookup_after():
     table = names()
     m = mapper(table=table)
     m.encode({"time": RECENT, "package": UNLISTED})
-    assert table.resolver("$package").known[UNLISTED] == UNLISTED
+    assert table.resolver("$package")[UNLISTED] == UNLISTED
     m.encode({"time": RECENT, "package": "npm:right-pad"})
-    assert table.resolver("$package").known["npm:right-pad"] == NPM_RIGHT_PAD
+    assert table.resolver("$package")["npm:right-pad"] == NPM_RIGHT_PAD
     [plan] = m._plans.values()  # one record shape
     assert [field for field, _, _ in plan.named] == ["$package"]  # only the artifact fields this shape has
     assert plan.resolve == () and "$package" not in dict(plan.fields)  # looked up as it is read, and only then
