@@ -226,13 +226,17 @@ def config(api_url: str, owner: str, token: str) -> dict:
 
 
 def mappers(now: datetime.datetime | None = None) -> dict:
-    """The connector's compiled mapper for each benchmark stream, under the benchmark's config."""
+    """The connector's compiled mapper for each benchmark stream, under the benchmark's config, with the table of
+    package names a sync reads from the emulator (whose packages are named by their ids): the records carry
+    UUIDs, so each pays the hot path's name lookup, as in a sync."""
     from destination_scarf.config import parse_config
     from destination_scarf.mapping import compile_mapper
+    from destination_scarf.mapping.artifacts import Artifact, ArtifactNames
     from destination_scarf.sync.catalog import parse_catalog
 
     mapping = parse_config(config("http://127.0.0.1:1", "bench", "bench")).mapping
     moment = now or datetime.datetime.now(datetime.timezone.utc)
+    names = ArtifactNames(owner="bench", packages=[Artifact(p, p, "file") for p in ALL_PACKAGES])
     return {s.name: compile_mapper(config=mapping, stream=s.name, namespace=None, primary_key=None,
-                                   now=lambda: moment)
+                                   now=lambda: moment, names=names)
             for s in parse_catalog(catalog())}

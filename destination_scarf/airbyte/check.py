@@ -11,9 +11,11 @@ from destination_scarf.airbyte.discover import check_object_names
 from destination_scarf.config import ScarfConfig, parse_config
 from destination_scarf.dead_letter import bounded, probe, rejects_path_problem
 from destination_scarf.errors import ScarfConfigError, ScarfError, SyncCancelled
+from destination_scarf.mapping.artifacts import name_constants
 from destination_scarf.options import SCARF_MAX_ACTIVE_IMPORTS
 from destination_scarf.scarf.client import ScarfClient
 from destination_scarf.scarf.retry import RetryPolicy
+from destination_scarf.sync.artifact_names import check_constant_names, read_artifact_names
 from destination_scarf.sync.catalog import StreamInfo
 
 if TYPE_CHECKING:  # for the annotation only: check imports the CDK when it runs, write never does
@@ -25,7 +27,8 @@ CHECK_RETRY = RetryPolicy(max_attempts=3, backoff_initial_seconds=0.5, max_total
 
 def run_check(raw_config: Mapping[str, Any], *, logger: logging.Logger,
               retry: RetryPolicy = CHECK_RETRY) -> AirbyteConnectionStatus:
-    """Validate the config, then ask the API about token, owner, target and free import slots."""
+    """Validate the config, then ask the API about token, owner, target and free import slots, and whether the
+    package and tracking pixel names given as constants in `field_mappings` name one artifact each."""
     from airbyte_cdk.models import AirbyteConnectionStatus, Status  # the CDK is for check, not for write
 
     try:
@@ -35,6 +38,9 @@ def run_check(raw_config: Mapping[str, Any], *, logger: logging.Logger,
             probe(config.dead_letter)  # a wrong bucket, region or credential fails here, in seconds
         with ScarfClient.from_config(config, retry=retry, read_timeout=10.0, exchange_timeout=10.0) as client:
             busy = _probe(client, config)
+            if any(name_constants(config.mapping)):
+                names, _ = read_artifact_names(client, config, budget_seconds=retry.max_total_seconds)
+                check_constant_names(config.mapping, names)
     except ScarfError as error:
         return AirbyteConnectionStatus(status=Status.FAILED, message=str(error))
     if busy >= SCARF_MAX_ACTIVE_IMPORTS:

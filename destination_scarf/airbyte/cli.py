@@ -34,6 +34,7 @@ from destination_scarf.config import ScarfConfig, load_config_file, parse_config
 from destination_scarf.errors import ScarfConfigError, ScarfError
 from destination_scarf.options import VERSION, spec
 from destination_scarf.scarf.client import ScarfClient
+from destination_scarf.sync.artifact_names import names_for_sync
 from destination_scarf.sync.catalog import StreamInfo, load_catalog_file, parse_catalog
 from destination_scarf.sync.writer import Writer
 
@@ -199,11 +200,13 @@ def open_sync(raw_config: Mapping[str, Any], raw_catalog: Any) -> tuple[ScarfCon
 
 def sync(config: ScarfConfig, streams: list[StreamInfo], chunks: Iterable[bytes], *,
          cancelled: threading.Event | None = None) -> Generator[MutableMapping[str, Any], None, None]:
-    """Run a sync: the token, owner and dead-letter store are checked before any input is read; then each state
-    once it is safe."""
+    """Run a sync: the token, owner and dead-letter store are checked before any input is read, and the owner's
+    package and tracking pixel names read when a stream can send one; then each state once it is safe."""
     with ScarfClient.from_config(config, cancelled=cancelled) as client:
         preflight(client, config, cancelled=cancelled)
-        yield from Writer(config=config, streams=streams, client=client, cancelled=cancelled).write(chunks)
+        names = names_for_sync(client, config, streams)
+        yield from Writer(config=config, streams=streams, client=client, cancelled=cancelled,
+                          names=names).write(chunks)
 
 
 def _write(*, config_path: str, catalog_path: str, stdin: IO[bytes], output: MessageOutput) -> None:

@@ -12,8 +12,14 @@ the mappers are the sync's own (`writer.compile_mappers`), the input goes throug
 (byte-order marks, glued lines, huge integers read again exactly), each record takes the sync's record step
 (`EventMapper.encode`), record positions and state windows are counted by the sync's `Checkpoints`
 (so repeated content gets the numbered ids a sync gives it), and each event is parsed from the very line a
-sync sends. It never contacts Scarf (no client exists here), stops reading after N records, and exits 0
-whatever the records would become; 1 only for a config or catalog it cannot use.
+sync sends. It stops reading after N records, and exits 0 whatever the records would become; 1 only for a config
+or catalog it cannot use.
+
+It sends nothing to Scarf. It reads from Scarf only what a sync reads to turn package and tracking pixel names
+into ids (the owner's two lists, `sync/artifact_names.py`), when a stream can send a name and the config has a
+token other than the placeholder `preview`: one attempt per page, `NAMES_SECONDS` in all. When it cannot (the
+placeholder, no network, a refused token), it says so in its summary and at each name, shows names as given,
+and goes on.
 
 Unlike logs, it prints record values: they are the user's own data, on the user's own terminal. Unreadable
 lines and records of streams outside the catalog are reported by line number, never quoted.
@@ -33,7 +39,13 @@ import orjson
 
 from destination_scarf.airbyte.protocol import CHUNK_BYTES
 from destination_scarf.config import ScarfConfig
+from destination_scarf.errors import ScarfError
 from destination_scarf.mapping import InvalidRecord
+from destination_scarf.mapping.artifacts import ArtifactNames, is_uuid
+from destination_scarf.mapping.rules import ARTIFACT_FIELDS
+from destination_scarf.scarf.client import ScarfClient
+from destination_scarf.scarf.retry import RetryPolicy
+from destination_scarf.sync.artifact_names import names_needed, read_artifact_names
 from destination_scarf.sync.catalog import StreamIndex, StreamInfo
 from destination_scarf.sync.checkpoints import Checkpoints
 from destination_scarf.sync.reader import (
@@ -50,6 +62,14 @@ from destination_scarf.sync.writer import BAD_LINE_HINT, INVALID_RECORD_HINT, co
 
 DEFAULT_LIMIT = 10
 
+#: The token the README's recipes put in a preview's config: names are then not checked, and Scarf not called.
+PLACEHOLDER_TOKEN = "preview"
+#: How long a preview may spend reading the owner's package and tracking pixel lists: one attempt per page.
+NAMES_SECONDS = 10.0
+NAMES_RETRY = RetryPolicy(max_attempts=1, max_total_seconds=NAMES_SECONDS)
+#: Appended to the source of an artifact field holding a name, when the names could not be checked.
+NOT_CHECKED = " (name not checked)"
+
 #: Under `on_invalid_record: skip` a sync gives no advice (it logs the skip and goes on); the preview says so.
 SKIPPED_RECORD_HINT = ("Under on_invalid_record: skip, a sync counts such records as rejected and goes on; fix the "
                        "source data or the field mapping to send them.")
@@ -59,7 +79,9 @@ DESCRIPTION = f"""\
 Show what the first records of stdin (Airbyte messages, as `write` reads them) would become in Scarf,
 without sending anything: for each record the event (every $ field with its value and the record key it
 came from, and the custom variables) or the reason a sync would reject it, then a summary and each
-stream's mapping plan. The config and catalog are the ones a sync would get; Scarf is never contacted.
+stream's mapping plan. The config and catalog are the ones a sync would get. Nothing is sent to Scarf; with
+a real token it reads the owner's package and tracking pixel lists, to show the ids that names stand for
+(with the placeholder token `{PLACEHOLDER_TOKEN}`, names are shown unchecked).
 It prints record values, unlike the connector's logs: they are your own data, shown on your own terminal.
 It stops after --limit records (default {DEFAULT_LIMIT}) and exits 0 even when records would be rejected."""
 
@@ -68,10 +90,28 @@ def preview(*, config: ScarfConfig, streams: list[StreamInfo], limit: int = DEFA
             stdin: IO[bytes], out: IO[bytes]) -> None:
     """Write the report on `out`; a reader of `out` that hangs up early (`preview | head`) ends it quietly."""
     report = JsonReport(out) if as_json else TextReport(out)
+    names, unchecked = preview_names(config, streams)
     try:
-        Preview(config=config, streams=streams, limit=limit, report=report).run(stdin)
+        Preview(config=config, streams=streams, limit=limit, report=report, names=names,
+                names_unchecked=unchecked).run(stdin)
     except BrokenPipeError:  # `preview | head`: the reader has seen enough
         _silence_stdout()
+
+
+def preview_names(config: ScarfConfig, streams: list[StreamInfo]) -> tuple[ArtifactNames | None, str | None]:
+    """The owner's names as a sync would read them: (names, None); (None, why not) when they could not be read;
+    (None, None) when no stream can send a name. Never raises for Scarf's sake."""
+    if not names_needed(config, streams):
+        return None, None
+    if config.api_token == PLACEHOLDER_TOKEN:
+        return None, f"the config's api_token is the placeholder '{PLACEHOLDER_TOKEN}'"
+    try:
+        with ScarfClient.from_config(config, retry=NAMES_RETRY, connect_timeout=5.0, read_timeout=NAMES_SECONDS,
+                                     exchange_timeout=NAMES_SECONDS) as client:
+            names, _ = read_artifact_names(client, config, budget_seconds=NAMES_SECONDS)
+    except ScarfError as error:
+        return None, f"the owner's lists could not be read: {error.message}"
+    return names, None
 
 
 def _silence_stdout() -> None:
@@ -90,7 +130,10 @@ class Preview:
     """Reads input until `limit` records of the catalog's streams are previewed; tells `report` about each."""
 
     def __init__(self, *, config: ScarfConfig, streams: list[StreamInfo], limit: int, report: Report,
-                 now: Callable[[], datetime.datetime] = _utc_now) -> None:
+                 now: Callable[[], datetime.datetime] = _utc_now, names: ArtifactNames | None = None,
+                 names_unchecked: str | None = None) -> None:
+        """`names`: the owner's packages and pixels, as a sync reads them; `names_unchecked`: why they could not
+        be read, when a stream can send a name (names are then shown as given, marked as not checked)."""
         self._streams = streams
         self._limit = limit
         self._report = report
@@ -98,7 +141,15 @@ class Preview:
         # "now" for the time window, refreshed per input chunk, as a sync does.
         self._wall_now = now
         self._now = now()
-        self.mappers = compile_mappers(config, streams, lambda: self._now)
+        self.mappers = compile_mappers(config, streams, lambda: self._now, names)
+        self._names_summary: dict[str, Any] | None = None
+        if names is not None:
+            self._names_summary = {"checked": True, "packages": names.package_count,
+                                   "tracking_pixels": names.tracking_pixel_count, "reason": None}
+        elif names_unchecked is not None:
+            self._names_summary = {"checked": False, "packages": None, "tracking_pixels": None,
+                                   "reason": names_unchecked}
+        self._unchecked = names_unchecked is not None
         index = StreamIndex(streams)
         # Record positions and state scopes counted exactly as a sync counts them. Nothing is ever batched, so
         # no state leaves; a state only starts a new window for numbering repeated content, as in a sync.
@@ -117,6 +168,7 @@ class Preview:
         if not stopped:
             stopped = self._take(self.reader.end())
         self._report.summary({**self.counts, "limit": self._limit, "stopped_at_limit": stopped,
+                              "names": self._names_summary,
                               "streams": [self._stream_summary(i) for i in sorted(self._previewed)]})
 
     def _take(self, messages: Iterable[Message]) -> bool:
@@ -164,7 +216,12 @@ class Preview:
             sources = mapper.sources_for(record.data, record.line)
             if mapper.repeated > repeated:  # `encode` numbered this id: the content repeats an earlier record's
                 sources["$unique_id"] += ", numbered: the same content as an earlier record since the last state"
-            entry = {"event": _event_of(line), "sources": sources}
+            event = _event_of(line)
+            if self._unchecked:
+                for field in ARTIFACT_FIELDS:
+                    if field in sources and not is_uuid(event[field]):
+                        sources[field] += NOT_CHECKED
+            entry = {"event": event, "sources": sources}
         self.counts["records"] += 1
         self._previewed.add(record.stream)
         self._report.record({"stream": stream.name, "namespace": stream.namespace, "record_position": position,
@@ -274,6 +331,16 @@ class TextReport(Report):
         if summary["unknown_streams"]:
             text += f"; {_count(summary['unknown_streams'], 'stream')} not in the catalog"
         lines = [f"{text}. Nothing was sent to Scarf."]
+        names = summary.get("names")
+        if names is not None and names["checked"]:
+            lines.append(f"Names in $package and $tracking_pixel were checked against the owner's "
+                         f"{_count(names['packages'], 'package')} and "
+                         f"{_count(names['tracking_pixels'], 'tracking pixel')}, as a sync checks them.")
+        elif names is not None:
+            reason = _shown_reason(names["reason"])
+            lines.append(f"Names in $package and $tracking_pixel could not be checked ({reason}): they are shown "
+                         "as given. A sync reads the owner's packages and tracking pixels, sends "
+                         "the ids names stand for, and rejects a name that is unknown or ambiguous.")
         for stream in summary["streams"]:
             label = f"{stream['namespace']}.{stream['stream']}" if stream["namespace"] else stream["stream"]
             lines.append(f"Stream '{_shown(label)}' maps to Scarf as: {stream['plan']}")
@@ -283,6 +350,11 @@ class TextReport(Report):
                              f"{'is not a Scarf field' if len(dropped) == 1 else 'are not Scarf fields'}: "
                              + ", ".join(_shown(name, in_quotes=False) for name in dropped))
         self._write("\n".join(lines) + "\n")
+
+
+def _shown_reason(reason: str) -> str:
+    """A reason from the client as one line, without what a terminal would act on."""
+    return _inert(" ".join(str(reason).split())).rstrip(".")
 
 
 def _count(n: int, what: str) -> str:

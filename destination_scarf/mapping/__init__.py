@@ -6,10 +6,13 @@
 - `values.py`: values as text, flattening, headers, and the exactness and depth checks;
 - `variables.py`: custom variables;
 - `unique_ids.py`: deterministic `$unique_id`s;
-- `timeparse.py`: event times, parsed and written as Scarf wants them.
+- `timeparse.py`: event times, parsed and written as Scarf wants them;
+- `artifacts.py`: package and tracking pixel names turned into ids, from a table the sync reads.
 
 Nothing here puts a record value into an error message: records carry personal data (IP addresses, user agents)
-and errors end up in logs. `InvalidRecord` names the field and a reason only. Nothing here imports the CDK.
+and errors end up in logs. `InvalidRecord` names the field and a reason only; the one exception is a package or
+tracking pixel name that names no single artifact (artifacts.py): a name of the user's own catalogue, capped and
+escaped. Nothing here imports the CDK or calls Scarf.
 """
 
 from destination_scarf.mapping.encoder import EventMapper, compile_mapper

@@ -18,12 +18,13 @@ For people, never on the hot path: `describe_plan` (the plan a sync logs at its 
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from destination_scarf.mapping.artifacts import ArtifactNames, NameResolver, is_uuid, shown
 from destination_scarf.mapping.numbers import canonical_number, canonical_or_same
 from destination_scarf.mapping.rules import (
     ARTIFACT_FIELDS,
@@ -75,6 +76,13 @@ class _ShapePlan:
     extras: bool  # whether fields from dotted paths, constants or $headers may be added
     unique_source: bool  # likewise for a mapped $unique_id source
     key_id: bool  # whether the id may come from a mapped field or the primary key (else: from the content)
+    #: When names are resolved: (field, key, known) for an artifact field with one candidate key in this shape
+    #: (instead of `fields`): `known[value]` (artifacts.NameResolver: name or UUID -> id) is one dict lookup for a
+    #: value seen before, and resolves any other (or raises InvalidRecord). And (field, known) for an artifact field
+    #: filled some other way (several candidate keys, a dotted path, a constant that names nothing), resolved in
+    #: the event by `_put_extras` (so `extras` is set).
+    named: tuple[tuple[str, str, NameResolver], ...]
+    resolve: tuple[tuple[str, NameResolver], ...]
     #: (event key, reader of its record value) for the event's fields that come from a field the schema declares
     #: numeric: in a content id's material their text is the canonical number. Empty unless the schema has one.
     numeric: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = ()
@@ -101,11 +109,16 @@ def compile_mapper(
     primary_key: list[list[str]] | None,
     now: Callable[[], _dt.datetime],
     numeric_fields: frozenset[tuple[str, ...]] = frozenset(),
+    names: ArtifactNames | None = None,
 ) -> EventMapper:
     """Compile the mapping for one stream. Raises ValueError if `validate_rules(config)` finds problems.
 
     `numeric_fields` are the key paths the stream's JSON schema declares numeric (`numbers.numeric_paths`): where
     they feed the id, it is built from their canonical number, so `1`, `1.0` and `"1.000000000"` give one id.
+
+    `names`: the owner's packages and tracking pixels, read by the sync; with a multi-artifact target, values of
+    $package and $tracking_pixel that are names are then sent as the ids they name, and an unknown or ambiguous
+    name makes the record invalid (artifacts.py). Without it (or with a single target) values are sent as given.
 
     `now` must return an aware datetime; it is called once per record when a time window is set, so the window is
     measured against the time of mapping (the import itself is triggered a little later: keep the window a bit
@@ -118,7 +131,7 @@ def compile_mapper(
         # Caught here rather than as a TypeError on the first record.
         raise ValueError("now() must return an aware datetime")
     return EventMapper(config=config, stream=stream, namespace=namespace, primary_key=primary_key, now=now,
-                       numeric_fields=numeric_fields)
+                       numeric_fields=numeric_fields, names=names)
 
 
 def _window_text(window: _dt.timedelta) -> str:
@@ -150,6 +163,7 @@ class EventMapper:
         primary_key: list[list[str]] | None,
         now: Callable[[], _dt.datetime],
         numeric_fields: frozenset[tuple[str, ...]] = frozenset(),
+        names: ArtifactNames | None = None,
     ) -> None:
         self.stream = stream
         self.namespace = namespace
@@ -169,7 +183,27 @@ class EventMapper:
         sources = {field: source_for(field, rules.get(field)) for field in SCARF_FIELDS}
         self.sources = {field: source.describe() for field, source in sources.items()}
         self._field_sources = sources
-        self._compile_fields(sources, single_target=config.target_type != "multi_artifact")
+        single_target = config.target_type != "multi_artifact"
+        self._compile_fields(sources, single_target=single_target)
+        #: The artifact fields whose names are resolved to ids (none with a single target, or without names).
+        self.names = None if single_target else names
+        self._resolvers: tuple[tuple[str, NameResolver], ...] = () if self.names is None else tuple(
+            (field, self.names.resolver(field)) for field in ARTIFACT_FIELDS)
+        unresolved: set[str] = set()
+        if self.names is not None:
+            for field in ARTIFACT_FIELDS:
+                self.sources[field] += " (a name is sent as the id it stands for)"
+                constant = self._constants.get(field)
+                if constant is None:
+                    continue
+                if self.names.problem(field, constant) is None:
+                    self._constants[field] = self.names.resolve(field, constant)  # once: records pay nothing
+                else:
+                    unresolved.add(field)  # each record gets the refusal
+            unresolved.update(f for f, _, _ in self._pathed if f in ARTIFACT_FIELDS)
+        #: Artifact fields resolved in the event whatever the record's shape: from a dotted path, or a constant
+        #: that names nothing.
+        self._always_artifacts = frozenset(unresolved)
         self.variables = CustomVariables(
             mode=config.custom_variables, listed=config.custom_variable_fields,
             consumed=(key for source in sources.values() for key in source.consumed))
@@ -372,6 +406,13 @@ class EventMapper:
                     value = field_text(field, value)
                 if value:
                     event[field] = value
+        for field, key, known in plan.named:  # names to ids: one dict lookup for a value seen before
+            value = data[key]
+            if value is not None:
+                if type(value) is not str:
+                    value = field_text(field, value)
+                if value:
+                    event[field] = known[value]  # a value not seen before: NameResolver.__missing__
         for field, keys in plan.first_of:
             value = next((data[key] for key in keys if data[key] is not None), None)
             if value is not None:
@@ -388,7 +429,8 @@ class EventMapper:
         return event, plan
 
     def _put_extras(self, data: Mapping[str, Any], event: dict[str, Any], plan: _ShapePlan) -> None:
-        """Fields from dotted paths, constants, and $headers."""
+        """Fields from dotted paths, constants, and $headers; then names resolved in artifact fields filled other
+        than from one key (a path, several candidate keys, a constant that names nothing)."""
         for field, dotted, path in self._pathed:
             value = read_path(data, dotted, path)
             if value is not None:
@@ -405,6 +447,10 @@ class EventMapper:
             headers = [] if value is None else headers_from_value(value)
             if headers:
                 event["$headers"] = headers
+        for field, known in plan.resolve:
+            value = event.get(field)
+            if value is not None:
+                event[field] = known[value]
 
     def _constant_or_path_time(self, data: Mapping[str, Any]) -> str:
         if self._time_constant is not None:
@@ -441,21 +487,27 @@ class EventMapper:
     def _plan_for(self, shape: tuple[Any, ...]) -> _ShapePlan:
         """Work out, once per record shape (its key names, in order), which keys feed which field."""
         present = set(shape)
+        resolvers = dict(self._resolvers)
         fields = [(field, found) for field, keys in self._keyed if (found := tuple(k for k in keys if k in present))]
         custom = self.variables.keys_of(shape)
         unique_source = self._unique_keys is None or any(k in present for k in self._unique_keys)
         headers = self._headers_keys is None or any(k in present for k in self._headers_keys)
+        resolve = tuple((field, resolver) for field, resolver in self._resolvers
+                        if field in self._always_artifacts or any(f == field and len(k) > 1 for f, k in fields))
         plan = _ShapePlan(
             time=None if self._time_keys is None else tuple(k for k in self._time_keys if k in present),
-            fields=tuple((field, keys[0]) for field, keys in fields if len(keys) == 1),
+            fields=tuple((field, keys[0]) for field, keys in fields if len(keys) == 1 and field not in resolvers),
+            named=tuple((field, keys[0], resolvers[field])
+                        for field, keys in fields if len(keys) == 1 and field in resolvers),
             first_of=tuple((field, keys) for field, keys in fields if len(keys) > 1),
             custom=custom,
             variables=bool(custom) or self.variables.mode == "listed",
             headers=headers,
-            extras=headers or bool(self._pathed or self._constants or self._headers_constant is not None),
+            extras=headers or bool(self._pathed or self._constants or self._headers_constant is not None or resolve),
             unique_source=unique_source,
             key_id=unique_source or bool(self.ids.pk_paths),
-            numeric=self._numeric_sources(fields, custom) if self._numeric else (),
+            resolve=resolve,
+            numeric=self._numeric_sources(fields, custom, skip=resolvers.keys()) if self._numeric else (),
         )
         if len(self._plans) >= SHAPE_CACHE_LIMIT:
             self._plans.clear()
@@ -463,19 +515,21 @@ class EventMapper:
         self.shapes_planned += 1
         return plan
 
-    def _numeric_sources(self, fields: list[tuple[str, tuple[str, ...]]],
-                         custom: tuple[str, ...]) -> tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...]:
+    def _numeric_sources(self, fields: list[tuple[str, tuple[str, ...]]], custom: tuple[str, ...], *,
+                         skip: Iterable[str] = ()) -> tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...]:
         """For one record shape: the event keys whose value comes from a numeric field, each with a reader of
         that value (None when the value came from a field that is not numeric). Scarf's string fields, then the
         custom variables (a numeric field inside an object becomes the dotted variable `object.field`); not
-        $time (read as a time, whatever its form) nor $headers."""
+        $time (read as a time, whatever its form) nor $headers, nor the fields in `skip` (artifact fields whose
+        names are resolved: their id is what the content id hashes)."""
         numeric = self._numeric
+        skipped = frozenset(skip)
         found: list[tuple[str, Callable[[Mapping[str, Any]], Any]]] = []
         for field, keys in fields:
-            if any((key,) in numeric for key in keys):
+            if field not in skipped and any((key,) in numeric for key in keys):
                 found.append((field, _first_present_if_numeric(keys, numeric)))
         for field, _, path in self._pathed:
-            if path in numeric:
+            if field not in skipped and path in numeric:
                 found.append((field, _path_reader(path)))
         roots: list[tuple[str, tuple[str, ...]]] = [(key, (key,)) for key in custom]
         roots += [(name, path or (name,)) for name, path in self.variables.listed]
@@ -529,8 +583,19 @@ class EventMapper:
             if field in event:
                 supplier = source.supplier(data)
                 assert supplier is not None, f"{field} has a value but no source"
-                found[field] = supplier
+                found[field] = supplier + self._name_note(field, source, data, event[field])
         return found
+
+    def _name_note(self, field: str, source: Source, data: dict, sent: Any) -> str:
+        """" (name 'right-pad')" when the value sent is the id a name in the record (or constant) resolved to."""
+        if self.names is None or field not in ARTIFACT_FIELDS:
+            return ""
+        given = source.reader()(data)
+        if given is not None and type(given) is not str:
+            given = field_text(field, given)
+        if given is None or given == sent or is_uuid(given):
+            return ""
+        return f" (name {shown(given)})"
 
     def _unique_id_material(self, data: dict, plan: _ShapePlan) -> str:
         material = self.ids.material(data, may_have_mapped=plan.unique_source)

@@ -53,7 +53,8 @@ logger = logging.getLogger("airbyte")
 
 USER_AGENT = f"destination-scarf/{VERSION} (Airbyte destination; python-requests/{requests.__version__})"
 #: What a call to Scarf's API is for, as the sync counts them (Scarf bills every call, retries included).
-CallKind = Literal["pre-flight", "upload", "status", "status list", "log", "abort", "artifact", "list"]
+CallKind = Literal["pre-flight", "upload", "status", "status list", "log", "abort", "artifact", "artifact list",
+                   "list"]
 CALL_KINDS: tuple[CallKind, ...] = get_args(CallKind)
 
 #: What an import's status means for the sync: it is still running (importing, or any word Scarf has not
@@ -68,6 +69,26 @@ FAILED_STATUSES = frozenset({"failed", "failure", "error", "errored", "rejected"
 FINAL_STATUSES = frozenset({DONE}) | ABORTED_STATUSES | FAILED_STATUSES
 #: A line of an import's log longer than this is skipped (log entries are a few hundred bytes).
 _MAX_LOG_LINE = 64 * 1024
+
+#: The owner's artifact lists (getPackages, getTrackingPixels): their path under /v2, and what one item is.
+ArtifactKind = Literal["packages", "tracking-pixels"]
+_ARTIFACT_WORDS: dict[ArtifactKind, str] = {"packages": "packages", "tracking-pixels": "tracking pixels"}
+#: Page size asked of the artifact lists (the spec's example is 30 and gives no maximum), and the most pages read
+#: of one list: 100 pages of 100 are 10,000 packages, far beyond any catalogue seen. Past it, reading stops and
+#: the listing says it is incomplete.
+ARTIFACT_PAGE_SIZE = 100
+ARTIFACT_MAX_PAGES = 100
+
+
+@dataclass(frozen=True)
+class ArtifactListing:
+    """An owner's packages or tracking pixels, as read page by page: each item has a string `id` (items without
+    one are left out). `complete` is False when reading stopped at the page limit (or at a next link that
+    repeated an earlier one) although Scarf said more followed."""
+
+    items: tuple[Mapping[str, Any], ...]
+    pages: int
+    complete: bool
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -348,6 +369,67 @@ class ScarfClient:
             cancellable=False,
         )
 
+    def list_artifacts(self, kind: ArtifactKind, *, per_page: int = ARTIFACT_PAGE_SIZE,
+                       max_pages: int = ARTIFACT_MAX_PAGES, budget_seconds: float | None = None,
+                       cancellable: bool = True) -> ArtifactListing:
+        """Every page of the owner's packages or tracking pixels (getPackages, getTrackingPixels).
+
+        A page's `_links.next`, resolved against the API URL, gives the next page; it must stay on the API's
+        host (the token goes with it). An answer without `_links` is continued with `after` (the last id) and
+        `per_page` while its pages come full. Each page is one call (kind "artifact list"), retried like any
+        read; `budget_seconds` bounds the whole listing, every page and retry included.
+        """
+        words = _ARTIFACT_WORDS[kind]
+        path = f"/v2/{kind}/{_segment(self._owner)}"
+        end = self._clock() + (budget_seconds if budget_seconds is not None else self._retry.max_total_seconds)
+        items: list[Mapping[str, Any]] = []
+        params: list[tuple[str, str]] | None = [("per_page", str(per_page))]
+        url: str | None = None
+        seen: set[str] = set()
+        pages = 0
+        while True:
+            pages += 1
+            answer = self._request(
+                "GET", path, url=url, params=params, context=f"listing the owner's {words} (page {pages})",
+                not_found=f"owner '{self._owner}' was not found at Scarf: check the owner name",
+                deadline=end, kind="artifact list", cancellable=cancellable)
+            data = self._json(answer)
+            results = data.get("results") if isinstance(data, Mapping) else None
+            if not isinstance(results, list):
+                raise ScarfTransientError(f"Scarf's list of {words} had no results array; the API may have changed.")
+            page = [item for item in results if isinstance(item, Mapping) and isinstance(item.get("id"), str)]
+            items.extend(page)
+            links = data.get("_links")
+            if isinstance(links, Mapping):
+                following = links.get("next")
+                if not isinstance(following, str) or not following or not results:
+                    return ArtifactListing(tuple(items), pages, complete=True)
+                url = self._same_origin(following, words)
+                path, params = urllib.parse.urlsplit(url).path, None
+            elif len(results) >= per_page and page:  # no links: Scarf's cursor parameters, while pages come full
+                params = [("after", str(page[-1]["id"])), ("per_page", str(per_page))]
+                url = None
+            else:
+                return ArtifactListing(tuple(items), pages, complete=True)
+            key = url or repr(params)
+            if pages >= max_pages or key in seen:
+                logger.warning("Read %d page(s) of the owner's %s (%d items) and stopped there (%s).", pages,
+                               words, len(items), "the most it reads" if pages >= max_pages
+                               else "the next page was one already read")
+                return ArtifactListing(tuple(items), pages, complete=False)
+            seen.add(key)
+
+    def _same_origin(self, link: str, words: str) -> str:
+        """A next-page link as an absolute URL on the API's own scheme, host and port, else a ScarfError."""
+        url = urllib.parse.urljoin(self._base + "/", link)
+        there, here = urllib.parse.urlsplit(url), urllib.parse.urlsplit(self._base)
+        if (there.scheme, there.netloc) != (here.scheme, here.netloc):
+            raise ScarfError(
+                f"Scarf's list of {words} pointed its next page to {there.scheme}://{there.hostname}, not to "
+                f"api_url's host; the connector does not send the API token there. Check api_url (Scarf's API is "
+                "https://api.scarf.sh).")
+        return url
+
     def get_package(self, package_id: str) -> Mapping[str, Any]:
         answer = self._request(
             "GET",
@@ -380,6 +462,7 @@ class ScarfClient:
         *,
         context: str,
         not_found: str,
+        url: str | None = None,
         params: Sequence[tuple[str, str]] | None = None,
         headers: Mapping[str, str] | None = None,
         body: bytes | Path | None = None,
@@ -393,6 +476,9 @@ class ScarfClient:
         kind: CallKind,
     ) -> Answer:
         """Send with retries; return a 2xx answer or raise one of our error types.
+
+        The request goes to `url` when given (an absolute URL on the API's host, query included; `path` then
+        only names it), else to api_url + `path`.
 
         The call ends by the earlier of `deadline` and `budget` (default: the policy's budget) seconds
         from now, the attempt in flight included, and after `attempts` attempts when given. A `cancellable`
@@ -419,7 +505,7 @@ class ScarfClient:
             with self._calls_lock:
                 self.calls[kind] += 1
             try:
-                answer = self._transport.exchange(method, self._base + path, path=path, deadline=end,
+                answer = self._transport.exchange(method, url or self._base + path, path=path, deadline=end,
                                                   params=params, headers=headers, body=body, consume=consume,
                                                   cancellable=cancellable and interrupt_in_flight)
             except Unanswered as failure:

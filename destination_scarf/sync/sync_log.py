@@ -23,7 +23,7 @@ logger = logging.getLogger("airbyte")
 #: The sync summary's words for the kinds of calls (scarf/client.py `CallKind`).
 _CALL_WORDS = {"upload": "uploads", "status": "status reads by id", "status list": "imports list reads",
                "log": "log reads", "abort": "aborts", "pre-flight": "pre-flight", "artifact": "artifact reads",
-               "list": "list reads"}
+               "artifact list": "package and pixel list reads", "list": "list reads"}
 
 
 def _key_text(key: object) -> str:

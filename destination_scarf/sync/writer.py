@@ -35,6 +35,7 @@ from destination_scarf.config import ScarfConfig
 from destination_scarf.dead_letter import RejectLog
 from destination_scarf.errors import InvalidInput, ScarfError, SyncCancelled
 from destination_scarf.mapping import EventMapper, InvalidRecord, compile_mapper
+from destination_scarf.mapping.artifacts import ArtifactNames
 from destination_scarf.scarf.client import ScarfClient
 from destination_scarf.scarf.import_job import Batch, JobSettings, Outcome, describe_record
 from destination_scarf.scarf.imports import CancelReport, ImportSlots
@@ -82,11 +83,12 @@ class WriterTuning:
     not_found_grace_seconds: float = 60.0
 
 
-def compile_mappers(config: ScarfConfig, streams: list[StreamInfo],
-                    now: Callable[[], datetime.datetime]) -> list[EventMapper]:
-    """One mapper per stream, in catalog order: what a sync maps with, and what `preview` shows."""
+def compile_mappers(config: ScarfConfig, streams: list[StreamInfo], now: Callable[[], datetime.datetime],
+                    names: ArtifactNames | None = None) -> list[EventMapper]:
+    """One mapper per stream, in catalog order: what a sync maps with, and what `preview` shows. `names` (the
+    owner's packages and tracking pixels, see artifact_names.py) turns names in artifact fields into ids."""
     return [compile_mapper(config=config.mapping, stream=s.name, namespace=s.namespace, primary_key=s.primary_key,
-                           now=now, numeric_fields=s.numeric_fields) for s in streams]
+                           now=now, numeric_fields=s.numeric_fields, names=names) for s in streams]
 
 
 def start_windows(mappers: list[EventMapper], scope: int) -> None:
@@ -113,7 +115,10 @@ class Writer:
         now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.timezone.utc),
         spool_root: str | None = None,
         cancelled: threading.Event | None = None,
+        names: ArtifactNames | None = None,
     ) -> None:
+        """`names`: the owner's packages and tracking pixels, when a stream can send a name (see
+        artifact_names.py: `names_for_sync` reads them before the sync reads input)."""
         self._config = config
         self._streams = streams
         self._client = client
@@ -125,7 +130,7 @@ class Writer:
         # a clock call per record would cost more than the check, and a chunk spans milliseconds.
         self._wall_now = now
         self._now = now()
-        self._mappers = compile_mappers(config, streams, lambda: self._now)
+        self._mappers = compile_mappers(config, streams, lambda: self._now, names)
         index = StreamIndex(streams)
         self._reader = InputReader(index=index)
         self.checkpoints = Checkpoints(stream_count=len(streams), find_stream=index.find)

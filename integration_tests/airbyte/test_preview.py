@@ -1,6 +1,7 @@
 """`destination-scarf preview` through the real console entry point: what records would become, nothing sent.
 
-The emulator only provides a config that a sync could use; every test checks that it received no request.
+The emulator only provides a config that a sync could use; every test checks that nothing was sent to it: at most
+the owner's package and tracking pixel lists were read, to turn names into ids as a sync does (test_preview_names.py).
 The last tests run `write` on the same input and compare what Scarf stored with what the preview showed.
 """
 
@@ -42,8 +43,14 @@ def preview(emulator, tmp_path, messages, *args: str, config: dict[str, Any] | N
     catalog_path = write_json(tmp_path / "catalog.json", raw_catalog or catalog("downloads"))
     result = run_connector(["preview", "--config", config_path, "--catalog", catalog_path, *args],
                            stdin=b"".join(lines(messages)))
-    assert emulator.requests == []  # nothing was sent, not even a token check
+    assert_only_lists_read(emulator)
     return result
+
+
+def assert_only_lists_read(emulator) -> None:
+    """Nothing was sent, not even a token check: at most the owner's two lists were read, to check names."""
+    lists = {f"/v2/packages/{OWNER}", f"/v2/tracking-pixels/{OWNER}"}
+    assert [(r.method, r.path) for r in emulator.requests if r.method != "GET" or r.path not in lists] == []
 
 
 def preview_json(emulator, tmp_path, messages, *args: str, **kwargs: Any) -> list[dict[str, Any]]:
@@ -237,7 +244,7 @@ def test_preview_never_imports_the_cdk(emulator, tmp_path):
                             input=b"".join(lines([record("downloads", download(1))])), capture_output=True,
                             timeout=60, cwd=ROOT)
     assert result.returncode == 0 and result.stderr == b"NO CDK"
-    assert emulator.requests == []
+    assert_only_lists_read(emulator)
 
 
 # --- the text layout and --json say the same -----------------------------------------------------------------

@@ -283,7 +283,7 @@ def test_while_imports_run_the_list_answers_for_all_of_them_and_nothing_is_read_
 SUMMARY = re.compile(r"API calls to Scarf \(Scarf bills each\): (\d+) \(([^)]*)\), ([\d.]+) per import")
 WORDS = {"uploads": "upload", "status reads by id": "status", "imports list reads": "status list",
          "pre-flight": "pre-flight", "log reads": "log", "aborts": "abort", "artifact reads": "artifact",
-         "list reads": "list"}
+         "package and pixel list reads": "artifact list", "list reads": "list"}
 
 
 def summary_calls(stdout: bytes) -> tuple[int, dict[str, int], float]:
@@ -324,6 +324,7 @@ def test_the_summary_counts_exactly_the_calls_scarf_received(tmp_path, polling):
         assert said.get("status list", 0) == received["import-list"] - 1
         assert said.get("log", 0) == received["log"] == 0
         assert said.get("abort", 0) == received["abort"] == 0
+        assert said.get("artifact list", 0) == received["artifact-get"] == 2  # the owner's names: a page of each list
         assert sum(said.values()) == total
         assert per_import == pytest.approx(round(total / 5, 1))
         if polling == "by_id":  # no list read after the pre-flight
