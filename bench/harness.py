@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OWNER = "bench-org"
 TOKEN = "bench-token"
+LAUNCHER = Path(__file__).resolve().parent / "launch.py"
 
 
 @dataclass
@@ -32,19 +32,25 @@ class Measurement:
 
 
 def measure(command: list[str], stdin_path: Path, *, cwd: Path = ROOT) -> Measurement:
-    """Run `command` with the file on stdin; wall time, the child's own CPU time and peak RSS (wait4)."""
+    """Run `command` with the file on stdin; its wall time, own CPU time and peak RSS, as `launch.py` (a small
+    process between this one and the command, so that the command's peak RSS does not start from ours)."""
+    read_end, write_end = os.pipe()
     with open(stdin_path, "rb") as stdin:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=cwd)
+        process = subprocess.Popen([sys.executable, "-S", str(LAUNCHER), str(write_end), *command], stdin=stdin,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=cwd, pass_fds=(write_end,))
+        os.close(write_end)
         chunks: list[bytes] = []
         reader = threading.Thread(target=lambda: chunks.append(process.stdout.read()))
         reader.start()
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - started
+        with os.fdopen(read_end, "rb") as report:
+            usage = report.read()
+        process.wait()
         reader.join()
-        process.returncode = os.waitstatus_to_exitcode(status)
-    return Measurement(wall=wall, cpu=usage.ru_utime + usage.ru_stime, max_rss_mb=usage.ru_maxrss / 1024,
-                       returncode=process.returncode, stdout=b"".join(chunks))
+    if process.returncode != 0 or not usage:
+        raise RuntimeError(f"the launcher failed (exit {process.returncode}) for {command[:3]}")
+    found = json.loads(usage)
+    return Measurement(wall=found["wall"], cpu=found["cpu"], max_rss_mb=found["max_rss_kb"] / 1024,
+                       returncode=found["returncode"], stdout=b"".join(chunks))
 
 
 class Emulator:
