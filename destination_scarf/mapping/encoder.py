@@ -226,9 +226,6 @@ class EventMapper:
         #: were sent), and how many such fields they had in all: said once per stream in the sync log.
         self.marked_records = 0
         self.marked_fields = 0
-        if numeric_fields:
-            # Only a stream whose schema declares a number pays for canonical numbers in content ids.
-            self.encode = self._encode_numeric  # type: ignore[method-assign]
 
     def _compile_fields(self, sources: dict[str, Source], *, single_target: bool) -> None:
         time, headers = sources["$time"], sources["$headers"]
@@ -288,31 +285,12 @@ class EventMapper:
         if ids.enabled:
             key_id = ids.key_id(data, may_have_mapped=plan.unique_source) if plan.key_id else None
             if key_id is None:
-                canonical = _dumps(event, option=_SORTED)  # events hold only text: orjson never refuses them
-                return canonical[:-1] + b',"$unique_id":"' + ids.content_id(canonical).encode() + b'"}\n'
-            event["$unique_id"] = key_id
-        return _dumps(event, option=_NEWLINE)
-
-    def _encode_numeric(self, data: Any, line: bytes | None = None) -> bytes:
-        """`encode` for a stream whose schema declares numeric fields: a content id is a hash of the event with
-        the canonical number in place of each numeric field's text (`_material`); the event sent keeps its text."""
-        if type(data) is not dict:
-            raise InvalidRecord("data", "the record's `data` is not an object")
-        try:
-            event, plan = self._event(data)
-        except InexactNumber:
-            if line is None:
-                raise
-            data = read_exactly(line)
-            event, plan = self._event(data)
-        ids = self.ids
-        if ids.enabled:
-            key_id = ids.key_id(data, may_have_mapped=plan.unique_source) if plan.key_id else None
-            if key_id is None:
-                material = self._material(data, event, plan)
-                canonical = _dumps(material, option=_SORTED)
+                # A stream whose schema declares numbers hashes them as canonical numbers (`_material`); the event
+                # sent keeps their text. Otherwise the line is spliced from the very bytes that were hashed.
+                material = self._material(data, event, plan) if plan.numeric else event
+                canonical = _dumps(material, option=_SORTED)  # events hold only text: orjson never refuses them
                 content_id = ids.content_id(canonical)
-                if material is event:  # nothing to replace: the line is spliced from the hashed bytes, as in encode
+                if material is event:
                     return canonical[:-1] + b',"$unique_id":"' + content_id.encode() + b'"}\n'
                 key_id = content_id
             event["$unique_id"] = key_id

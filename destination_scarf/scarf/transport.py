@@ -218,38 +218,31 @@ def _shut(connection: Any) -> None:
 # or TLS handshake can be cut short too; the request is "sent" only once it is handed to the connection: for
 # https that is after the connection is made (TCP, a proxy's tunnel, the TLS handshake: urllib3 connects
 # before it sends), so an exchange whose guard was not `sent` never sent a byte of its request.
-class _WatchedHTTPConnection(HTTPConnection):
+class _Watched:
+    """What both connection classes add to urllib3's: the descriptor to shut down, and the guard told."""
+
     watched_fd = -1
 
     def _new_conn(self) -> Any:
-        sock = super()._new_conn()
-        self.watched_fd = sock.fileno()
+        sock = super()._new_conn()  # type: ignore[misc]
+        self.watched_fd = sock.fileno()  # for https, the TLS socket made from it keeps this descriptor
         return sock
 
     def connect(self) -> None:
         _attach(self, sent=False)
-        super().connect()
+        super().connect()  # type: ignore[misc]
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
         _attach(self, sent=True)  # a kept-alive connection is not connected again
-        return super().request(*args, **kwargs)
+        return super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    watched_fd = -1
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
 
-    def _new_conn(self) -> Any:
-        sock = super()._new_conn()
-        self.watched_fd = sock.fileno()  # the TLS socket made from it keeps this descriptor
-        return sock
 
-    def connect(self) -> None:
-        _attach(self, sent=False)
-        super().connect()
-
-    def request(self, *args: Any, **kwargs: Any) -> Any:
-        _attach(self, sent=True)  # a kept-alive connection is not connected again
-        return super().request(*args, **kwargs)
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
 
 
 def _attach(connection: Any, *, sent: bool) -> None:

@@ -143,8 +143,6 @@ class Writer:
         #: Whether each record's input line is kept beside its event until the import is settled, so that an event
         #: Scarf fails is kept aside with its original message (only then: it costs a copy of the input on disk).
         self._keep_messages = config.on_failed_events == "warn" and self._rejects.keeps_entries
-        if self._keep_messages:
-            self._add_record = self._add_record_kept  # type: ignore[method-assign]
         # Taken when iteration starts, before any input is read (`_open`):
         self._spool: Spool | None = None
         self._imports: ImportSlots | None = None
@@ -206,22 +204,11 @@ class Writer:
             return None
         position = self.checkpoints.record_batched(record.stream)
         batch = self._batch or self._open_batch()
-        if batch.add(line, record.stream, position, record.line_no):
-            return self._close_batch()
-        return None
-
-    def _add_record_kept(self, record: Record) -> Batch | None:
-        """`_add_record`, keeping the record's input line beside its event (see `_keep_messages`)."""
-        try:
-            line = self._mappers[record.stream].encode(record.data, record.line)
-        except InvalidRecord as invalid:
-            self._reject(record, invalid)
-            return None
-        position = self.checkpoints.record_batched(record.stream)
-        batch = self._batch or self._open_batch()
-        if batch.add_kept(line, record.line, record.stream, position, record.line_no):
-            return self._close_batch()
-        return None
+        if self._keep_messages:  # the record's input line goes beside its event (see `_keep_messages`)
+            full = batch.add_kept(line, record.line, record.stream, position, record.line_no)
+        else:
+            full = batch.add(line, record.stream, position, record.line_no)
+        return self._close_batch() if full else None
 
     def _add(self, message: Message) -> Batch | None:
         """Any other message; returns a batch to hand over when the message closes the open one."""
