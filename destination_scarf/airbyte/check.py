@@ -39,7 +39,8 @@ def run_check(raw_config: Mapping[str, Any], *, logger: logging.Logger,
         with ScarfClient.from_config(config, retry=retry, read_timeout=10.0, exchange_timeout=10.0) as client:
             busy = _probe(client, config)
             if any(name_constants(config.mapping)):
-                names, _ = read_artifact_names(client, config, budget_seconds=retry.max_total_seconds)
+                names, _ = read_artifact_names(client, config, budget_seconds=retry.max_total_seconds,
+                                                attempts=retry.max_attempts)
                 check_constant_names(config.mapping, names)
     except ScarfError as error:
         return AirbyteConnectionStatus(status=Status.FAILED, message=str(error))

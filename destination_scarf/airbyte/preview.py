@@ -108,7 +108,8 @@ def preview_names(config: ScarfConfig, streams: list[StreamInfo]) -> tuple[Artif
     try:
         with ScarfClient.from_config(config, retry=NAMES_RETRY, connect_timeout=5.0, read_timeout=NAMES_SECONDS,
                                      exchange_timeout=NAMES_SECONDS) as client:
-            names, _ = read_artifact_names(client, config, budget_seconds=NAMES_SECONDS)
+            names, _ = read_artifact_names(client, config, budget_seconds=NAMES_SECONDS,
+                                            attempts=NAMES_RETRY.max_attempts)
     except ScarfError as error:
         return None, f"the owner's lists could not be read: {error.message}"
     return names, None

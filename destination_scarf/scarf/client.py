@@ -371,13 +371,14 @@ class ScarfClient:
 
     def list_artifacts(self, kind: ArtifactKind, *, per_page: int = ARTIFACT_PAGE_SIZE,
                        max_pages: int = ARTIFACT_MAX_PAGES, budget_seconds: float | None = None,
-                       cancellable: bool = True) -> ArtifactListing:
+                       attempts: int | None = None, cancellable: bool = True) -> ArtifactListing:
         """Every page of the owner's packages or tracking pixels (getPackages, getTrackingPixels).
 
         A page's `_links.next`, resolved against the API URL, gives the next page; it must stay on the API's
         host (the token goes with it). An answer without `_links` is continued with `after` (the last id) and
         `per_page` while its pages come full. Each page is one call (kind "artifact list"), retried like any
-        read; `budget_seconds` bounds the whole listing, every page and retry included.
+        read; `budget_seconds` bounds the whole listing, every page and retry included, and `attempts` (when
+        given) the attempts at each page.
         """
         words = _ARTIFACT_WORDS[kind]
         path = f"/v2/{kind}/{_segment(self._owner)}"
@@ -392,7 +393,7 @@ class ScarfClient:
             answer = self._request(
                 "GET", path, url=url, params=params, context=f"listing the owner's {words} (page {pages})",
                 not_found=f"owner '{self._owner}' was not found at Scarf: check the owner name",
-                deadline=end, kind="artifact list", cancellable=cancellable)
+                deadline=end, attempts=attempts, kind="artifact list", cancellable=cancellable)
             data = self._json(answer)
             results = data.get("results") if isinstance(data, Mapping) else None
             if not isinstance(results, list):

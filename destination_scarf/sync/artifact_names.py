@@ -35,13 +35,14 @@ def names_needed(config: ScarfConfig, streams: Iterable[StreamInfo]) -> bool:
 
 
 def read_artifact_names(client: ScarfClient, config: ScarfConfig, *, budget_seconds: float = LIST_SECONDS,
-                        per_page: int = ARTIFACT_PAGE_SIZE) -> tuple[ArtifactNames, int]:
-    """Read every page of the owner's packages and tracking pixels, within `budget_seconds` for both; the table,
-    and how many pages it took."""
+                        attempts: int | None = None, per_page: int = ARTIFACT_PAGE_SIZE) -> tuple[ArtifactNames, int]:
+    """Read every page of the owner's packages and tracking pixels, within `budget_seconds` for both and
+    `attempts` at each page (None: as many as the budget allows); the table, and how many pages it took."""
     started = time.monotonic()
-    packages = client.list_artifacts("packages", per_page=per_page, budget_seconds=budget_seconds)
+    packages = client.list_artifacts("packages", per_page=per_page, budget_seconds=budget_seconds,
+                                     attempts=attempts)
     left = max(budget_seconds - (time.monotonic() - started), 0.0)
-    pixels = client.list_artifacts("tracking-pixels", per_page=per_page, budget_seconds=left)
+    pixels = client.list_artifacts("tracking-pixels", per_page=per_page, budget_seconds=left, attempts=attempts)
     names = ArtifactNames(
         owner=config.owner,
         packages=_artifacts(packages.items, typed=True), packages_complete=packages.complete,

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from destination_scarf.airbyte.check import run_check
+from destination_scarf.airbyte.check import CHECK_RETRY, run_check
 from support import (
     OWNER,
     PACKAGE,
@@ -145,6 +145,22 @@ def test_preview_without_a_network_says_names_could_not_be_checked_and_goes_on(n
     assert "would be sent" in text and "<- package (name not checked)" in text
     assert "could not be checked (the owner's lists could not be read: " in text
     assert "was refused" in text or "could not reach Scarf" in text
+
+
+def test_preview_makes_one_attempt_at_a_list_scarf_fails_and_goes_on(named, tmp_path):
+    """A preview is a quick look: a failing list is not retried (a sync retries it within its budget)."""
+    named.start_outage(only="artifact-get", status=503)
+    text = preview(named, tmp_path, make_config(named), [{"package": "right-pad"}]).stdout.decode()
+    assert "<- package (name not checked)" in text and "503" in text
+    assert list_reads(named) == 1  # the packages' first page, once; the pixels' list is not reached
+
+
+def test_check_makes_its_stated_attempts_at_a_list_scarf_fails(named):
+    named.start_outage(only="artifact-get", status=503)
+    config = make_config(named, field_mappings=[{"scarf_field": "$package", "constant": "right-pad"}])
+    status, message = check(config)
+    assert status == "FAILED" and "503" in message
+    assert list_reads(named) == CHECK_RETRY.max_attempts
 
 
 def test_preview_shows_no_names_note_for_a_single_target(named, tmp_path):
