@@ -146,10 +146,11 @@ class Preview:
         self._names_summary: dict[str, Any] | None = None
         if names is not None:
             self._names_summary = {"checked": True, "packages": names.package_count,
-                                   "tracking_pixels": names.tracking_pixel_count, "reason": None}
+                                   "tracking_pixels": names.tracking_pixel_count, "reason": None,
+                                   "unchecked_values": 0}
         elif names_unchecked is not None:
             self._names_summary = {"checked": False, "packages": None, "tracking_pixels": None,
-                                   "reason": names_unchecked}
+                                   "reason": names_unchecked, "unchecked_values": 0}
         self._unchecked = names_unchecked is not None
         index = StreamIndex(streams)
         # Record positions and state scopes counted exactly as a sync counts them. Nothing is ever batched, so
@@ -218,10 +219,11 @@ class Preview:
             if mapper.repeated > repeated:  # `encode` numbered this id: the content repeats an earlier record's
                 sources["$unique_id"] += ", numbered: the same content as an earlier record since the last state"
             event = _event_of(line)
-            if self._unchecked:
+            if self._names_summary is not None and self._unchecked:
                 for field in ARTIFACT_FIELDS:
                     if field in sources and not is_uuid(event[field]):
                         sources[field] += NOT_CHECKED
+                        self._names_summary["unchecked_values"] += 1
             entry = {"event": event, "sources": sources}
         self.counts["records"] += 1
         self._previewed.add(record.stream)
@@ -337,7 +339,7 @@ class TextReport(Report):
             lines.append(f"Names in $package and $tracking_pixel were checked against the owner's "
                          f"{_count(names['packages'], 'package')} and "
                          f"{_count(names['tracking_pixels'], 'tracking pixel')}, as a sync checks them.")
-        elif names is not None:
+        elif names is not None and names["unchecked_values"]:  # said only when a name was shown unchecked
             reason = _shown_reason(names["reason"])
             lines.append(f"Names in $package and $tracking_pixel could not be checked ({reason}): they are shown "
                          "as given. A sync reads the owner's packages and tracking pixels, sends "

@@ -121,7 +121,8 @@ def test_preview_with_a_usable_token_shows_the_id_a_name_stands_for(named, tmp_p
 def test_preview_json_says_what_was_checked(named, tmp_path):
     out = messages_of(preview(named, tmp_path, make_config(named), [{"package": "left-pad"}], "--json").stdout)
     assert out[0]["event"]["$package"] == LEFT_PAD and out[0]["sources"]["$package"] == "package (name 'left-pad')"
-    assert out[-1]["summary"]["names"] == {"checked": True, "packages": 4, "tracking_pixels": 2, "reason": None}
+    assert out[-1]["summary"]["names"] == {"checked": True, "packages": 4, "tracking_pixels": 2, "reason": None,
+                                           "unchecked_values": 0}
 
 
 def test_preview_with_the_placeholder_token_shows_names_unchecked_and_calls_nothing(named, tmp_path):
@@ -136,7 +137,18 @@ def test_preview_with_the_placeholder_token_shows_names_unchecked_and_calls_noth
     out = messages_of(preview(named, tmp_path, config, [{"package": "right-pad"}], "--json").stdout)
     assert out[0]["sources"]["$package"] == "package (name not checked)"
     assert out[-1]["summary"]["names"] == {"checked": False, "packages": None, "tracking_pixels": None,
-                                           "reason": "the config's api_token is the placeholder 'preview'"}
+                                           "reason": "the config's api_token is the placeholder 'preview'",
+                                           "unchecked_values": 1}
+
+
+def test_preview_says_nothing_of_unchecked_names_when_every_value_shown_is_an_id(named, tmp_path):
+    config = make_config(named, api_token="preview")
+    text = preview(named, tmp_path, config, [{"package": PACKAGE}]).stdout.decode()
+    assert f'"{PACKAGE}"  <- package\n' in text
+    assert "could not be checked" not in text and "not checked" not in text
+    out = messages_of(preview(named, tmp_path, config, [{"package": PACKAGE}], "--json").stdout)
+    assert out[-1]["summary"]["names"]["checked"] is False
+    assert out[-1]["summary"]["names"]["unchecked_values"] == 0
 
 
 def test_preview_without_a_network_says_names_could_not_be_checked_and_goes_on(named, tmp_path):
