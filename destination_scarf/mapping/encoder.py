@@ -274,13 +274,7 @@ class EventMapper:
         """
         if type(data) is not dict:
             raise InvalidRecord("data", "the record's `data` is not an object")
-        try:
-            event, plan = self._event(data)
-        except InexactNumber:
-            if line is None:
-                raise
-            data = read_exactly(line)
-            event, plan = self._event(data)
+        data, event, plan = self._exact_event(data, line)
         ids = self.ids
         if ids.enabled:
             key_id = ids.key_id(data, may_have_mapped=plan.unique_source) if plan.key_id else None
@@ -533,6 +527,18 @@ class EventMapper:
         parts.append(f"custom variables: {self.variables.describe()}")
         return "; ".join(parts)
 
+    def _exact_event(self, data: dict, line: bytes | None) -> tuple[dict, dict[str, Any], _ShapePlan]:
+        """`_event`, with the record's `line` read again exactly when it holds an integer the fast JSON parser
+        could not (InexactNumber without a line); the data the event was made from comes back with it."""
+        try:
+            event, plan = self._event(data)
+        except InexactNumber:
+            if line is None:
+                raise
+            data = read_exactly(line)
+            event, plan = self._event(data)
+        return data, event, plan
+
     def sources_for(self, data: dict, line: bytes | None = None) -> dict[str, str]:
         """Where each Scarf field of this record's event comes from, for the fields the event has, in Scarf's order.
 
@@ -545,13 +551,7 @@ class EventMapper:
         `encode` does; given the record's input `line`, a record with a huge integer is read again exactly, as
         `encode` does) and asks each compiled source which place it read. Pure; names keys, never values.
         """
-        try:
-            event, plan = self._event(data)
-        except InexactNumber:
-            if line is None:
-                raise
-            data = read_exactly(line)
-            event, plan = self._event(data)
+        data, event, plan = self._exact_event(data, line)
         found: dict[str, str] = {}
         for field, source in self._field_sources.items():
             if field == "$unique_id":
