@@ -151,7 +151,6 @@ class Preview:
         elif names_unchecked is not None:
             self._names_summary = {"checked": False, "packages": None, "tracking_pixels": None,
                                    "reason": names_unchecked, "unchecked_values": 0}
-        self._unchecked = names_unchecked is not None
         index = StreamIndex(streams)
         # Record positions and state scopes counted exactly as a sync counts them. Nothing is ever batched, so
         # no state leaves; a state only starts a new window for numbering repeated content, as in a sync.
@@ -219,7 +218,7 @@ class Preview:
             if mapper.repeated > repeated:  # `encode` numbered this id: the content repeats an earlier record's
                 sources["$unique_id"] += ", numbered: the same content as an earlier record since the last state"
             event = _event_of(line)
-            if self._names_summary is not None and self._unchecked:
+            if self._names_summary is not None and not self._names_summary["checked"]:
                 for field in ARTIFACT_FIELDS:
                     if field in sources and not is_uuid(event[field]):
                         sources[field] += NOT_CHECKED
